@@ -1,0 +1,115 @@
+"""Pre-send checks: what would clip, break, or leave a mail without its opt-out or sender."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass
+from html.parser import HTMLParser
+
+from .message import Envelope
+from .personalise import PersonalMail
+from .render import RenderedMail
+from .settings import CampaignSettings
+
+GMAIL_CLIP_BYTES = 102 * 1024
+WARN_BYTES = 80 * 1024
+SUBJECT_MAX = 50
+PREHEADER_RANGE = (40, 100)
+_LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|%%[cu]\.|<mj-|</mj-")
+_PLACEHOLDER_LINK = re.compile(r"example\.(com|org|net)|^#|\bTODO\b|\bXXX\b|lorem|localhost|127\.0\.0\.1", re.I)
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "error" or "warning"
+    mail: int | None
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"level": self.level, "mail": self.mail, "message": self.message}
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+        self.images: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "a" and "href" in a:
+            self.links.append(a["href"] or "")
+        elif tag == "img":
+            self.images.append(a)
+
+
+def check_mail(mail: RenderedMail, personal: PersonalMail, envelope: Envelope, *, campaign: CampaignSettings) -> list[Finding]:
+    """Every check of one mail as a contact receives it."""
+    n = mail.number
+    found: list[Finding] = []
+
+    def error(msg: str) -> None:
+        found.append(Finding("error", n, msg))
+
+    def warning(msg: str) -> None:
+        found.append(Finding("warning", n, msg))
+
+    size = len(personal.html.encode("utf-8"))
+    if size > GMAIL_CLIP_BYTES:
+        error(f"HTML is {size / 1024:.0f} KB; Gmail clips mails over 102 KB, footer and opt-out included")
+    elif size > WARN_BYTES:
+        warning(f"HTML is {size / 1024:.0f} KB, close to Gmail's 102 KB clipping limit")
+
+    parser = _Collector()
+    parser.feed(personal.html)
+    for img in parser.images:
+        if img.get("alt") is None or not (img.get("alt") or "").strip():
+            error(f"image {img.get('src') or '(no src)'} has no alt text")
+    optout_seen = False
+    for href in parser.links:
+        if href.startswith("mailto:"):
+            optout_seen = optout_seen or href.lower().startswith("mailto:" + _sender_optout(envelope).lower())
+            continue
+        parts = urllib.parse.urlsplit(href)
+        if parts.scheme != "https" or not parts.netloc:
+            error(f"link {href!r} is not an absolute https:// address")
+            continue
+        if _PLACEHOLDER_LINK.search(href):
+            error(f"link {href!r} points at a placeholder")
+        host = (parts.hostname or "").lower()
+        if any(host == d or host.endswith("." + d) for d in campaign.links.own_domains):
+            query = dict(urllib.parse.parse_qsl(parts.query))
+            missing = [k for k, v in campaign.links.utm if query.get(k) != v]
+            if missing:
+                error(f"link {href!r} to the organisation's site lacks {', '.join(missing)}")
+
+    headers = envelope.data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    if not optout_seen:
+        error("no opt-out link in the HTML")
+    if _sender_optout(envelope) not in personal.text:
+        error("no opt-out in the text part")
+    if "List-Unsubscribe:" not in headers:
+        error("no List-Unsubscribe header")
+    if campaign.organisation not in personal.text or campaign.organisation not in personal.html:
+        error(f"the sender ({campaign.organisation}) is not named in the mail")
+
+    for where, body in (("HTML", personal.html), ("text part", personal.text), ("subject", personal.subject)):
+        m = _LEFTOVER.search(body)
+        if m:
+            error(f"template syntax {m.group(0)!r} left in the {where}")
+    if len(mail.subject) > SUBJECT_MAX:
+        warning(f"subject is {len(mail.subject)} characters; phones show about {SUBJECT_MAX}")
+    low, high = PREHEADER_RANGE
+    if not mail.preheader.strip():
+        error("no preheader")
+    elif not low <= len(mail.preheader) <= high:
+        warning(f"preheader is {len(mail.preheader)} characters; {low} to {high} shows best in inboxes")
+    if re.search(r"fonts\.googleapis|@import|<link\b", personal.html, re.I):
+        error("the HTML loads a remote stylesheet or font")
+    return found
+
+
+def _sender_optout(envelope: Envelope) -> str:
+    m = re.search(rb"List-Unsubscribe:.*?<mailto:([^?>]+)", envelope.data, re.S)
+    return m.group(1).decode() if m else "\0"

@@ -1,0 +1,447 @@
+"""Contact lists: reading spreadsheets as they really arrive, storing, opting out, erasing.
+
+Contacts are personal data. Nothing here logs an address in full (see :attr:`Contact.masked`);
+erasure leaves only a salted one-way hash on the suppression list.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import store
+from .errors import ContactsError, UnknownContact
+
+STANDARD = ("email", "name", "party", "municipality", "role", "basis")
+REQUIRED = ("email", "party", "municipality")
+ALIASES = {
+    "email": "email", "e-mail": "email", "e-mailadres": "email", "emailadres": "email",
+    "email address": "email", "e-mail address": "email", "mail": "email",
+    "name": "name", "naam": "name",
+    "party": "party", "partij": "party",
+    "municipality": "municipality", "gemeente": "municipality",
+    "role": "role", "functie": "role",
+    "basis": "basis", "grondslag": "basis",
+}
+STATUSES = ("active", "unsubscribed", "bounced", "removed")
+_BAD_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class Contact:
+    """One person at a local party, as the templates see them."""
+
+    email: str
+    party: str
+    municipality: str
+    name: str = ""
+    role: str = ""
+    extra: tuple[tuple[str, str], ...] = ()
+    basis: str = ""
+    id: int | None = None
+    status: str = "active"
+
+    @property
+    def key(self) -> str:
+        return email_key(self.email)
+
+    @property
+    def masked(self) -> str:
+        """``r***@example.nl``: enough to tell contacts apart in a message, not to reveal them."""
+        local, _, domain = self.email.partition("@")
+        return f"{local[:1]}***@{domain}"
+
+
+def email_key(address: str) -> str:
+    return address.strip().casefold()
+
+
+def mask(address: str) -> str:
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+@dataclass(frozen=True)
+class ParsedRow:
+    line: int
+    contact: Contact
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    path: Path
+    rows: tuple[ParsedRow, ...]
+    problems: tuple[str, ...]
+    encoding: str
+    delimiter: str
+    extra_columns: tuple[str, ...]
+
+
+def _decode(raw: bytes, path: Path) -> tuple[str, str]:
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:].decode("utf-8"), "utf-8 (BOM)"
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    # Dutch Excel saves "CSV (puntkomma)" in Windows-1252; five bytes are undefined there.
+    try:
+        return raw.decode("cp1252"), "windows-1252"
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ContactsError(f"{path}:{line}: neither UTF-8 nor Windows-1252 text") from None
+
+
+def _delimiter(header: str) -> str:
+    counts = {d: header.count(d) for d in (";", ",", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _column_key(header: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", header.strip().lower()).strip("_")
+
+
+def read_contacts(path: Path, *, default_basis: str) -> ParsedFile:
+    """Read and check a contact file without storing anything. Problems are collected, not raised."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ContactsError(f"{path}: cannot read: {exc.strerror}") from None
+    text, encoding = _decode(raw, path)
+    if not text.strip():
+        raise ContactsError(f"{path}: the file is empty")
+    first_line = text.splitlines()[0]
+    delimiter = _delimiter(first_line)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader)
+    except csv.Error as exc:
+        raise ContactsError(f"{path}:1: header: {exc}") from None
+    columns: list[str] = []
+    seen: dict[str, str] = {}
+    problems: list[str] = []
+    for raw_name in header:
+        name = raw_name.strip()
+        key = ALIASES.get(name.lower()) or _column_key(name)
+        if not key:
+            problems.append(f"{path}:1: column {len(columns) + 1}: has no name")
+        elif key in seen:
+            problems.append(f"{path}:1: column '{name}': means the same as column '{seen[key]}'")
+        seen[key] = name
+        columns.append(key)
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        found = ", ".join(repr(h.strip()) for h in header)
+        raise ContactsError(
+            f"{path}:1: missing required column{'s' if len(missing) > 1 else ''} "
+            + ", ".join(f"'{c}'" for c in missing)
+            + f" (found {found}; e-mail may be called email, e-mail or e-mailadres)"
+        )
+    if problems:
+        raise ContactsError(f"{path}: the header is not usable", problems)
+    label = {key: seen[key] for key in columns}
+    extra_columns = tuple(c for c in columns if c not in STANDARD)
+
+    rows: list[ParsedRow] = []
+    first_seen: dict[str, int] = {}
+    line = 2  # the line on which the next record starts
+    while True:
+        start = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(f"{path}:{start}: {exc}")
+            break
+        line = start
+        if not any(v.strip() for v in record):
+            continue
+        if len(record) != len(columns):
+            problems.append(f"{path}:{line}: has {len(record)} fields, the header has {len(columns)}")
+            continue
+        values = {key: value.strip() for key, value in zip(columns, record)}
+        row_problems = []
+        for key, value in values.items():
+            if _BAD_CHARS.search(value):
+                what = "a line break" if re.search(r"[\r\n\u2028\u2029]", value) else "a control character"
+                row_problems.append(f"{path}:{line}: column '{label[key]}': contains {what}")
+        for key in REQUIRED:
+            if not values.get(key):
+                row_problems.append(f"{path}:{line}: column '{label[key]}': is empty")
+        address = values.get("email", "")
+        if address and not any(f"column '{label['email']}'" in p for p in row_problems):
+            try:
+                address = validate_email(address, check_deliverability=False).normalized
+            except EmailNotValidError as exc:
+                row_problems.append(f"{path}:{line}: column '{label['email']}': {address!r} is not a valid address ({exc})")
+            else:
+                k = email_key(address)
+                if k in first_seen:
+                    row_problems.append(f"{path}:{line}: column '{label['email']}': repeats the address of line {first_seen[k]}")
+                else:
+                    first_seen[k] = line
+        if row_problems:
+            problems.extend(row_problems)
+            continue
+        rows.append(ParsedRow(line=line, contact=Contact(
+            email=address,
+            name=values.get("name", ""),
+            party=values["party"],
+            municipality=values["municipality"],
+            role=values.get("role", ""),
+            basis=values.get("basis") or default_basis,
+            extra=tuple((c, values[c]) for c in extra_columns),
+        )))
+    if not rows and not problems:
+        raise ContactsError(f"{path}: no contacts below the header")
+    return ParsedFile(path=path, rows=tuple(rows), problems=tuple(problems), encoding=encoding,
+                      delimiter=delimiter, extra_columns=extra_columns)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import did (or, with ``dry_run``, would do)."""
+
+    path: Path
+    added: int
+    updated: int
+    unchanged: int
+    kept_status: int  # re-imported but opted out or bounced: stays so
+    suppressed: int  # erased on request earlier: refused
+    refused: tuple[str, ...]
+    dry_run: bool
+    encoding: str
+    delimiter: str
+    stored: bool
+    changes: tuple[tuple[str, int], ...] = field(default=())  # (added/updated/..., line)
+
+
+def suppression_hash(conn: sqlite3.Connection, address: str) -> str:
+    return hashlib.sha256((store.salt(conn) + email_key(address)).encode()).hexdigest()
+
+
+def import_contacts(
+    conn: sqlite3.Connection,
+    path: Path,
+    *,
+    default_basis: str,
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    now: dt.datetime | None = None,
+) -> ImportResult:
+    """Import a contact file: all or nothing unless ``skip_invalid``; nothing stored on ``dry_run``.
+
+    Raises :class:`ContactsError` listing every problem when the file has any and
+    ``skip_invalid`` is off; in that case nothing is stored.
+    """
+    parsed = read_contacts(path, default_basis=default_basis)
+    if parsed.problems and not skip_invalid:
+        n = len(parsed.problems)
+        raise ContactsError(f"{path}: {n} problem{'s' if n > 1 else ''}; nothing was imported "
+                            "(fix the file, or use --skip-invalid to import the valid rows)", parsed.problems)
+    moment = store.iso(now or store.now_utc())
+    source = path.name
+    added = updated = unchanged = kept = suppressed = 0
+    changes: list[tuple[str, int]] = []
+    salt_value = store.salt(conn)
+    with store.transaction(conn):
+        existing = {
+            row["email_key"]: row
+            for row in conn.execute("SELECT id, email_key, email, name, party, municipality, role, extra, basis, status FROM contacts")
+        }
+        blocked = {row[0] for row in conn.execute("SELECT hash FROM suppressions")}
+        for row in parsed.rows:
+            c = row.contact
+            key = c.key
+            if hashlib.sha256((salt_value + key).encode()).hexdigest() in blocked:
+                suppressed += 1
+                changes.append(("erased", row.line))
+                continue
+            extra = json.dumps(dict(c.extra), ensure_ascii=False, sort_keys=True)
+            old = existing.get(key)
+            if old is None:
+                added += 1
+                changes.append(("added", row.line))
+                if not dry_run:
+                    conn.execute(
+                        "INSERT INTO contacts (email, email_key, name, party, municipality, role, extra, basis,"
+                        " source, imported_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (c.email, key, c.name, c.party, c.municipality, c.role, extra, c.basis, source, moment, moment),
+                    )
+                continue
+            same = (old["email"], old["name"], old["party"], old["municipality"], old["role"], old["extra"], old["basis"]) == (
+                c.email, c.name, c.party, c.municipality, c.role, extra, c.basis)
+            if old["status"] in ("unsubscribed", "bounced"):
+                kept += 1
+                changes.append((f"stays {old['status']}", row.line))
+            elif old["status"] == "removed":
+                updated += 1
+                changes.append(("reactivated", row.line))
+            elif same:
+                unchanged += 1
+                changes.append(("unchanged", row.line))
+                continue
+            else:
+                updated += 1
+                changes.append(("updated", row.line))
+            if not dry_run:
+                # An opt-out or bounce is never undone by an import; a staff removal is.
+                conn.execute(
+                    "UPDATE contacts SET email=?, name=?, party=?, municipality=?, role=?, extra=?, basis=?, source=?,"
+                    " updated_at=?, status = CASE WHEN status = 'removed' THEN 'active' ELSE status END,"
+                    " status_at = CASE WHEN status = 'removed' THEN ? ELSE status_at END"
+                    " WHERE id=?",
+                    (c.email, c.name, c.party, c.municipality, c.role, extra, c.basis, source, moment, moment, old["id"]),
+                )
+    return ImportResult(
+        path=path, added=added, updated=updated, unchanged=unchanged, kept_status=kept, suppressed=suppressed,
+        refused=parsed.problems, dry_run=dry_run, encoding=parsed.encoding, delimiter=parsed.delimiter,
+        stored=not dry_run, changes=tuple(changes),
+    )
+
+
+def _row_to_contact(row: sqlite3.Row) -> Contact:
+    return Contact(
+        id=row["id"], email=row["email"], name=row["name"], party=row["party"], municipality=row["municipality"],
+        role=row["role"], extra=tuple(sorted(json.loads(row["extra"]).items())), basis=row["basis"], status=row["status"],
+    )
+
+
+def list_contacts(conn: sqlite3.Connection, *, status: str | None = None) -> list[dict]:
+    """Every contact (or those with ``status``), as plain dicts for a table or JSON."""
+    query = "SELECT * FROM contacts"
+    args: tuple = ()
+    if status:
+        query += " WHERE status = ?"
+        args = (status,)
+    out = []
+    for row in conn.execute(query + " ORDER BY municipality, party, email", args):
+        out.append({
+            "email": row["email"], "name": row["name"], "party": row["party"], "municipality": row["municipality"],
+            "role": row["role"], "status": row["status"], "basis": row["basis"], "source": row["source"],
+            "imported_at": row["imported_at"], "status_at": row["status_at"], "status_reason": row["status_reason"],
+            "extra": json.loads(row["extra"]),
+        })
+    return out
+
+
+def active_contacts(conn: sqlite3.Connection) -> Iterator[Contact]:
+    """Active contacts in a stable order, streamed."""
+    for row in conn.execute("SELECT * FROM contacts WHERE status = 'active' ORDER BY id"):
+        yield _row_to_contact(row)
+
+
+def count_contacts(conn: sqlite3.Connection) -> dict[str, int]:
+    counts = dict.fromkeys(STATUSES, 0)
+    for status, n in conn.execute("SELECT status, COUNT(*) FROM contacts GROUP BY status"):
+        counts[status] = n
+    return counts
+
+
+def get_contact(conn: sqlite3.Connection, address: str) -> Contact:
+    row = conn.execute("SELECT * FROM contacts WHERE email_key = ?", (email_key(address),)).fetchone()
+    if row is None:
+        raise UnknownContact(f"no contact {mask(address)}")
+    return _row_to_contact(row)
+
+
+def show_contact(conn: sqlite3.Connection, address: str) -> dict:
+    """Every stored field of one contact, where it came from, and what it was sent."""
+    row = conn.execute("SELECT * FROM contacts WHERE email_key = ?", (email_key(address),)).fetchone()
+    if row is None:
+        raise UnknownContact(f"no contact {mask(address)}")
+    info = {k: row[k] for k in row.keys() if k not in ("id", "email_key")}
+    info["extra"] = json.loads(row["extra"])
+    info["sends"] = [
+        dict(r) for r in conn.execute(
+            "SELECT campaign, mail, state, attempts, resent, sent_at, updated_at, error FROM ledger"
+            " WHERE contact_id = ? ORDER BY campaign, mail", (row["id"],))
+    ]
+    return info
+
+
+def set_status(
+    conn: sqlite3.Connection,
+    addresses: Iterable[str],
+    *,
+    status: str,
+    reason: str = "",
+    now: dt.datetime | None = None,
+) -> tuple[int, list[str]]:
+    """Set the status of contacts (unsubscribe, bounce, remove); returns (changed, unknown addresses).
+
+    Pending sends to them are marked suppressed at once, so that a running worker skips them.
+    """
+    moment = store.iso(now or store.now_utc())
+    changed = 0
+    unknown: list[str] = []
+    with store.transaction(conn):
+        for address in addresses:
+            row = conn.execute("SELECT id, status FROM contacts WHERE email_key = ?", (email_key(address),)).fetchone()
+            if row is None:
+                unknown.append(address)
+                continue
+            # An opt-out outranks a staff removal; a removal never hides an opt-out.
+            if status == "removed" and row["status"] in ("unsubscribed", "bounced"):
+                continue
+            conn.execute("UPDATE contacts SET status=?, status_at=?, status_reason=? WHERE id=?",
+                         (status, moment, reason, row["id"]))
+            conn.execute("UPDATE ledger SET state='suppressed', updated_at=? WHERE contact_id=? AND state='pending'",
+                         (moment, row["id"]))
+            changed += 1
+    return changed, unknown
+
+
+def read_address_list(path: Path) -> list[str]:
+    """Addresses from a file: one per line, or the e-mail column of a CSV file."""
+    text, _ = _decode(path.read_bytes(), path)
+    found = re.findall(r"[^\s,;<>\"']+@[^\s,;<>\"']+", text)
+    return [a.strip(".") for a in found]
+
+
+def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path | None, now: dt.datetime | None = None) -> int:
+    """Erase a person: contact row, ledger rows and outbox files go; a salted hash stays suppressed.
+
+    Returns the number of outbox files removed. Works for an address that was never imported
+    too: the hash still stops a later import.
+    """
+    key = email_key(address)
+    moment = store.iso(now or store.now_utc())
+    with store.transaction(conn):
+        row = conn.execute("SELECT id FROM contacts WHERE email_key = ?", (key,)).fetchone()
+        if row is not None:
+            conn.execute("DELETE FROM ledger WHERE contact_id = ?", (row["id"],))
+            conn.execute("DELETE FROM contacts WHERE id = ?", (row["id"],))
+        conn.execute("INSERT OR REPLACE INTO suppressions (hash, reason, created_at) VALUES (?, 'erased on request', ?)",
+                     (suppression_hash(conn, key), moment))
+    store.scrub(conn)
+    removed = 0
+    if outbox is not None and outbox.is_dir():
+        needle = key.encode()
+        for eml in outbox.rglob("*.eml"):
+            data = eml.read_bytes()
+            if needle in data.lower():
+                eml.unlink()
+                removed += 1
+    return removed
+
+
+def example_contacts(root: Path) -> list[Contact]:
+    """The fictional contacts in ``contacts/example.csv``: for build, preview and tests."""
+    path = root / "contacts" / "example.csv"
+    parsed = read_contacts(path, default_basis="example")
+    if parsed.problems:
+        raise ContactsError(f"{path}: the example list has problems", parsed.problems)
+    return [r.contact for r in parsed.rows]

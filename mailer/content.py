@@ -1,0 +1,154 @@
+"""Stage 1: read a campaign folder into frozen dataclasses.
+
+A mail file is TOML front matter between ``+++`` lines, then a Markdown body.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ContentError
+from .settings import CampaignSettings, load_campaign_settings
+
+FRONT_MATTER_FIELDS = {"number": int, "theme": str, "subject": str, "preheader": str}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One mail of the series, as written: front matter plus Markdown body."""
+
+    number: int
+    theme: str
+    subject: str
+    preheader: str
+    body: str
+    path: Path
+    body_line: int  # the file line on which the body starts, for error messages
+
+    @property
+    def slug(self) -> str:
+        return self.path.stem
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A campaign folder: its settings, the series introduction and the mails in order."""
+
+    settings: CampaignSettings
+    intro: str
+    mails: tuple[Mail, ...]
+
+    @property
+    def slug(self) -> str:
+        return self.settings.slug
+
+    @property
+    def folder(self) -> Path:
+        return self.settings.folder
+
+    def mail(self, number: int) -> Mail:
+        for m in self.mails:
+            if m.number == number:
+                return m
+        raise ContentError(f"{self.slug}: there is no mail {number} (mails are 1 to {len(self.mails)})")
+
+    def source_files(self) -> list[Path]:
+        """Every file whose change changes the rendered mails (the templates aside)."""
+        files = [self.folder / "campaign.toml"] + [m.path for m in self.mails]
+        intro = self.folder / "intro.md"
+        if intro.exists():
+            files.append(intro)
+        return files
+
+
+def parse_mail(path: Path) -> Mail:
+    """Read one mail file; errors name the file, line and field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContentError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "+++":
+        raise ContentError(f"{path}:1: the file must start with a '+++' line opening the front matter")
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "+++")
+    except StopIteration:
+        raise ContentError(f"{path}:1: the front matter opened here is never closed with '+++'") from None
+    try:
+        meta = tomllib.loads("\n".join(lines[1:end]))
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib reports "(at line N, column M)" relative to the front matter.
+        m = re.search(r"line (\d+)", str(exc))
+        line = int(m.group(1)) + 1 if m else 2
+        raise ContentError(f"{path}:{line}: front matter: {exc}") from None
+
+    def field_line(name: str) -> int:
+        for i in range(1, end):
+            if lines[i].lstrip().startswith(name):
+                return i + 1
+        return 1
+
+    for name, kind in FRONT_MATTER_FIELDS.items():
+        if name not in meta:
+            raise ContentError(f"{path}:{end + 1}: field '{name}': missing from the front matter")
+        value = meta[name]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ContentError(f"{path}:{field_line(name)}: field '{name}': expected {kind.__name__}, got {value!r}")
+        if kind is str and (not value.strip() or _CONTROL.search(value) or "\n" in value):
+            raise ContentError(f"{path}:{field_line(name)}: field '{name}': empty or holds a line break")
+    unknown = sorted(set(meta) - set(FRONT_MATTER_FIELDS))
+    if unknown:
+        raise ContentError(f"{path}:{field_line(unknown[0])}: field '{unknown[0]}': unknown (expected {', '.join(FRONT_MATTER_FIELDS)})")
+    body = "\n".join(lines[end + 1 :]).strip("\n") + "\n"
+    if not body.strip():
+        raise ContentError(f"{path}:{end + 2}: the mail has no body")
+    return Mail(
+        number=meta["number"],
+        theme=meta["theme"].strip(),
+        subject=meta["subject"].strip(),
+        preheader=meta["preheader"].strip(),
+        body=body,
+        path=path,
+        body_line=end + 2,
+    )
+
+
+def load_campaign(folder: Path) -> Campaign:
+    """Read a campaign folder: ``campaign.toml``, ``intro.md`` and ``mails/*.md``."""
+    settings = load_campaign_settings(folder)
+    intro_path = folder / "intro.md"
+    intro = intro_path.read_text(encoding="utf-8") if intro_path.exists() else ""
+    files = sorted((folder / "mails").glob("*.md"))
+    if not files:
+        raise ContentError(f"{folder / 'mails'}: no mail files (*.md)")
+    mails = sorted((parse_mail(p) for p in files), key=lambda m: m.number)
+    seen: dict[int, Mail] = {}
+    for m in mails:
+        if m.number in seen:
+            raise ContentError(f"{m.path}:2: field 'number': {m.number} is also the number of {seen[m.number].path.name}")
+        seen[m.number] = m
+    expected = list(range(1, len(mails) + 1))
+    if [m.number for m in mails] != expected:
+        missing = sorted(set(expected) - set(seen))
+        raise ContentError(f"{folder / 'mails'}: mails must be numbered 1 to {len(mails)} without gaps; missing {missing}")
+    subjects: dict[str, Mail] = {}
+    for m in mails:
+        key = m.subject.casefold()
+        if key in subjects:
+            raise ContentError(f"{m.path}: field 'subject': the same as in {subjects[key].path.name}")
+        subjects[key] = m
+    return Campaign(settings=settings, intro=intro, mails=tuple(mails))
+
+
+def find_campaign(root: Path, name: str) -> Path:
+    """The folder of campaign ``name`` under ``root/campaigns``."""
+    folder = root / "campaigns" / name
+    if not folder.is_dir():
+        available = sorted(p.parent.name for p in (root / "campaigns").glob("*/campaign.toml"))
+        hint = f" (available: {', '.join(available)})" if available else ""
+        raise ContentError(f"no campaign '{name}' in {root / 'campaigns'}{hint}")
+    return folder

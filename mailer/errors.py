@@ -1,0 +1,63 @@
+"""Every exception the engine raises. The CLI maps them to click errors (exit 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class CampaignError(Exception):
+    """Base of all engine errors; ``str()`` is a sentence a user can act on."""
+
+
+class SettingsError(CampaignError):
+    """A settings file (campaign or deployment) is missing, unreadable or wrong."""
+
+
+class ContentError(CampaignError):
+    """A content file or template cannot be read or rendered."""
+
+
+class RenderError(ContentError):
+    """Jinja, MJML or the CSS inliner failed on a template."""
+
+
+class PersonaliseError(CampaignError):
+    """A contact lacks a field that a template uses."""
+
+
+class HeaderError(CampaignError):
+    """A header value would break the message (line breaks, control characters)."""
+
+
+class ContactsError(CampaignError):
+    """A contact file has problems; ``problems`` lists each as ``FILE:LINE: column 'x': reason``."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+    def __str__(self) -> str:
+        head = super().__str__()
+        if not self.problems:
+            return head
+        return head + "\n" + "\n".join(self.problems)
+
+
+class UnknownContact(CampaignError):
+    """No contact with that address."""
+
+
+class PlanError(CampaignError):
+    """The send plan cannot be made or stored as asked."""
+
+
+class StateError(CampaignError):
+    """The stored state does not allow this action now (nothing scheduled, already running...)."""
+
+
+class DeliveryError(CampaignError):
+    """A transport cannot be set up or refused a message in a way that stops the run."""
+
+
+class SenderNotConfigured(DeliveryError):
+    """The deployment settings still hold example values and the action needs a real sender."""

@@ -1,0 +1,53 @@
+"""Where things are: the project root (content and templates) and the home folder (state)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from . import store
+from .content import Campaign, find_campaign, load_campaign
+from .settings import DeploymentSettings, campaign_home, load_deployment_settings
+
+DEFAULT_CAMPAIGN = "gr2026"
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project root with ``campaigns/``, ``templates/`` and ``contacts/``, and its state folder."""
+
+    root: Path
+    home: Path
+    campaign_name: str = DEFAULT_CAMPAIGN
+
+    @classmethod
+    def at(cls, root: Path | None = None, *, campaign: str = DEFAULT_CAMPAIGN) -> "Project":
+        root = (root or Path.cwd()).resolve()
+        return cls(root=root, home=campaign_home(root).resolve(), campaign_name=campaign)
+
+    @property
+    def templates(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def outbox(self) -> Path:
+        return self.home / "outbox"
+
+    @property
+    def campaign_folder(self) -> Path:
+        return find_campaign(self.root, self.campaign_name)
+
+    def load_campaign(self) -> Campaign:
+        return load_campaign(self.campaign_folder)
+
+    def deployment(self) -> DeploymentSettings:
+        return load_deployment_settings(self.home)
+
+    def connect(self) -> sqlite3.Connection:
+        return store.connect(self.home)
+
+    @cached_property
+    def db_exists(self) -> bool:
+        return store.db_path(self.home).exists()

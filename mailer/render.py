@@ -1,0 +1,319 @@
+"""Stage 2: render each mail once per campaign.
+
+Jinja (campaign-level values) -> MJML -> HTML with mjml-python -> premailer, plus the text part
+from the content itself. Contact fields are not known here: the templates see a
+:class:`ContactFields` whose attributes render as placeholders, which :mod:`mailer.personalise`
+fills in per contact, cheaply, without running MJML or premailer again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .content import Campaign, Mail
+from .errors import RenderError
+from .settings import CampaignSettings, DeploymentSettings
+
+HTML_TEMPLATE = "mail.mjml.j2"
+TEXT_TEMPLATE = "mail.txt.j2"
+CONTACT_FIELDS = ("salutation", "name", "email", "party", "municipality", "role")
+# Placeholders survive Jinja, MJML and premailer untouched: ASCII, no markup, no '{'.
+PLACEHOLDER = re.compile(r"%%([cu])\.([a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_\-]+)?)%%")
+# Email clients show about this much of the preheader; the rest is padded with invisible
+# characters so that the body's first words do not trail into the inbox preview.
+REWRAP_START, REWRAP_END = "\x02", "\x03"
+PREHEADER_PAD = "&#847;&zwnj;&nbsp;" * 40
+
+
+class Placeholder(str):
+    """A contact field in a template: renders as ``%%c.name%%``; ``|urlencode`` gives ``%%u.name%%``."""
+
+    __slots__ = ()
+
+    def __html__(self) -> str:
+        return str(self)
+
+
+class ContactFields:
+    """What templates see as ``contact``: one placeholder per field, extras under ``contact.extra``."""
+
+    def __getattr__(self, name: str) -> Placeholder:
+        if name == "extra":
+            return _ExtraFields()  # type: ignore[return-value]
+        if name not in CONTACT_FIELDS:
+            raise AttributeError(f"contact has no field '{name}' (fields: {', '.join(CONTACT_FIELDS)}, extra.NAME)")
+        return Placeholder(f"%%c.{name}%%")
+
+
+class _ExtraFields:
+    def __getattr__(self, name: str) -> Placeholder:
+        return Placeholder(f"%%c.extra.{name}%%")
+
+
+def _urlencode(value: Any) -> str:
+    if isinstance(value, Placeholder):
+        return Placeholder(value.replace("%%c.", "%%u.", 1))
+    return urllib.parse.quote(str(value), safe="")
+
+
+def dutch_date(value: dt.date | dt.datetime, fmt: str = "EEEE d MMMM y") -> str:
+    """``woensdag 18 maart 2026``: the machines have no Dutch locale, so Babel formats it."""
+    from babel.dates import format_date
+
+    return format_date(value, fmt, locale="nl")
+
+
+_NUMBERS = "nul een twee drie vier vijf zes zeven acht negen tien elf twaalf".split()
+
+
+def dutch_number(value: int) -> str:
+    """Small numbers in words, as Dutch prose writes them (``negen``); larger ones in digits."""
+    return _NUMBERS[value] if 0 <= value < len(_NUMBERS) else str(value)
+
+
+def with_campaign_utm(url: str, settings: CampaignSettings, *, content: str | None = None) -> str:
+    """Links to the organisation's own site carry this campaign's UTM parameters, and no others'."""
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not any(
+        host == d or host.endswith("." + d) for d in settings.links.own_domains
+    ):
+        return url
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if not k.startswith("utm_")]
+    query += list(settings.links.utm)
+    if content:
+        query.append(("utm_content", content))
+    scheme = "https" if parts.scheme == "http" else parts.scheme
+    path = parts.path or "/"
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path, urllib.parse.urlencode(query), parts.fragment))
+
+
+def wrap(text: str, width: int = 72) -> str:
+    """Fill each paragraph of the text part to ``width``; never breaks a word or a link."""
+    import textwrap
+
+    out = []
+    for paragraph in text.strip("\n").split("\n\n"):
+        flat = " ".join(paragraph.split())
+        if PLACEHOLDER.search(flat):
+            # Its length is known only per contact: personalisation wraps it (see REWRAP).
+            out.append(f"{REWRAP_START}{flat}{REWRAP_END}")
+        else:
+            out.append(textwrap.fill(flat, width=width, break_long_words=False, break_on_hyphens=False))
+    return "\n\n".join(out)
+
+
+@dataclass(frozen=True)
+class RenderedMail:
+    """One mail rendered for the whole campaign; contact fields are still placeholders."""
+
+    number: int
+    total: int
+    slug: str
+    theme: str
+    subject: str
+    preheader: str
+    mjml: str
+    html: str
+    text: str
+    source: Path
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """The Jinja environment for a templates folder, and the campaign's shared values."""
+
+    templates: Path
+    campaign: Campaign
+    deployment: DeploymentSettings
+
+    def environment(self):  # -> jinja2.Environment
+        return _environment(self.templates)
+
+    def render_all(self, *, numbers: Iterable[int] | None = None) -> list[RenderedMail]:
+        """Render the asked mails (default all), in order."""
+        wanted = set(numbers) if numbers is not None else None
+        return [self.render(m) for m in self.campaign.mails if wanted is None or m.number in wanted]
+
+    def render(self, mail: Mail) -> RenderedMail:
+        """Render one mail: Jinja -> MJML -> HTML -> inlined CSS, and the text part."""
+        from markupsafe import Markup
+
+        from . import markdown
+
+        env = _environment(self.templates)
+        settings = self.campaign.settings
+
+        def link(url: str) -> str:
+            return with_campaign_utm(url, settings, content=mail.slug)
+
+        intro_tokens = markdown.parse(self.campaign.intro, rewrite_link=link) if mail.number == 1 and self.campaign.intro else []
+        body_tokens = markdown.parse(mail.body, rewrite_link=link)
+        links: list[str] = []
+        intro_text = markdown.to_text(intro_tokens, links) if intro_tokens else ""
+        body_text = markdown.to_text(body_tokens, links)
+        mails = self.campaign.mails
+        index = mails.index(mail)
+        sender = self.deployment.sender
+        context = {
+            "campaign": {
+                "name": settings.name,
+                "slug": settings.slug,
+                "organisation": settings.organisation,
+                "website": link(settings.website),
+                "website_label": urllib.parse.urlsplit(settings.website).netloc,
+                "election_name": settings.election_name,
+                "election_day": settings.election_day,
+                "total": len(mails),
+            },
+            "mail": {
+                "number": mail.number,
+                "theme": mail.theme,
+                "subject": mail.subject,
+                "preheader": mail.preheader,
+                "slug": mail.slug,
+            },
+            "next_mail": {"number": mails[index + 1].number, "theme": mails[index + 1].theme} if index + 1 < len(mails) else None,
+            "sender": {
+                "name": sender.name,
+                "address": sender.address,
+                "reply_to": sender.reply_to,
+                "contact": sender.contact,
+                "optout_address": sender.optout_address,
+            },
+            "contact": ContactFields(),
+            "unsubscribe_mailto": unsubscribe_mailto(sender.optout_address, settings.name),
+            "intro_html": Markup(markdown.to_html(intro_tokens)) if intro_tokens else "",
+            "body_html": Markup(markdown.to_html(body_tokens)),
+            "intro_text": intro_text,
+            "body_text": body_text,
+            "references": markdown.references(links),
+            "preheader_pad": Markup(PREHEADER_PAD),
+        }
+        mjml_source = _render_template(env, HTML_TEMPLATE, context)
+        text = _render_template(env, TEXT_TEMPLATE, context).strip() + "\n"
+        html = mjml_to_html(mjml_source, where=self.templates / HTML_TEMPLATE)
+        return RenderedMail(
+            number=mail.number,
+            total=len(mails),
+            slug=mail.slug,
+            theme=mail.theme,
+            subject=mail.subject,
+            preheader=mail.preheader,
+            mjml=mjml_source,
+            html=html,
+            text=text,
+            source=mail.path,
+        )
+
+
+def unsubscribe_mailto(address: str, campaign_name: str) -> Placeholder:
+    """The opt-out link: a mail to the opt-out mailbox that names the address to remove."""
+    subject = urllib.parse.quote(f"Afmelden: {campaign_name}", safe="")
+    return Placeholder(f"mailto:{address}?subject={subject}&body=%%u.email%%")
+
+
+_ENV_CACHE: dict[tuple[Path, float], Any] = {}
+
+
+def _environment(templates: Path):
+    import jinja2
+
+    if not templates.is_dir():
+        raise RenderError(f"{templates}: no templates folder")
+    # The environment caches compiled templates; it is rebuilt when any template changes
+    # so that the preview sees edits.
+    stamp = max((p.stat().st_mtime for p in templates.iterdir()), default=0.0)
+    key = (templates.resolve(), stamp)
+    env = _ENV_CACHE.get(key)
+    if env is None:
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(templates)),
+            undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(enabled_extensions=("mjml", "html", "mjml.j2", "html.j2"), default=False),
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.filters["urlencode"] = _urlencode
+        env.filters["dutch_date"] = dutch_date
+        env.filters["dutch_number"] = dutch_number
+        env.filters["wrap"] = wrap
+        _ENV_CACHE.clear()
+        _ENV_CACHE[key] = env
+    return env
+
+
+def _render_template(env, name: str, context: dict[str, Any]) -> str:
+    import jinja2
+
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from None
+    except jinja2.TemplateNotFound as exc:
+        raise RenderError(f"template not found: {exc.name}") from None
+    except (jinja2.UndefinedError, AttributeError) as exc:
+        line = _template_line(exc)
+        raise RenderError(f"{env.loader.searchpath[0]}/{name}:{line}: {exc}") from None
+
+
+def _template_line(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    line = "?"
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(".j2"):
+            line = str(tb.tb_lineno)
+        tb = tb.tb_next
+    return line
+
+
+def mjml_to_html(source: str, *, where: Path) -> str:
+    """MJML to inlined HTML that keeps the doctype, the phone layout and Outlook's comments."""
+    import mjml
+    from premailer import Premailer
+
+    try:
+        # fonts={}: no Google Fonts import; the layout uses a web-safe font stack.
+        html = mjml.mjml2html(source, fonts={})
+    except ValueError as exc:
+        raise RenderError(f"{where}: MJML: {exc}") from None
+    # Checked before premailer, which would fetch an @import even with allow_network=False.
+    if re.search(r"@import|<link\b[^>]*stylesheet", html, re.I):
+        raise RenderError(f"{where}: the layout loads a remote stylesheet; mails must not load anything remote")
+    try:
+        inlined = Premailer(
+            html,
+            allow_network=False,
+            # MJML's phone layout lives in @media rules that rely on !important.
+            strip_important=False,
+            keep_style_tags=False,
+            remove_classes=False,
+            disable_validation=True,
+            cssutils_logging_level=logging.CRITICAL,
+        ).transform()
+    except Exception as exc:  # premailer raises bare exceptions from cssutils and lxml
+        raise RenderError(f"{where}: CSS inlining: {exc}") from None
+    # premailer drops the doctype (premailer issue 156); without it clients fall back to quirks mode.
+    if not inlined.lstrip().lower().startswith("<!doctype"):
+        inlined = "<!doctype html>\n" + inlined
+    return inlined
+
+
+def timed_render_all(renderer: Renderer) -> tuple[list[RenderedMail], float]:
+    """Render every mail; returns the mails and the seconds spent."""
+    start = time.perf_counter()
+    mails = renderer.render_all()
+    return mails, time.perf_counter() - start

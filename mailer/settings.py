@@ -1,0 +1,322 @@
+"""Campaign settings (content, in ``campaigns/NAME/campaign.toml``) and deployment settings
+(the organisation's, in ``$CAMPAIGN_HOME/settings.toml``), read into frozen dataclasses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SettingsError
+
+DEFAULT_HOME = "var"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Addresses on these domains are placeholders (RFC 2606 and the Dutch equivalent used in
+# the example contact list): a sender on them is "not configured".
+EXAMPLE_DOMAIN = re.compile(r"(^|\.)(example\.(org|com|net|nl)|example|invalid|test)$", re.I)
+
+
+def campaign_home(root: Path | None = None) -> Path:
+    """The folder for local state: ``$CAMPAIGN_HOME``, or ``var/`` under the project root."""
+    env = os.environ.get("CAMPAIGN_HOME")
+    if env:
+        return Path(env)
+    return (root or Path.cwd()) / DEFAULT_HOME
+
+
+@dataclass(frozen=True)
+class Blackout:
+    start: dt.date
+    end: dt.date
+    reason: str = ""
+
+    def covers(self, day: dt.date) -> bool:
+        return self.start <= day <= self.end
+
+
+@dataclass(frozen=True)
+class SchedulePolicy:
+    """When mails may go out: read by the planner."""
+
+    timezone: str = "Europe/Amsterdam"
+    cadence_days: int = 7
+    weekdays: tuple[int, ...] = (1, 2, 3)  # Monday is 0
+    window_start: dt.time = dt.time(9, 0)
+    window_end: dt.time = dt.time(16, 0)
+    public_holidays: bool = True
+    min_days_before_election: int = 14
+    blackouts: tuple[Blackout, ...] = ()
+    rate_per_minute: int = 60
+
+
+@dataclass(frozen=True)
+class LinkPolicy:
+    own_domains: tuple[str, ...]
+    utm: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    """What ``campaigns/NAME/campaign.toml`` says."""
+
+    slug: str
+    folder: Path
+    name: str
+    election_name: str
+    election_day: dt.date
+    organisation: str
+    website: str
+    links: LinkPolicy
+    salutation: str
+    salutation_fallback: str
+    default_basis: str
+    schedule: SchedulePolicy
+    list_id: str
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who the mails come from. Deployment data: never part of campaign content."""
+
+    name: str
+    address: str
+    reply_to: str
+    contact: str
+    optout_address: str
+    optout_url: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True)
+class DeploymentSettings:
+    """What ``$CAMPAIGN_HOME/settings.toml`` says, and whether it is real yet."""
+
+    path: Path
+    exists: bool
+    sender: Sender
+    test_recipients: tuple[str, ...]
+    rate_per_minute: int | None = None
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def configured(self) -> bool:
+        """True when a settings file exists and no sender value is a placeholder."""
+        return self.exists and not self.problems
+
+
+def _where(path: Path, key: str) -> str:
+    return f"{path}: {key}"
+
+
+def _get(table: dict[str, Any], key: str, kind: type, path: Path, prefix: str, default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise SettingsError(f"{_where(path, prefix + key)}: missing")
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise SettingsError(f"{_where(path, prefix + key)}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
+
+
+def _parse_time(text: str, path: Path, key: str) -> dt.time:
+    try:
+        return dt.time.fromisoformat(text)
+    except ValueError:
+        raise SettingsError(f"{_where(path, key)}: {text!r} is not a time like 09:00") from None
+
+
+def _schedule(table: dict[str, Any], path: Path) -> SchedulePolicy:
+    p = "schedule."
+    tz = _get(table, "timezone", str, path, p, "Europe/Amsterdam")
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(tz)
+    except Exception:
+        raise SettingsError(f"{_where(path, p + 'timezone')}: unknown time zone {tz!r}") from None
+    days = _get(table, "weekdays", list, path, p, ["tue", "wed", "thu"])
+    weekdays = []
+    for d in days:
+        if not isinstance(d, str) or d.lower()[:3] not in WEEKDAYS:
+            raise SettingsError(f"{_where(path, p + 'weekdays')}: {d!r} is not one of {', '.join(WEEKDAYS)}")
+        weekdays.append(WEEKDAYS.index(d.lower()[:3]))
+    if not weekdays:
+        raise SettingsError(f"{_where(path, p + 'weekdays')}: at least one weekday is needed")
+    window = _get(table, "window", list, path, p, ["09:00", "16:00"])
+    if len(window) != 2 or not all(isinstance(w, str) for w in window):
+        raise SettingsError(f"{_where(path, p + 'window')}: expected two times, like [\"09:00\", \"16:00\"]")
+    start, end = (_parse_time(w, path, p + "window") for w in window)
+    if end <= start:
+        raise SettingsError(f"{_where(path, p + 'window')}: the window must end after it starts")
+    blackouts = []
+    for i, b in enumerate(_get(table, "blackouts", list, path, p, [])):
+        key = f"{p}blackouts[{i}]"
+        if not isinstance(b, dict) or not isinstance(b.get("from"), dt.date) or not isinstance(b.get("to"), dt.date):
+            raise SettingsError(f"{_where(path, key)}: expected {{ from = YYYY-MM-DD, to = YYYY-MM-DD }}")
+        if b["to"] < b["from"]:
+            raise SettingsError(f"{_where(path, key)}: 'to' is before 'from'")
+        blackouts.append(Blackout(b["from"], b["to"], str(b.get("reason", ""))))
+    cadence = _get(table, "cadence_days", int, path, p, 7)
+    if cadence < 1:
+        raise SettingsError(f"{_where(path, p + 'cadence_days')}: must be at least 1")
+    rate = _get(table, "rate_per_minute", int, path, p, 60)
+    if rate < 1:
+        raise SettingsError(f"{_where(path, p + 'rate_per_minute')}: must be at least 1")
+    return SchedulePolicy(
+        timezone=tz,
+        cadence_days=cadence,
+        weekdays=tuple(sorted(set(weekdays))),
+        window_start=start,
+        window_end=end,
+        public_holidays=_get(table, "public_holidays", bool, path, p, True),
+        min_days_before_election=_get(table, "min_days_before_election", int, path, p, 14),
+        blackouts=tuple(blackouts),
+        rate_per_minute=rate,
+    )
+
+
+def load_campaign_settings(folder: Path) -> CampaignSettings:
+    """Read ``campaign.toml`` from a campaign folder."""
+    path = folder / "campaign.toml"
+    if not folder.is_dir():
+        raise SettingsError(f"{folder}: no such campaign folder")
+    data = _read_toml(path)
+    election = _get(data, "election_day", dt.date, path, "")
+    org = _get(data, "organisation", dict, path, "")
+    links = _get(data, "links", dict, path, "", {})
+    copy = _get(data, "copy", dict, path, "", {})
+    contacts = _get(data, "contacts", dict, path, "", {})
+    utm = _get(links, "utm", dict, path, "links.", {})
+    website = _get(org, "website", str, path, "organisation.")
+    if not website.startswith("https://"):
+        raise SettingsError(f"{_where(path, 'organisation.website')}: must be an https:// address")
+    return CampaignSettings(
+        slug=folder.name,
+        folder=folder,
+        name=_get(data, "name", str, path, ""),
+        election_name=_get(data, "election_name", str, path, "", "gemeenteraadsverkiezingen"),
+        election_day=election,
+        organisation=_get(org, "name", str, path, "organisation."),
+        website=website,
+        links=LinkPolicy(
+            own_domains=tuple(d.lower() for d in _get(links, "own_domains", list, path, "links.", [])),
+            utm=tuple((str(k), str(v)) for k, v in utm.items()),
+        ),
+        salutation=_get(copy, "salutation", str, path, "copy.", "Beste {name},"),
+        salutation_fallback=_get(copy, "salutation_fallback", str, path, "copy.", "Geachte heer, mevrouw,"),
+        default_basis=_get(contacts, "default_basis", str, path, "contacts.", "published-address"),
+        schedule=_schedule(_get(data, "schedule", dict, path, "", {}), path),
+        list_id=_get(data, "list_id", str, path, "", f"{folder.name}.campaign"),
+    )
+
+
+SETTINGS_TEMPLATE = """\
+# Deployment settings for `campaign`: the organisation's, not the campaign's.
+# Written by `campaign init`. Every value below is an EXAMPLE on example.org:
+# replace them before sending anything beyond the outbox folder.
+# Secrets never go here: the SMTP server comes from CAMPAIGN_SMTP_URL and its
+# password from CAMPAIGN_SMTP_PASSWORD.
+
+[sender]
+# Display name and mailbox in the From header.
+name = "Leger des Heils"
+address = "campagne@example.org"
+# Where replies go.
+reply_to = "campagne@example.org"
+# Postal address or other contact details, shown after the organisation name in
+# every footer (Telecommunicatiewet art. 11.7).
+contact = "Voorbeeldstraat 1, 1234 AB Voorbeeldstad"
+# The mailbox that receives opt-outs (mailto: in the footer and List-Unsubscribe).
+optout_address = "afmelden@example.org"
+# Optional: an https endpoint that accepts a one-click POST (RFC 8058). Leave empty
+# when there is none; the header then offers the mailto: opt-out only.
+optout_url = ""
+
+[test]
+# Who gets `campaign send-test` mails when --to is not given.
+recipients = ["uzelf@example.org"]
+
+[delivery]
+# Messages per minute; overrides the campaign's schedule.rate_per_minute.
+# rate_per_minute = 60
+"""
+
+
+def _sender_problems(sender: Sender, recipients: tuple[str, ...]) -> list[str]:
+    problems = []
+    for key in ("address", "reply_to", "optout_address"):
+        value = getattr(sender, key)
+        domain = value.rpartition("@")[2]
+        if "@" not in value or EXAMPLE_DOMAIN.search(domain):
+            problems.append(f"sender.{key} is {value!r}, an example value")
+    if "Voorbeeld" in sender.contact or "example" in sender.contact.lower():
+        problems.append("sender.contact still holds the example address")
+    return problems
+
+
+def load_deployment_settings(home: Path) -> DeploymentSettings:
+    """Read ``settings.toml`` under the home folder; without one, the example values, flagged."""
+    path = home / "settings.toml"
+    exists = path.is_file()
+    data = _read_toml(path) if exists else tomllib.loads(SETTINGS_TEMPLATE)
+    s = _get(data, "sender", dict, path, "")
+    p = "sender."
+    sender = Sender(
+        name=_get(s, "name", str, path, p),
+        address=_get(s, "address", str, path, p),
+        reply_to=_get(s, "reply_to", str, path, p, s.get("address", "")),
+        contact=_get(s, "contact", str, path, p),
+        optout_address=_get(s, "optout_address", str, path, p),
+        optout_url=_get(s, "optout_url", str, path, p, ""),
+    )
+    if sender.optout_url and not sender.optout_url.startswith("https://"):
+        raise SettingsError(f"{_where(path, 'sender.optout_url')}: must be an https:// address or empty")
+    for key in ("address", "reply_to", "optout_address"):
+        value = getattr(sender, key)
+        if value.count("@") != 1 or any(c.isspace() for c in value):
+            raise SettingsError(f"{_where(path, 'sender.' + key)}: {value!r} is not a mail address")
+    test = _get(data, "test", dict, path, "", {})
+    recipients = tuple(_get(test, "recipients", list, path, "test.", []))
+    delivery = _get(data, "delivery", dict, path, "", {})
+    rate = _get(delivery, "rate_per_minute", int, path, "delivery.", None)
+    problems = _sender_problems(sender, recipients)
+    if not exists:
+        problems.insert(0, f"{path} does not exist (run `campaign init`)")
+    return DeploymentSettings(
+        path=path,
+        exists=exists,
+        sender=sender,
+        test_recipients=recipients,
+        rate_per_minute=rate,
+        problems=tuple(problems),
+    )
+
+
+def write_settings_template(home: Path, *, force: bool = False) -> tuple[Path, bool]:
+    """Write the example settings file; returns (path, written). Never overwrites unless forced."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "settings.toml"
+    if path.exists() and not force:
+        return path, False
+    path.write_text(SETTINGS_TEMPLATE, encoding="utf-8")
+    return path, True

@@ -1,0 +1,156 @@
+"""The one SQLite file under ``$CAMPAIGN_HOME``: contacts, suppressions, schedule and ledger.
+
+WAL mode lets the worker and the CLI share the file; ``secure_delete`` overwrites what is
+deleted, so that erased personal data does not linger in free pages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import sqlite3
+from pathlib import Path
+
+DB_NAME = "campaign.sqlite3"
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS contacts (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    email_key TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL DEFAULT '',
+    party TEXT NOT NULL,
+    municipality TEXT NOT NULL,
+    role TEXT NOT NULL DEFAULT '',
+    extra TEXT NOT NULL DEFAULT '{}',
+    basis TEXT NOT NULL,
+    source TEXT NOT NULL,
+    imported_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'active'
+        CHECK (status IN ('active', 'unsubscribed', 'bounced', 'removed')),
+    status_at TEXT,
+    status_reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS contacts_status ON contacts (status);
+CREATE TABLE IF NOT EXISTS suppressions (
+    hash TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS plans (
+    campaign TEXT PRIMARY KEY,
+    options TEXT NOT NULL,
+    transport TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    paused INTEGER NOT NULL DEFAULT 0,
+    cancelled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS schedule (
+    campaign TEXT NOT NULL REFERENCES plans (campaign) ON DELETE CASCADE,
+    mail INTEGER NOT NULL,
+    theme TEXT NOT NULL,
+    due_at TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'scheduled'
+        CHECK (state IN ('scheduled', 'sending', 'done', 'cancelled')),
+    approved_fingerprint TEXT NOT NULL,
+    PRIMARY KEY (campaign, mail)
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY,
+    campaign TEXT NOT NULL,
+    mail INTEGER NOT NULL,
+    contact_id INTEGER NOT NULL REFERENCES contacts (id) ON DELETE CASCADE,
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'unknown', 'suppressed', 'cancelled')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    resent INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    message_id TEXT NOT NULL,
+    transport TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL,
+    sent_at TEXT,
+    error TEXT NOT NULL DEFAULT '',
+    UNIQUE (campaign, mail, contact_id)
+);
+CREATE INDEX IF NOT EXISTS ledger_work ON ledger (campaign, mail, state);
+CREATE TABLE IF NOT EXISTS worker (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pid INTEGER,
+    started_at TEXT,
+    heartbeat_at TEXT,
+    stopped_at TEXT
+);
+"""
+
+
+def db_path(home: Path) -> Path:
+    return home / DB_NAME
+
+
+def connect(home: Path) -> sqlite3.Connection:
+    """Open (and create or upgrade) the state file under ``home``."""
+    home.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path(home), timeout=30, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA secure_delete = ON")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version < SCHEMA_VERSION:
+        # One script, one transaction: a crash leaves either no schema or all of it.
+        conn.executescript(
+            "BEGIN IMMEDIATE;"
+            + SCHEMA
+            + f"INSERT OR IGNORE INTO meta (key, value) VALUES ('salt', '{secrets.token_hex(16)}');"
+            + f"PRAGMA user_version = {SCHEMA_VERSION};"
+            + "COMMIT;"
+        )
+    return conn
+
+
+class transaction:
+    """``with transaction(conn):`` BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+def salt(conn: sqlite3.Connection) -> str:
+    return conn.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()[0]
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def iso(moment: dt.datetime) -> str:
+    """UTC, second precision, sortable as text."""
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+
+
+def scrub(conn: sqlite3.Connection) -> None:
+    """Leave no deleted bytes behind: fold the WAL into the file, empty it, and rebuild the file."""
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("VACUUM")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

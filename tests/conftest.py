@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXED_NOW = dt.datetime(2026, 1, 6, 8, 0, tzinfo=dt.timezone.utc)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh $CAMPAIGN_HOME for each test: real SQLite files on disk."""
+    path = tmp_path / "var"
+    monkeypatch.setenv("CAMPAIGN_HOME", str(path))
+    monkeypatch.delenv("CAMPAIGN_SMTP_URL", raising=False)
+    monkeypatch.delenv("CAMPAIGN_SMTP_PASSWORD", raising=False)
+    return path
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A copy of the project's content (campaigns, templates, contacts) to break on purpose."""
+    dest = tmp_path / "project"
+    for name in ("campaigns", "templates"):
+        shutil.copytree(ROOT / name, dest / name)
+    (dest / "contacts").mkdir()
+    shutil.copy(ROOT / "contacts" / "example.csv", dest / "contacts" / "example.csv")
+    return dest
+
+
+@pytest.fixture
+def run(home: Path):
+    """Invoke ``campaign`` in-process against the real project; returns the click Result."""
+    runner = CliRunner()
+
+    def invoke(*args: str, root: Path = ROOT, input: str | None = None):
+        return runner.invoke(__import__("cli").cli, ["--project", str(root), *args], input=input,
+                             catch_exceptions=False)
+
+    return invoke
+
+
+CONFIGURED_SETTINGS = """\
+[sender]
+name = "Leger des Heils"
+address = "campagne@zender.test-org.nl"
+reply_to = "reacties@zender.test-org.nl"
+contact = "Leger des Heils, Postbus 1234, 9999 ZZ Teststad"
+optout_address = "afmelden@zender.test-org.nl"
+optout_url = ""
+
+[test]
+recipients = ["staf@zender.test-org.nl"]
+"""
+
+
+@pytest.fixture
+def configured_home(home: Path) -> Path:
+    """A home whose settings name a (test) sender that is not on an example domain."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "settings.toml").write_text(CONFIGURED_SETTINGS, encoding="utf-8")
+    return home
+
+
+def require_tool(path: str) -> None:
+    """Skip when a system tool is missing, except under CI, where it is a failure."""
+    if shutil.which(path) is None:
+        if IN_CI:
+            pytest.fail(f"{path} is not installed; .ci/run installs it (make browser)")
+        pytest.skip(f"{path} is not installed")

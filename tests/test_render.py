@@ -1,0 +1,146 @@
+"""The render pipeline: MJML output fit for every inbox and phone, and a clean text part."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mailer.contacts import Contact, example_contacts
+from mailer.errors import RenderError
+from mailer.personalise import personalise
+from mailer.project import Project
+from mailer.render import Renderer, with_campaign_utm
+from mailer.settings import load_deployment_settings
+
+from . import golden
+from .conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    project = Project.at(ROOT)
+    campaign = project.load_campaign()
+    renderer = Renderer(templates=project.templates, campaign=campaign,
+                        deployment=load_deployment_settings(Path("/nonexistent-home")))
+    return campaign, renderer.render_all()
+
+
+def test_nine_mails_in_order_with_distinct_subjects(rendered):
+    _, mails = rendered
+    assert [m.number for m in mails] == list(range(1, 10))
+    assert len({m.subject for m in mails}) == 9
+
+
+def test_html_keeps_doctype_language_and_phone_layout(rendered):
+    _, mails = rendered
+    for m in mails:
+        assert m.html.lower().startswith("<!doctype html>")
+        assert '<html lang="nl"' in m.html
+        media = re.findall(r"@media[^{]*\{(?:[^{}]*\{[^{}]*\})+\s*\}", m.html)
+        assert media, "no @media rules left"
+        assert any("!important" in rule for rule in media), "premailer stripped !important from @media"
+        # Outlook's conditional comments survive the inliner.
+        assert "<!--[if mso | IE]>" in m.html
+        assert 'role="presentation"' in m.html
+
+
+def test_no_remote_fonts_or_stylesheets(rendered):
+    _, mails = rendered
+    for m in mails:
+        assert "@import" not in m.html
+        assert "fonts.googleapis" not in m.html
+        assert "<link" not in m.html
+        assert not re.search(r"""src=["']https?://""", m.html)
+
+
+def test_html_stays_under_gmail_clipping(rendered):
+    campaign, mails = rendered
+    contact = example_contacts(ROOT)[0]
+    for m in mails:
+        assert len(personalise(m, contact, settings=campaign.settings).html.encode()) < 102 * 1024
+
+
+def test_text_part_is_clean_and_holds_the_opt_out(rendered):
+    campaign, mails = rendered
+    contact = example_contacts(ROOT)[0]
+    for m in mails:
+        text = personalise(m, contact, settings=campaign.settings).text
+        assert "|" not in text
+        assert "{{" not in text and "{%" not in text and "%%" not in text
+        assert "<" not in text.replace("<mailto", "")
+        assert "mailto:afmelden@example.org" in text
+        assert m.preheader not in text  # the hidden preheader does not leak into the text
+        assert all(len(line) <= 72 or "://" in line or "mailto:" in line for line in text.splitlines())
+
+
+def test_text_part_numbers_links(rendered):
+    _, mails = rendered
+    text = mails[0].text
+    assert "Onderzoek Cebeon [1]" in text
+    assert "[1] https://www.cebeon.nl/" in text
+    assert "[2] https://www.legerdesheils.nl/artikel/woongeluk-voor-jimmy-en-zijn-buren?utm_source=" in text
+
+
+def test_own_links_get_campaign_utm_and_lose_others(rendered):
+    campaign, mails = rendered
+    html = mails[0].html
+    assert "utm_source=linkedin" not in html and "nijevelt" not in html
+    assert "woongeluk-voor-jimmy-en-zijn-buren?utm_source=checklist-gr2026&amp;utm_medium=email&amp;utm_campaign=gr2026-checklist&amp;utm_content=01-wonen-eerst" in html
+    # Links elsewhere keep their target exactly.
+    assert 'href="https://www.cebeon.nl/wp-content/uploads/2022/04/20810-Maatschappelijke-kosten-en-baten-brede-aanpak-dakloosheid_rapport.pdf"' in html
+    assert with_campaign_utm("https://example.org/x?a=1", campaign.settings) == "https://example.org/x?a=1"
+
+
+def test_dates_are_written_in_dutch(rendered):
+    _, mails = rendered
+    assert "woensdag 18 maart 2026" in mails[0].html
+    assert "woensdag 18 maart 2026" in mails[4].text
+
+
+def test_personal_fields_are_escaped_and_url_encoded(rendered):
+    campaign, mails = rendered
+    evil = Contact(email="a+b@example.org", name="<script>alert(1)</script>", party="A&B \"Lijst\"",
+                   municipality="'s-Hertogenbosch")
+    personal = personalise(mails[1], evil, settings=campaign.settings)
+    assert "<script>" not in personal.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in personal.html
+    assert "A&amp;B &#x27;" not in personal.html and "A&amp;B &quot;Lijst&quot;" in personal.html
+    assert "&#x27;s-Hertogenbosch" in personal.html
+    # Inside the opt-out link the address is URL-encoded, not HTML-escaped.
+    assert "body=a%2Bb@example.org" in personal.html
+    assert "Beste <script>alert(1)</script>," in personal.text
+
+
+def test_salutation_falls_back_without_a_name(rendered):
+    campaign, mails = rendered
+    nameless = Contact(email="info@partij.example.nl", party="Stadspartij", municipality="Groningen")
+    assert "Geachte heer, mevrouw," in personalise(mails[0], nameless, settings=campaign.settings).html
+
+
+def test_golden_mail_matches():
+    for name, text in golden.render_golden().items():
+        expected = (golden.GOLDEN / name).read_text(encoding="utf-8")
+        assert text == expected, f"{name} differs from tests/golden; if intended, run `make golden` and review the diff"
+
+
+def test_broken_template_names_file_and_line(project_copy: Path, home: Path):
+    tpl = project_copy / "templates" / "mail.mjml.j2"
+    lines = tpl.read_text(encoding="utf-8").splitlines()
+    lines[20] = lines[20] + " {{ campaign.no_such_value }}"
+    tpl.write_text("\n".join(lines), encoding="utf-8")
+    project = Project.at(project_copy)
+    renderer = Renderer(templates=project.templates, campaign=project.load_campaign(), deployment=project.deployment())
+    with pytest.raises(RenderError, match=r"mail\.mjml\.j2:21: .*no_such_value"):
+        renderer.render_all()
+
+
+def test_remote_stylesheet_is_refused_before_anything_is_fetched(project_copy: Path, home: Path):
+    tpl = project_copy / "templates" / "mail.mjml.j2"
+    text = tpl.read_text(encoding="utf-8").replace("<mj-style>", "<mj-style>@import url(https://fonts.googleapis.com/css?family=Roboto);", 1)
+    tpl.write_text(text, encoding="utf-8")
+    project = Project.at(project_copy)
+    renderer = Renderer(templates=project.templates, campaign=project.load_campaign(), deployment=project.deployment())
+    with pytest.raises(RenderError, match="remote stylesheet"):
+        renderer.render_all()

@@ -74,6 +74,35 @@ def table(rows: list[list[Any]], headers: list[str]) -> str:
     return "\n".join(lines)
 
 
+class Progress:
+    """A progress bar on stderr that learns its length from the first call: ``progress(done, total)``."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar = None
+        self.done = 0
+
+    def __call__(self, done: int, total: int, label: str | None = None) -> None:
+        if self.bar is None or (label and label != self.label):
+            self.close()
+            self.label = label or self.label
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr).__enter__()
+            self.done = 0
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def warn_sender(problems: tuple[str, ...] | list[str]) -> None:
     if problems:
         click.secho("Sender not configured: the mails show example values. Sending beyond the outbox "
@@ -317,8 +346,356 @@ def contacts_forget(state: State, email: str, yes: bool) -> None:
     project = state.project()
     conn = project.connect()
     try:
-        removed = forget_contact(conn, email, outbox=project.outbox)
+        removed = forget_contact(conn, email, folders=project.personal_data_folders())
     finally:
         conn.close()
-    click.echo(f"Erased {mask(email)}: contact and send records deleted, {removed} outbox file(s) removed; "
+    click.echo(f"Erased {mask(email)}: contact and send records deleted, {removed} message file(s) removed; "
                "a one-way hash keeps the address from being imported again.")
+
+
+# --- plan and schedule ------------------------------------------------------------------------
+
+def plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--election-date", type=click.DateTime(["%Y-%m-%d"]), default=None,
+                      help="Plan for this election day instead (planning only; the mails keep their text).")(fn)
+    fn = click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None,
+                      help="Send mail 1 on this date and the rest at the cadence (default: count back from election day).")(fn)
+    return campaign_option(fn)
+
+
+def _date(value: dt.datetime | None) -> dt.date | None:
+    return value.date() if value else None
+
+
+def _local(moment: dt.datetime, tz: str) -> dt.datetime:
+    from zoneinfo import ZoneInfo
+
+    return moment.astimezone(ZoneInfo(tz))
+
+
+def print_plan(report, tz: str) -> None:
+    from mailer.render import dutch_date
+
+    by_mail = {e.mail: e for e in report.estimates}
+    rows = []
+    for s in report.plan.sends:
+        e = by_mail[s.mail]
+        local = _local(s.at, tz)
+        rows.append([s.mail, s.theme[:40], dutch_date(local), local.strftime("%H:%M"),
+                     (f"{e.minutes:.0f} min" if e.minutes >= 1 else "<1 min") if report.contacts else "-", s.moved_because or ""])
+    click.echo(table(rows, ["#", "theme", "date", "time", "sending", "moved because"]))
+    click.echo(f"\nElection day: {dutch_date(report.plan.election_day)}. Times in {tz}. "
+               f"{report.contacts} active contact(s) at {report.rate_per_minute}/min.")
+    for e in report.estimates:
+        if not e.fits_window:
+            click.secho(f"Warning: mail {e.mail} takes {e.minutes / 60:.1f} h at {report.rate_per_minute}/min and "
+                        f"does not fit in one day's window; sending continues in the next window "
+                        f"(until about {_local(e.finishes, tz):%Y-%m-%d %H:%M}).", fg="yellow", err=True)
+
+
+@cli.command()
+@plan_options
+@click.option("--ics", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the plan as an iCalendar file.")
+@click.pass_obj
+@engine_errors
+def plan(state: State, campaign_name: str | None, start: dt.datetime | None, election_date: dt.datetime | None,
+         ics: Path | None) -> None:
+    """Show the nine send moments that the campaign's policy gives."""
+    from mailer.plan import to_ics
+    from mailer.service import plan_campaign
+
+    project = state.project(campaign_name)
+    report = plan_campaign(project, now=now(), start=_date(start), election_date=_date(election_date))
+    settings = project.load_campaign().settings
+    print_plan(report, settings.schedule.timezone)
+    if ics:
+        ics.write_text(to_ics(report.plan, name=settings.name, estimates=report.estimates), encoding="utf-8", newline="")
+        click.echo(f"Wrote {ics}.")
+
+
+@cli.command()
+@plan_options
+@click.option("--yes", is_flag=True, help="Store the plan without asking.")
+@click.pass_obj
+@engine_errors
+def schedule(state: State, campaign_name: str | None, start: dt.datetime | None, election_date: dt.datetime | None,
+             yes: bool) -> None:
+    """Store the plan: from then on the worker sends each mail when it is due."""
+    from mailer.service import plan_campaign, schedule_campaign, stored_plan_exists
+
+    project = state.project(campaign_name)
+    if stored_plan_exists(project):
+        from mailer.schedule import get_plan, plan_options as stored_options
+        conn = project.connect()
+        try:
+            stored = get_plan(conn, project.campaign_name)
+        finally:
+            conn.close()
+        settings = project.load_campaign().settings
+        asked = {"start": _date(start).isoformat() if start else None,
+                 "election_date": _date(election_date).isoformat() if election_date else None,
+                 "election_day": (_date(election_date) or settings.election_day).isoformat()}
+        if stored.options == asked:
+            click.echo("This plan is already stored:\n")
+            _print_status(project, as_json=False)
+            return
+    report = plan_campaign(project, now=now(), start=_date(start), election_date=_date(election_date))
+    print_plan(report, project.load_campaign().settings.schedule.timezone)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("scheduling sends mail to real contacts: confirm on a terminal or pass --yes")
+        click.confirm("\nStore this plan?", abort=True)
+    created = schedule_campaign(project, report, now=now())
+    click.echo("Stored. Run `campaign worker` (or its cron line) to send each mail when it is due."
+               if created else "This plan was already stored.")
+
+
+@cli.command()
+@campaign_option
+@click.option("--mail", "mail", type=int, required=True, help="The mail to move (1-9).")
+@click.option("--at", "at", required=True, metavar="WHEN",
+              help="An ISO date-time (e.g. 2027-02-03T10:00, campaign time zone) or 'now'.")
+@click.pass_obj
+@engine_errors
+def reschedule(state: State, campaign_name: str | None, mail: int, at: str) -> None:
+    """Move one mail to another moment (outside the send window is allowed)."""
+    from mailer import schedule as sched
+
+    project = state.project(campaign_name)
+    tz = project.load_campaign().settings.schedule.timezone
+    moment = sched.parse_when(at, timezone=tz, now=now())
+    conn = project.connect()
+    try:
+        when = sched.reschedule(conn, project.campaign_name, mail, moment, now=now())
+    finally:
+        conn.close()
+    click.echo(f"Mail {mail} now goes out at {_local(when, tz):%Y-%m-%d %H:%M} ({tz}).")
+
+
+def _simple_state_command(name: str, doc: str, action: Callable[..., str]) -> None:
+    @cli.command(name=name, help=doc)
+    @campaign_option
+    @click.pass_obj
+    @engine_errors
+    def command(state: State, campaign_name: str | None) -> None:
+        project = state.project(campaign_name)
+        conn = project.connect()
+        try:
+            click.echo(action(conn, project.campaign_name))
+        finally:
+            conn.close()
+
+
+def _pause(conn, campaign: str) -> str:
+    from mailer.schedule import set_paused
+
+    set_paused(conn, campaign, True)
+    return "Paused: a running worker stops between two messages, within seconds."
+
+
+def _resume(conn, campaign: str) -> str:
+    from mailer.schedule import set_paused
+
+    set_paused(conn, campaign, False)
+    return "Resumed: a running worker picks up within a minute."
+
+
+_simple_state_command("pause", "Stop sending (between two messages) until `resume`.", _pause)
+_simple_state_command("resume", "Continue sending after `pause`.", _resume)
+
+
+@cli.command()
+@campaign_option
+@click.option("--mail", "mail", type=int, default=None, help="Cancel only this mail (default: the whole campaign).")
+@click.pass_obj
+@engine_errors
+def cancel(state: State, campaign_name: str | None, mail: int | None) -> None:
+    """Call off the whole campaign, or one mail: nothing more of it is sent."""
+    from mailer.schedule import cancel as cancel_sends
+
+    project = state.project(campaign_name)
+    conn = project.connect()
+    try:
+        n = cancel_sends(conn, project.campaign_name, mail=mail, now=now())
+    finally:
+        conn.close()
+    what = f"Mail {mail}" if mail else f"Campaign {project.campaign_name}"
+    click.echo(f"{what} cancelled; {n} pending send(s) called off. Sent mails stay recorded.")
+
+
+@cli.command()
+@campaign_option
+@click.option("--mail", "mail", type=int, required=True, help="The mail whose failed and unknown sends to retry.")
+@click.pass_obj
+@engine_errors
+def retry(state: State, campaign_name: str | None, mail: int) -> None:
+    """Put failed and unknown sends of a mail back in the queue."""
+    from mailer.schedule import retry as retry_sends
+
+    project = state.project(campaign_name)
+    conn = project.connect()
+    try:
+        n = retry_sends(conn, project.campaign_name, mail=mail, now=now())
+    finally:
+        conn.close()
+    click.echo(f"{n} send(s) of mail {mail} queued again.")
+
+
+@cli.command()
+@campaign_option
+@click.option("--mail", "mails", type=int, multiple=True, help="Approve only this mail (repeatable; default: all).")
+@click.pass_obj
+@engine_errors
+def approve(state: State, campaign_name: str | None, mails: tuple[int, ...]) -> None:
+    """Approve the current version of mails changed after scheduling, so they are sent."""
+    from mailer.schedule import approve as approve_mails
+    from mailer.service import fingerprints
+
+    project = state.project(campaign_name)
+    current = fingerprints(project)
+    conn = project.connect()
+    try:
+        changed = approve_mails(conn, project.campaign_name, current, mails=mails or None)
+    finally:
+        conn.close()
+    click.echo(f"Approved the new version of mail(s) {', '.join(map(str, changed))}." if changed
+               else "Nothing to approve: the stored approval matches the current mails.")
+
+
+def _print_status(project, *, as_json: bool) -> None:
+    from mailer.contacts import count_contacts
+    from mailer.render import dutch_date
+    from mailer.schedule import status as status_report
+    from mailer.service import fingerprints
+    from mailer.transport import transport_config
+
+    conn = project.connect()
+    try:
+        report = status_report(conn, project.campaign_name, now=now(), fingerprints=fingerprints(project),
+                               transport=transport_config().label)
+        contact_counts = count_contacts(conn)
+    finally:
+        conn.close()
+    if as_json:
+        echo_json({**report.as_dict(), "contacts": contact_counts})
+        return
+    tz = project.load_campaign().settings.schedule.timezone
+    if report.scheduled:
+        rows = []
+        for m in report.mails:
+            local = _local(m.due_at, tz)
+            c = m.counts
+            rows.append([m.number, m.theme[:34], f"{local:%a %Y-%m-%d %H:%M}", m.state, c["sent"], c["pending"],
+                         c["failed"], c["unknown"], c["suppressed"], m.resent])
+        click.echo(table(rows, ["#", "theme", "planned", "state", "sent", "pending", "failed", "unknown",
+                                "suppressed", "resent"]))
+        flags = " (paused)" if report.paused else " (cancelled)" if report.cancelled else ""
+        click.echo(f"\nCampaign {report.campaign}{flags}; election day {dutch_date(report.election_day)}; "
+                   f"transport: {report.transport}.")
+    else:
+        click.echo(f"Campaign {report.campaign}: not scheduled.")
+    click.echo("Contacts: " + ", ".join(f"{n} {s}" for s, n in contact_counts.items()) + ".")
+    if report.worker_running:
+        click.echo(f"Worker: running (pid {report.worker_pid}, last seen {report.worker_heartbeat:%H:%M:%S} UTC).")
+    elif report.worker_heartbeat:
+        click.echo(f"Worker: not running (last seen {report.worker_heartbeat:%Y-%m-%d %H:%M} UTC).")
+    else:
+        click.echo("Worker: has never run.")
+    for w in report.warnings:
+        click.secho(f"Warning: {w}", fg="yellow", err=True)
+
+
+@cli.command()
+@campaign_option
+@json_option
+@click.pass_obj
+@engine_errors
+def status(state: State, campaign_name: str | None, as_json: bool) -> None:
+    """Per mail: planned moment, state and counts; the transport; the worker."""
+    _print_status(state.project(campaign_name), as_json=as_json)
+
+
+@cli.command()
+@plan_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the simulated messages (default: $CAMPAIGN_HOME/simulation/<campaign>).")
+@click.option("--rate", type=int, default=None, help="Messages per minute (default: the settings').")
+@click.pass_obj
+@engine_errors
+def simulate(state: State, campaign_name: str | None, start: dt.datetime | None, election_date: dt.datetime | None,
+             out: Path | None, rate: int | None) -> None:
+    """Run the whole series for the current contacts on a virtual clock; nothing is sent."""
+    from mailer.render import dutch_date
+    from mailer.simulate import simulate as run_simulation
+
+    project = state.project(campaign_name)
+    out = out or project.simulation
+    with Progress("Simulating") as progress:
+        result = run_simulation(project, out=out, start=_date(start), election_date=_date(election_date),
+                                rate_per_minute=rate, progress=progress)
+    tz = project.load_campaign().settings.schedule.timezone
+    rows = [[m.number, m.theme[:40], dutch_date(_local(m.starts, tz)), f"{_local(m.starts, tz):%H:%M}",
+             f"{_local(m.finishes, tz):%Y-%m-%d %H:%M}", m.messages] for m in result.mails]
+    click.echo(table(rows, ["#", "theme", "date", "from", "last message", "messages"]))
+    click.echo(f"\nSimulated {sum(m.messages for m in result.mails)} messages for {result.contacts} contact(s) "
+               f"from {result.contact_source}, on {result.plan_source}, at {result.rate_per_minute}/min.")
+    click.echo(f"Messages and timeline: {result.out} (timeline.csv). Nothing was sent or recorded as delivered.")
+
+
+# --- delivery ---------------------------------------------------------------------------------
+
+@cli.command()
+@campaign_option
+@click.option("--once", is_flag=True, help="Send what is due now and exit (for cron and tests).")
+@click.option("--rate", type=int, default=None, metavar="N", help="Messages per minute (default: the settings').")
+@click.pass_obj
+@engine_errors
+def worker(state: State, campaign_name: str | None, once: bool, rate: int | None) -> None:
+    """Send each mail when it is due. Stops cleanly on SIGTERM or Ctrl-C, between two messages."""
+    import signal
+
+    from mailer.deliver import Worker
+
+    project = state.project(campaign_name)
+    with Progress("Sending") as progress:
+        w = Worker(project, clock=now, rate_per_minute=rate,
+                   progress=lambda mail, done, total: progress(done, total, f"Mail {mail}"))
+
+        def stop(signum: int, frame: Any) -> None:
+            w.stop.set()
+            w.wake.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        if not once:
+            click.echo(f"Worker started for {project.campaign_name} (transport {w.config.label}, "
+                       f"{w.rate}/min); SIGTERM or Ctrl-C stops it between two messages.", err=True)
+        stats = w.run(once=once)
+    click.echo(f"Sent {stats.sent}, deferred {stats.deferred} (4xx, retried later), failed {stats.failed}, "
+               f"unknown {stats.unknown}; {stats.resent} resent after an interrupted run.")
+    for n in stats.held:
+        click.secho(f"Held: mail {n} changed after it was approved; check it, then `campaign approve --mail {n}`.",
+                    fg="yellow", err=True)
+
+
+@cli.command("send-test")
+@campaign_option
+@click.option("--to", "to", multiple=True, metavar="ADDR", help="Recipient (repeatable; default: the settings' test recipients).")
+@click.option("--mail", "mail", default="all", show_default=True, metavar="N|all", help="Which mail to send.")
+@click.option("--contact", metavar="EMAIL", default=None,
+              help="Personalise as for this contact (default: the first imported, else the first example).")
+@click.pass_obj
+@engine_errors
+def send_test(state: State, campaign_name: str | None, to: tuple[str, ...], mail: str, contact: str | None) -> None:
+    """Send test mails now, marked [TEST]; never recorded as deliveries."""
+    from mailer.deliver import send_test as send_tests
+
+    if mail != "all" and not mail.isdigit():
+        raise click.BadParameter("a mail number or 'all'", param_hint="--mail")
+    project = state.project(campaign_name)
+    sent = send_tests(project, to=list(to) or None, mails=None if mail == "all" else [int(mail)],
+                      contact=contact, now=now())
+    for s in sent:
+        click.echo(f"Mail {s.mail} to {s.recipient}: {s.where}")
+    click.echo(f"{len(sent)} test mail(s) sent; none counts as a delivery.")

@@ -13,7 +13,7 @@ import io
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -411,11 +411,14 @@ def read_address_list(path: Path) -> list[str]:
     return [a.strip(".") for a in found]
 
 
-def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path | None, now: dt.datetime | None = None) -> int:
-    """Erase a person: contact row, ledger rows and outbox files go; a salted hash stays suppressed.
+def forget_contact(conn: sqlite3.Connection, address: str, *, folders: Sequence[Path] = (),
+                   now: dt.datetime | None = None) -> int:
+    """Erase a person: contact row, ledger rows and message files go; a salted hash stays suppressed.
 
-    Returns the number of outbox files removed. Works for an address that was never imported
-    too: the hash still stops a later import.
+    ``folders`` (outbox, simulation, build output) are searched: files that hold the address
+    are deleted, and timeline lines (CSV) naming it are dropped. Returns the
+    number of files removed. Works for an address that was never imported too: the hash
+    still stops a later import.
     """
     key = email_key(address)
     moment = store.iso(now or store.now_utc())
@@ -428,12 +431,21 @@ def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path | Non
                      (suppression_hash(conn, key), moment))
     store.scrub(conn)
     removed = 0
-    if outbox is not None and outbox.is_dir():
-        needle = key.encode()
-        for eml in outbox.rglob("*.eml"):
-            data = eml.read_bytes()
-            if needle in data.lower():
-                eml.unlink()
+    needle = key.encode()
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob("*"):
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+            if needle not in data.lower():
+                continue
+            if path.suffix == ".csv":  # a timeline: other people's lines stay
+                kept = [line for line in data.splitlines(keepends=True) if needle not in line.lower()]
+                path.write_bytes(b"".join(kept))
+            else:
+                path.unlink()
                 removed += 1
     return removed
 

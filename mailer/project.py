@@ -36,6 +36,14 @@ class Project:
         return self.home / "outbox"
 
     @property
+    def simulation(self) -> Path:
+        return self.home / "simulation" / self.campaign_name
+
+    def personal_data_folders(self) -> list[Path]:
+        """Every folder where messages to contacts are written: searched on erasure."""
+        return [self.outbox, self.home / "simulation", self.root / "out"]
+
+    @property
     def campaign_folder(self) -> Path:
         return find_campaign(self.root, self.campaign_name)
 

@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS schedule (
     state TEXT NOT NULL DEFAULT 'scheduled'
         CHECK (state IN ('scheduled', 'sending', 'done', 'cancelled')),
     approved_fingerprint TEXT NOT NULL,
+    -- set by reschedule: staff chose the moment, so the daily window does not apply
+    outside_window INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (campaign, mail)
 );
 CREATE TABLE IF NOT EXISTS ledger (

@@ -144,7 +144,7 @@ def test_forget_leaves_no_trace(run, home: Path, tmp_path: Path):
     (outbox / "other.eml").write_text("To: p1@example.nl\r\n\r\nhallo\r\n")
     result = run("contacts", "forget", secret, "--yes")
     assert result.exit_code == 0, result.output
-    assert "1 outbox file(s) removed" in result.output
+    assert "1 message file(s) removed" in result.output
     for path in home.rglob("*"):
         if path.is_file():
             data = path.read_bytes().lower()

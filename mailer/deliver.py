@@ -1,0 +1,445 @@
+"""Stage 6: the worker that sends each mail when it is due, exactly once as far as SMTP allows.
+
+The ledger is the single source of truth. For each message: claim the row (pending ->
+sending) in a committed transaction, send, then record the outcome. A row found in
+``sending`` when a worker starts belonged to a worker that died mid-send: the server may or
+may not have accepted it, so it is sent again with the same Message-ID and counted as resent.
+At most one message is in flight per connection, so a kill duplicates at most that one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from . import store
+from .contacts import _row_to_contact
+from .errors import DeliveryError, SenderNotConfigured, StateError
+from .message import build_message
+from .personalise import personalise
+from .plan import closed_reason, window_close, window_open
+from .project import Project
+from .render import RenderedMail, Renderer
+from .schedule import fingerprint, get_plan
+from .transport import (
+    PermanentFailure,
+    TemporaryFailure,
+    TransportConfig,
+    UnknownOutcome,
+    open_transport,
+    transport_config,
+)
+
+MAX_ATTEMPTS = 5
+BACKOFF = (60, 300, 900, 3600)  # seconds before attempts 2, 3, 4, 5
+REREAD_SECONDS = 30  # how often a running worker re-reads the schedule: under a minute
+
+
+@dataclass
+class RunStats:
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    unknown: int = 0
+    resent: int = 0
+    held: list[int] = field(default_factory=list)
+    mails: list[int] = field(default_factory=list)
+
+
+class WorkerLock:
+    """Only one worker at a time: an exclusive lock on a file beside the database."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / "worker.lock"
+        self.fh = None
+
+    def __enter__(self) -> "WorkerLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            owner = self.fh.read().strip() or "another process"
+            self.fh.close()
+            raise StateError(f"a worker is already running (pid {owner}); only one may run at a time") from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fh is not None:
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+            self.fh.close()
+
+
+def check_transport(project: Project, config: TransportConfig, *, stored: str | None) -> None:
+    """Refuse to deliver through another transport than the one the schedule was stored with,
+    and to send beyond the outbox while the sender still holds example values."""
+    if stored is not None and stored != config.label:
+        raise DeliveryError(
+            f"the schedule was stored for transport {stored}, but this worker would use {config.label}; "
+            "refusing to deliver elsewhere (set CAMPAIGN_SMTP_URL as when you scheduled)"
+        )
+    if config.kind != "outbox":
+        deployment = project.deployment()
+        if not deployment.configured:
+            raise SenderNotConfigured(
+                "the sender is not configured, so nothing is sent beyond the outbox: "
+                + "; ".join(deployment.problems)
+            )
+
+
+class Worker:
+    """Sends what is due. ``tick`` does one pass; ``run`` repeats it on APScheduler wake-ups."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        clock: Callable[[], dt.datetime],
+        rate_per_minute: int | None = None,
+        env: dict[str, str] | None = None,
+        progress: Callable[[int, int, int], None] | None = None,
+        sleep: Callable[[float], bool] | None = None,
+    ) -> None:
+        self.project = project
+        self.clock = clock
+        self.env = dict(os.environ) if env is None else env
+        self.config = transport_config(self.env)
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.progress = progress
+        # sleep(seconds) -> True when interrupted by stop
+        self.sleep = sleep or (lambda seconds: self.stop.wait(seconds))
+        self.campaign = project.load_campaign()
+        deployment = project.deployment()
+        self.rate = rate_per_minute or deployment.rate_per_minute or self.campaign.settings.schedule.rate_per_minute
+        self.conn = project.connect()
+        self.transport = None
+        self.stats = RunStats()
+        self._rendered: dict[int, RenderedMail] = {}
+
+    # --- bookkeeping ---------------------------------------------------------------------
+
+    def heartbeat(self, *, stopped: bool = False) -> None:
+        now = store.iso(self.clock())
+        with store.transaction(self.conn):
+            self.conn.execute(
+                "INSERT INTO worker (id, pid, started_at, heartbeat_at, stopped_at) VALUES (1, ?, ?, ?, NULL)"
+                " ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, heartbeat_at = excluded.heartbeat_at,"
+                " stopped_at = ?",
+                (os.getpid(), now, now, now if stopped else None),
+            )
+
+    def recover(self) -> int:
+        """Rows left in ``sending`` by a worker that died: send again, same Message-ID, counted."""
+        with store.transaction(self.conn):
+            n = self.conn.execute(
+                "UPDATE ledger SET state = 'pending', resent = resent + 1, next_attempt_at = NULL,"
+                " error = 'resent: the previous worker stopped while sending' WHERE state = 'sending'"
+            ).rowcount
+        self.stats.resent += n
+        return n
+
+    def render(self, number: int) -> RenderedMail:
+        if number not in self._rendered:
+            renderer = Renderer(templates=self.project.templates, campaign=self.campaign,
+                                deployment=self.project.deployment())
+            self._rendered[number] = renderer.render(self.campaign.mail(number))
+        return self._rendered[number]
+
+    # --- one pass ------------------------------------------------------------------------
+
+    def due_mails(self, now: dt.datetime) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT * FROM schedule WHERE campaign = ? AND state IN ('scheduled', 'sending') AND due_at <= ?"
+            " ORDER BY due_at, mail", (self.campaign.slug, store.iso(now))).fetchall()
+
+    def next_wake(self) -> dt.datetime | None:
+        """The next moment something falls due: a scheduled mail or a deferred retry."""
+        row = self.conn.execute(
+            "SELECT MIN(t) FROM (SELECT MIN(due_at) AS t FROM schedule WHERE campaign = ? AND state = 'scheduled'"
+            " UNION ALL SELECT MIN(next_attempt_at) FROM ledger WHERE campaign = ? AND state = 'pending'"
+            " AND next_attempt_at IS NOT NULL)", (self.campaign.slug, self.campaign.slug)).fetchone()
+        return store.parse_iso(row[0]) if row and row[0] else None
+
+    def in_window(self, row: sqlite3.Row, now: dt.datetime) -> bool:
+        if row["outside_window"]:
+            return True
+        policy = self.campaign.settings.schedule
+        local = now.astimezone(ZoneInfo(policy.timezone))
+        if closed_reason(local.date(), policy):
+            return False
+        return window_open(local.date(), policy) <= local < window_close(local.date(), policy)
+
+    def tick(self) -> RunStats:
+        """Send everything that is due now; returns what this pass did."""
+        slug = self.campaign.slug
+        plan = get_plan(self.conn, slug)
+        if plan is None or plan.cancelled or plan.paused:
+            return self.stats
+        check_transport(self.project, self.config, stored=plan.transport)
+        for row in self.due_mails(self.clock()):
+            if self.stop.is_set():
+                break
+            now = self.clock()
+            if now.date() >= plan.election_day:
+                continue  # never after election day; status shows it as overdue
+            if not self.in_window(row, now):
+                continue
+            number = row["mail"]
+            rendered = self.render(number)
+            if fingerprint(rendered) != row["approved_fingerprint"]:
+                if number not in self.stats.held:
+                    self.stats.held.append(number)
+                continue
+            self.materialise(number, now)
+            self.send_mail(number, rendered, row)
+        return self.stats
+
+    def materialise(self, number: int, now: dt.datetime) -> None:
+        """One ledger row per active contact for this mail; contacts added later join while it sends."""
+        from .message import message_id
+
+        slug = self.campaign.slug
+        domain = self.project.deployment().sender.domain
+        moment = store.iso(now)
+        with store.transaction(self.conn):
+            rows = self.conn.execute(
+                "SELECT c.id, c.email FROM contacts c WHERE c.status = 'active' AND NOT EXISTS"
+                " (SELECT 1 FROM ledger l WHERE l.campaign = ? AND l.mail = ? AND l.contact_id = c.id)",
+                (slug, number)).fetchall()
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at) VALUES (?, ?, ?, ?, ?)",
+                [(slug, number, r["id"], message_id(slug, number, r["email"], domain), moment) for r in rows])
+            self.conn.execute("UPDATE schedule SET state = 'sending' WHERE campaign = ? AND mail = ? AND state = 'scheduled'",
+                              (slug, number))
+
+    def still_allowed(self, number: int) -> bool:
+        row = self.conn.execute(
+            "SELECT s.state, p.paused, p.cancelled FROM schedule s JOIN plans p USING (campaign)"
+            " WHERE s.campaign = ? AND s.mail = ?", (self.campaign.slug, number)).fetchone()
+        return row is not None and row["state"] == "sending" and not row["paused"] and not row["cancelled"]
+
+    def send_mail(self, number: int, rendered: RenderedMail, schedule_row: sqlite3.Row) -> None:
+        slug = self.campaign.slug
+        settings = self.campaign.settings
+        sender = self.project.deployment().sender
+        if self.transport is None:
+            self.transport = open_transport(self.config, outbox=self.project.outbox, env=self.env)
+        interval = 60.0 / self.rate
+        total = self.conn.execute("SELECT COUNT(*) FROM ledger WHERE campaign = ? AND mail = ?", (slug, number)).fetchone()[0]
+        done = self.conn.execute("SELECT COUNT(*) FROM ledger WHERE campaign = ? AND mail = ? AND state != 'pending'",
+                                 (slug, number)).fetchone()[0]
+        if number not in self.stats.mails:
+            self.stats.mails.append(number)
+        next_start = last_beat = time.monotonic()
+        while not self.stop.is_set():
+            now = self.clock()
+            if time.monotonic() - last_beat > REREAD_SECONDS:
+                self.heartbeat()  # a long send must not look like a dead worker in `status`
+                last_beat = time.monotonic()
+            if not self.still_allowed(number) or not self.in_window(schedule_row, now):
+                return
+            row = self.conn.execute(
+                "SELECT l.id AS ledger_id, l.message_id, c.* FROM ledger l JOIN contacts c ON c.id = l.contact_id"
+                " WHERE l.campaign = ? AND l.mail = ? AND l.state = 'pending'"
+                " AND (l.next_attempt_at IS NULL OR l.next_attempt_at <= ?) ORDER BY l.id LIMIT 1",
+                (slug, number, store.iso(now))).fetchone()
+            if row is None:
+                break
+            wait = next_start - time.monotonic()
+            if wait > 0 and self.sleep(wait):
+                return
+            next_start = max(next_start, time.monotonic()) + interval
+            contact = _row_to_contact(row)
+            if contact.status != "active":
+                self._finish(row["ledger_id"], "suppressed", now)
+                continue
+            # Claim: committed before the message leaves, so a crash leaves a visible 'sending' row.
+            with store.transaction(self.conn):
+                claimed = self.conn.execute(
+                    "UPDATE ledger SET state = 'sending', attempts = attempts + 1, transport = ?, updated_at = ?"
+                    " WHERE id = ? AND state = 'pending'",
+                    (self.config.label, store.iso(now), row["ledger_id"])).rowcount
+            if not claimed:
+                continue
+            try:
+                personal = personalise(rendered, contact, settings=settings)
+                envelope = build_message(personal, sender=sender, campaign=settings, now=self.clock())
+                self.transport.send(envelope, group=f"{slug}/{number:02d}")
+            except TemporaryFailure as exc:
+                self._defer(row["ledger_id"], str(exc))
+            except PermanentFailure as exc:
+                self._finish(row["ledger_id"], "failed", self.clock(), error=str(exc))
+                self.stats.failed += 1
+                if exc.user_unknown:
+                    from .contacts import set_status
+
+                    set_status(self.conn, [contact.email], status="bounced", reason=str(exc)[:200])
+            except UnknownOutcome as exc:
+                self._finish(row["ledger_id"], "unknown", self.clock(), error=str(exc))
+                self.stats.unknown += 1
+            except Exception as exc:
+                # Not a transport answer (a template or header problem): record it, keep going.
+                self._finish(row["ledger_id"], "failed", self.clock(), error=f"{type(exc).__name__}: {exc}")
+                self.stats.failed += 1
+            else:
+                self._finish(row["ledger_id"], "sent", self.clock(), sent=True)
+                self.stats.sent += 1
+            done += 1
+            if self.progress:
+                self.progress(number, done, total)
+        self._maybe_done(number)
+
+    def _finish(self, ledger_id: int, state: str, now: dt.datetime, *, error: str = "", sent: bool = False) -> None:
+        with store.transaction(self.conn):
+            self.conn.execute(
+                "UPDATE ledger SET state = ?, error = ?, updated_at = ?, sent_at = CASE WHEN ? THEN ? ELSE sent_at END"
+                " WHERE id = ?", (state, error[:500], store.iso(now), int(sent), store.iso(now), ledger_id))
+
+    def _defer(self, ledger_id: int, error: str) -> None:
+        now = self.clock()
+        with store.transaction(self.conn):
+            attempts = self.conn.execute("SELECT attempts FROM ledger WHERE id = ?", (ledger_id,)).fetchone()[0]
+            if attempts >= MAX_ATTEMPTS:
+                self.conn.execute("UPDATE ledger SET state = 'failed', error = ?, updated_at = ? WHERE id = ?",
+                                  (f"gave up after {attempts} attempts: {error}"[:500], store.iso(now), ledger_id))
+                self.stats.failed += 1
+            else:
+                delay = BACKOFF[min(attempts - 1, len(BACKOFF) - 1)]
+                self.conn.execute(
+                    "UPDATE ledger SET state = 'pending', error = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                    (error[:500], store.iso(now + dt.timedelta(seconds=delay)), store.iso(now), ledger_id))
+                self.stats.deferred += 1
+
+    def _maybe_done(self, number: int) -> None:
+        with store.transaction(self.conn):
+            left = self.conn.execute(
+                "SELECT COUNT(*) FROM ledger WHERE campaign = ? AND mail = ? AND state IN ('pending', 'sending')",
+                (self.campaign.slug, number)).fetchone()[0]
+            if not left:
+                self.conn.execute("UPDATE schedule SET state = 'done' WHERE campaign = ? AND mail = ? AND state = 'sending'",
+                                  (self.campaign.slug, number))
+
+    # --- the long run ----------------------------------------------------------------------
+
+    def run(self, *, once: bool) -> RunStats:
+        """``once``: one pass and return. Otherwise run until stopped (SIGTERM, Ctrl-C)."""
+        with WorkerLock(self.project.home):
+            try:
+                plan = get_plan(self.conn, self.campaign.slug)
+                check_transport(self.project, self.config, stored=plan.transport if plan else None)
+                self.heartbeat()
+                self.recover()
+                if once:
+                    self.tick()
+                    return self.stats
+                self._loop()
+                return self.stats
+            finally:
+                if self.transport is not None:
+                    self.transport.close()
+                self.heartbeat(stopped=True)
+                self.conn.close()
+
+    def _loop(self) -> None:
+        # APScheduler with an in-memory store wakes the loop at each due moment it read from the
+        # ledger, and at least every REREAD_SECONDS, so schedule changes made by other processes
+        # arrive within a minute. The ledger, not APScheduler, decides what is sent.
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        scheduler = BackgroundScheduler(timezone=dt.timezone.utc,
+                                        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+        scheduler.add_job(self.wake.set, "interval", seconds=REREAD_SECONDS, id="reread")
+        scheduler.start()
+        try:
+            while not self.stop.is_set():
+                self.heartbeat()
+                self.tick()
+                upcoming = self.next_wake()
+                if upcoming is not None and upcoming > self.clock():
+                    scheduler.add_job(self.wake.set, "date", run_date=upcoming, id="due", replace_existing=True)
+                self.wake.wait(REREAD_SECONDS)
+                self.wake.clear()
+        finally:
+            scheduler.shutdown(wait=False)
+
+
+@dataclass(frozen=True)
+class TestSend:
+    mail: int
+    subject: str
+    recipient: str
+    where: str
+
+
+def send_test(
+    project: Project,
+    *,
+    to: list[str] | None,
+    mails: list[int] | None,
+    contact: str | None,
+    now: dt.datetime,
+    env: dict[str, str] | None = None,
+) -> list[TestSend]:
+    """Send mails now, marked ``[TEST]``, exactly as ``contact`` would get them; never in the ledger."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from .build import choose_contact
+    from .contacts import email_key
+
+    env = dict(os.environ) if env is None else env
+    config = transport_config(env)
+    check_transport(project, config, stored=None)
+    deployment = project.deployment()
+    recipients = list(to or deployment.test_recipients)
+    if not recipients:
+        raise DeliveryError("no test recipients: pass --to ADDRESS or set test.recipients in settings.toml")
+    checked = []
+    for address in recipients:
+        try:
+            checked.append(validate_email(address, check_deliverability=False).normalized)
+        except EmailNotValidError as exc:
+            raise DeliveryError(f"--to {address!r}: not a valid address ({exc})") from None
+    if project.db_exists:
+        conn = project.connect()
+        try:
+            for address in checked:
+                row = conn.execute("SELECT 1 FROM contacts WHERE email_key = ?", (email_key(address),)).fetchone()
+                if row is not None:
+                    raise DeliveryError(f"{address} is an imported contact; test mails never go to contacts")
+        finally:
+            conn.close()
+    campaign = project.load_campaign()
+    chosen, _source = choose_contact(project, contact)
+    renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment)
+    numbers = mails or [m.number for m in campaign.mails]
+    transport = open_transport(config, outbox=project.outbox, env=env)
+    sent = []
+    try:
+        for number in numbers:
+            rendered = renderer.render(campaign.mail(number))
+            personal = personalise(rendered, chosen, settings=campaign.settings)
+            for address in checked:
+                envelope = build_message(personal, sender=deployment.sender, campaign=campaign.settings, now=now,
+                                         test=True, to=address)
+                try:
+                    where = transport.send(envelope, group="test")
+                except (TemporaryFailure, PermanentFailure, UnknownOutcome) as exc:
+                    raise DeliveryError(f"test mail {number} to {address}: {exc}") from None
+                sent.append(TestSend(mail=number, subject=f"[TEST] {personal.subject}", recipient=address, where=where))
+    finally:
+        transport.close()
+    return sent

@@ -1,0 +1,249 @@
+"""The election-aware plan: when each of the nine mails goes out.
+
+Pure functions of the campaign's policy and a clock passed in: nothing here reads the time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from .errors import PlanError
+from .settings import SchedulePolicy
+
+WEEKDAY_NAMES_NL = ("maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag")
+
+
+@dataclass(frozen=True)
+class PlannedSend:
+    mail: int
+    theme: str
+    at: dt.datetime  # aware, in the policy's time zone
+    moved_because: str = ""  # why the send is later than the cadence alone would put it
+
+    @property
+    def at_utc(self) -> dt.datetime:
+        return self.at.astimezone(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class SendEstimate:
+    mail: int
+    contacts: int
+    minutes: float
+    finishes: dt.datetime
+    fits_window: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    campaign: str
+    election_day: dt.date
+    sends: tuple[PlannedSend, ...]
+    start: dt.date | None
+    election_override: bool
+
+    def options(self) -> dict[str, str | None]:
+        """What the plan was made from: stored, to recognise the same ``schedule`` call again."""
+        return {
+            "start": self.start.isoformat() if self.start else None,
+            "election_date": self.election_day.isoformat() if self.election_override else None,
+        }
+
+
+@lru_cache(maxsize=8)
+def _holidays(years: tuple[int, ...]):
+    import holidays
+
+    return holidays.country_holidays("NL", years=list(years), language="nl")
+
+
+def closed_reason(day: dt.date, policy: SchedulePolicy) -> str:
+    """Why nothing may go out on ``day`` ('' when it is an allowed day)."""
+    if day.weekday() not in policy.weekdays:
+        return f"geen verzenddag ({WEEKDAY_NAMES_NL[day.weekday()]})"
+    for b in policy.blackouts:
+        if b.covers(day):
+            return b.reason or f"blackout {b.start} – {b.end}"
+    if policy.public_holidays:
+        name = _holidays((day.year,)).get(day)
+        if name:
+            return f"feestdag ({name})"
+    return ""
+
+
+def next_open_day(day: dt.date, policy: SchedulePolicy) -> tuple[dt.date, str]:
+    """The first allowed day on or after ``day``, and why days were skipped (the first reason)."""
+    first_reason = ""
+    for _ in range(400):
+        reason = closed_reason(day, policy)
+        if not reason:
+            return day, first_reason
+        if reason and not first_reason and not reason.startswith("geen verzenddag"):
+            first_reason = reason
+        day += dt.timedelta(days=1)
+    raise PlanError("no allowed send day within 400 days: check schedule.weekdays and schedule.blackouts")
+
+
+def _series(start: dt.date, count: int, policy: SchedulePolicy) -> list[tuple[dt.date, str]]:
+    days: list[tuple[dt.date, str]] = []
+    for k in range(count):
+        nominal = start + dt.timedelta(days=policy.cadence_days * k)
+        if days and nominal <= days[-1][0]:
+            nominal = days[-1][0] + dt.timedelta(days=1)
+        days.append(next_open_day(nominal, policy))
+    return days
+
+
+def window_open(day: dt.date, policy: SchedulePolicy) -> dt.datetime:
+    """The moment the send window opens on ``day``, in the policy's zone (DST-correct)."""
+    return dt.datetime.combine(day, policy.window_start, tzinfo=ZoneInfo(policy.timezone))
+
+
+def window_close(day: dt.date, policy: SchedulePolicy) -> dt.datetime:
+    return dt.datetime.combine(day, policy.window_end, tzinfo=ZoneInfo(policy.timezone))
+
+
+def make_plan(
+    *,
+    campaign: str,
+    themes: Sequence[str],
+    policy: SchedulePolicy,
+    election_day: dt.date,
+    now: dt.datetime,
+    start: dt.date | None = None,
+    election_override: dt.date | None = None,
+) -> Plan:
+    """Plan the series: from ``start`` at the cadence, or counted back from election day.
+
+    Refuses a plan with any send in the past, on or after election day, or later than the
+    policy's minimum number of days before it.
+    """
+    election = election_override or election_day
+    latest = election - dt.timedelta(days=policy.min_days_before_election)
+    count = len(themes)
+    if start is not None:
+        days = _series(start, count, policy)
+    else:
+        first = latest - dt.timedelta(days=policy.cadence_days * (count - 1))
+        for _ in range(400):
+            days = _series(first, count, policy)
+            if days[-1][0] <= latest:
+                break
+            first -= dt.timedelta(days=1)
+        else:  # pragma: no cover - the policy check above makes this unreachable in practice
+            raise PlanError("cannot fit the series before election day with this policy")
+    sends = tuple(
+        PlannedSend(mail=i + 1, theme=themes[i], at=window_open(day, policy), moved_because=reason)
+        for i, (day, reason) in enumerate(days)
+    )
+    plan = Plan(campaign=campaign, election_day=election, sends=sends, start=start,
+                election_override=election_override is not None)
+    check_plan(plan, policy=policy, now=now)
+    return plan
+
+
+def check_plan(plan: Plan, *, policy: SchedulePolicy, now: dt.datetime) -> None:
+    """Raise :class:`PlanError` when the plan breaks the calendar."""
+    from .render import dutch_date
+
+    election = plan.election_day
+    if election <= now.astimezone(ZoneInfo(policy.timezone)).date():
+        raise PlanError(
+            f"election day {dutch_date(election)} is not in the future: this campaign can only be planned "
+            f"with a future --election-date (for planning only; the mails keep their text)"
+        )
+    for s in plan.sends:
+        if s.at <= now:
+            raise PlanError(
+                f"mail {s.mail} would go out on {dutch_date(s.at)} {s.at:%H:%M}, which is in the past; "
+                "choose a later --start or a later --election-date"
+            )
+        if s.at.date() >= election:
+            raise PlanError(f"mail {s.mail} would go out on {dutch_date(s.at)}, on or after election day "
+                            f"({dutch_date(election)}); choose an earlier --start")
+    latest = election - dt.timedelta(days=policy.min_days_before_election)
+    last = plan.sends[-1]
+    if last.at.date() > latest:
+        raise PlanError(
+            f"mail {last.mail} would go out on {dutch_date(last.at)}, less than "
+            f"{policy.min_days_before_election} days before election day ({dutch_date(election)}); "
+            "choose an earlier --start"
+        )
+
+
+def send_moments(due: dt.datetime, count: int, *, rate_per_minute: int, policy: SchedulePolicy) -> Iterator[dt.datetime]:
+    """When each of ``count`` messages goes out from ``due`` at the rate, inside the daily window;
+    what does not fit continues when the next allowed window opens."""
+    zone = ZoneInfo(policy.timezone)
+    step = dt.timedelta(seconds=60 / rate_per_minute)
+    t = due.astimezone(zone)
+    close = window_close(t.date(), policy)
+    for _ in range(count):
+        if t >= close:
+            day, _reason = next_open_day(t.date() + dt.timedelta(days=1), policy)
+            t = window_open(day, policy)
+            close = window_close(day, policy)
+        yield t
+        t += step
+
+
+def estimate(plan: Plan, *, contacts: int, rate_per_minute: int, policy: SchedulePolicy) -> list[SendEstimate]:
+    """How long each send takes at the rate, and whether it fits in its day's window."""
+    out = []
+    for s in plan.sends:
+        last = s.at
+        for last in send_moments(s.at, contacts, rate_per_minute=rate_per_minute, policy=policy):
+            pass
+        finishes = last + dt.timedelta(seconds=60 / rate_per_minute) if contacts else s.at
+        out.append(SendEstimate(
+            mail=s.mail, contacts=contacts, minutes=contacts / rate_per_minute, finishes=finishes,
+            fits_window=finishes.date() == s.at.date() and finishes <= window_close(s.at.date(), policy),
+        ))
+    return out
+
+
+def to_ics(plan: Plan, *, name: str, estimates: Sequence[SendEstimate] | None = None) -> str:
+    """The plan as an iCalendar file that staff can add to their calendar."""
+    def esc(text: str) -> str:
+        return text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
+
+    def stamp(moment: dt.datetime) -> str:
+        return moment.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+    by_mail = {e.mail: e for e in estimates or ()}
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//campaign//send plan//NL", "CALSCALE:GREGORIAN",
+             "METHOD:PUBLISH", f"X-WR-CALNAME:{esc(name)}"]
+    for s in plan.sends:
+        end = by_mail[s.mail].finishes if s.mail in by_mail and by_mail[s.mail].finishes > s.at else s.at + dt.timedelta(hours=1)
+        lines += [
+            "BEGIN:VEVENT",
+            f"UID:{plan.campaign}-mail-{s.mail}@campaign",
+            f"DTSTAMP:{stamp(s.at)}",
+            f"DTSTART:{stamp(s.at)}",
+            f"DTEND:{stamp(end)}",
+            f"SUMMARY:{esc(f'Mail {s.mail} van {len(plan.sends)}: {s.theme}')}",
+            f"DESCRIPTION:{esc(f'{name}: mail {s.mail} gaat uit.')}",
+            "END:VEVENT",
+        ]
+    lines.append("END:VCALENDAR")
+    return "\r\n".join(_fold(line) for line in lines) + "\r\n"
+
+
+def _fold(line: str) -> str:
+    # RFC 5545: lines longer than 75 octets continue on the next line after a space.
+    data = line.encode("utf-8")
+    if len(data) <= 75:
+        return line
+    parts, current = [], b""
+    for ch in line:
+        b = ch.encode("utf-8")
+        if len(current) + len(b) > (75 if not parts else 74):
+            parts.append(current.decode("utf-8"))
+            current = b""
+        current += b
+    parts.append(current.decode("utf-8"))
+    return "\r\n ".join(parts)

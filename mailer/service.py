@@ -1,0 +1,99 @@
+"""One engine function per state-changing command: the CLI calls these and prints the result."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from . import checks
+from .contacts import count_contacts, example_contacts
+from .errors import PlanError, SenderNotConfigured
+from .message import build_message
+from .personalise import personalise
+from .plan import Plan, SendEstimate, estimate, make_plan
+from .project import Project
+from .render import RenderedMail, Renderer
+from .schedule import fingerprint, get_plan, store_schedule
+from .transport import transport_config
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    plan: Plan
+    estimates: tuple[SendEstimate, ...]
+    contacts: int
+    rate_per_minute: int
+
+
+def render_all(project: Project) -> list[RenderedMail]:
+    campaign = project.load_campaign()
+    return Renderer(templates=project.templates, campaign=campaign, deployment=project.deployment()).render_all()
+
+
+def fingerprints(project: Project) -> dict[int, str]:
+    return {m.number: fingerprint(m) for m in render_all(project)}
+
+
+def plan_campaign(project: Project, *, now: dt.datetime, start: dt.date | None = None,
+                  election_date: dt.date | None = None, rate_per_minute: int | None = None) -> PlanReport:
+    """The send moments from the campaign's policy, and how long each send takes."""
+    campaign = project.load_campaign()
+    settings = campaign.settings
+    plan = make_plan(campaign=settings.slug, themes=[m.theme for m in campaign.mails], policy=settings.schedule,
+                     election_day=settings.election_day, now=now, start=start, election_override=election_date)
+    active = 0
+    if project.db_exists:
+        conn = project.connect()
+        try:
+            active = count_contacts(conn)["active"]
+        finally:
+            conn.close()
+    rate = rate_per_minute or project.deployment().rate_per_minute or settings.schedule.rate_per_minute
+    return PlanReport(plan=plan, estimates=tuple(estimate(plan, contacts=active, rate_per_minute=rate,
+                                                          policy=settings.schedule)),
+                      contacts=active, rate_per_minute=rate)
+
+
+def campaign_findings(project: Project) -> list[checks.Finding]:
+    """``campaign check``-level findings for every mail, as the first example contact gets it."""
+    campaign = project.load_campaign()
+    deployment = project.deployment()
+    contact = example_contacts(project.root)[0]
+    findings: list[checks.Finding] = []
+    for mail in Renderer(templates=project.templates, campaign=campaign, deployment=deployment).render_all():
+        personal = personalise(mail, contact, settings=campaign.settings)
+        envelope = build_message(personal, sender=deployment.sender, campaign=campaign.settings,
+                                 now=dt.datetime.now(dt.timezone.utc))
+        findings += checks.check_mail(mail, personal, envelope, campaign=campaign.settings)
+    for problem in deployment.problems:
+        findings.append(checks.Finding("warning", None, f"sender not configured: {problem}"))
+    return findings
+
+
+def schedule_campaign(project: Project, report: PlanReport, *, now: dt.datetime) -> bool:
+    """Store the plan behind the send gate; returns False when the same plan was stored already."""
+    config = transport_config()
+    errors = [f for f in campaign_findings(project) if f.level == "error"]
+    if errors:
+        listed = "\n".join(f"  mail {f.mail}: {f.message}" for f in errors)
+        raise PlanError(f"refused: `campaign check` finds errors:\n{listed}")
+    if config.kind != "outbox" and not project.deployment().configured:
+        raise SenderNotConfigured(
+            f"refused: the transport is {config.label} but the sender is not configured "
+            f"({'; '.join(project.deployment().problems)})")
+    conn = project.connect()
+    try:
+        return store_schedule(conn, report.plan, fingerprints=fingerprints(project), transport=config.label, now=now)
+    finally:
+        conn.close()
+
+
+def stored_plan_exists(project: Project) -> bool:
+    if not project.db_exists:
+        return False
+    conn = project.connect()
+    try:
+        plan = get_plan(conn, project.campaign_name)
+        return plan is not None and not plan.cancelled
+    finally:
+        conn.close()

@@ -1,0 +1,138 @@
+"""``campaign simulate``: the whole series for the current contacts on a virtual clock.
+
+Writes each message as it would be sent, plus a timeline, into a folder of its own;
+nothing is recorded as delivered and nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import store
+from .contacts import Contact, active_contacts, example_contacts
+from .message import build_message
+from .personalise import personalise
+from .plan import Plan, PlannedSend, make_plan, send_moments
+from .project import Project
+from .render import Renderer
+from .schedule import get_plan
+
+
+@dataclass(frozen=True)
+class SimulatedMail:
+    number: int
+    theme: str
+    starts: dt.datetime
+    finishes: dt.datetime
+    messages: int
+
+
+@dataclass(frozen=True)
+class Simulation:
+    out: Path
+    contacts: int
+    contact_source: str
+    plan_source: str
+    mails: tuple[SimulatedMail, ...]
+    timeline: Path
+    rate_per_minute: int
+
+
+def _stored_sends(project: Project) -> list[PlannedSend] | None:
+    if not project.db_exists:
+        return None
+    conn = project.connect()
+    try:
+        plan = get_plan(conn, project.campaign_name)
+        if plan is None or plan.cancelled:
+            return None
+        return [PlannedSend(mail=r["mail"], theme=r["theme"], at=store.parse_iso(r["due_at"]))
+                for r in conn.execute("SELECT * FROM schedule WHERE campaign = ? AND state != 'cancelled' ORDER BY mail",
+                                      (project.campaign_name,))]
+    finally:
+        conn.close()
+
+
+def simulate(
+    project: Project,
+    *,
+    out: Path,
+    start: dt.date | None = None,
+    election_date: dt.date | None = None,
+    rate_per_minute: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Simulation:
+    """Simulate the stored schedule, or (when none is stored) the plan from the campaign policy."""
+    campaign = project.load_campaign()
+    settings = campaign.settings
+    policy = settings.schedule
+    deployment = project.deployment()
+    rate = rate_per_minute or deployment.rate_per_minute or policy.rate_per_minute
+
+    sends = None if (start or election_date) else _stored_sends(project)
+    plan_source = "the stored schedule"
+    if sends is None:
+        # A virtual clock that stands just before the series, so that a past election still simulates.
+        election = election_date or settings.election_day
+        virtual_now = dt.datetime.combine(
+            (start or election) - dt.timedelta(days=policy.cadence_days * len(campaign.mails) + 60),
+            dt.time(0), tzinfo=dt.timezone.utc)
+        plan: Plan = make_plan(campaign=settings.slug, themes=[m.theme for m in campaign.mails], policy=policy,
+                               election_day=settings.election_day, now=virtual_now, start=start,
+                               election_override=election_date)
+        sends = list(plan.sends)
+        plan_source = "the campaign's policy (not scheduled yet)"
+
+    contacts: list[Contact]
+    source = "imported contacts"
+    if project.db_exists:
+        conn = project.connect()
+        try:
+            contacts = list(active_contacts(conn))
+        finally:
+            conn.close()
+    else:
+        contacts = []
+    if not contacts:
+        contacts = example_contacts(project.root)
+        source = "contacts/example.csv (no contacts imported)"
+
+    renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    timeline = out / "timeline.csv"
+    total = len(sends) * len(contacts)
+    results = []
+    written = 0
+    with timeline.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["moment", "mail", "theme", "contact", "party", "municipality", "file"])
+        for send in sends:
+            rendered = renderer.render(campaign.mail(send.mail))
+            folder = out / f"{send.mail:02d}-{rendered.slug}"
+            folder.mkdir()
+            moments = send_moments(send.at_utc, len(contacts), rate_per_minute=rate, policy=policy)
+            first = last = send.at
+            for i, (contact, moment) in enumerate(zip(contacts, moments)):
+                if i == 0:
+                    first = moment
+                last = moment
+                envelope = build_message(personalise(rendered, contact, settings=settings),
+                                         sender=deployment.sender, campaign=settings, now=moment)
+                name = f"{i + 1:05d}.eml"
+                (folder / name).write_bytes(envelope.data)
+                writer.writerow([moment.isoformat(timespec="seconds"), send.mail, send.theme, contact.email,
+                                 contact.party, contact.municipality, f"{folder.name}/{name}"])
+                written += 1
+                if progress:
+                    progress(written, total)
+            results.append(SimulatedMail(number=send.mail, theme=send.theme, starts=first, finishes=last,
+                                         messages=len(contacts)))
+    return Simulation(out=out, contacts=len(contacts), contact_source=source, plan_source=plan_source,
+                      mails=tuple(results), timeline=timeline, rate_per_minute=rate)

@@ -238,6 +238,7 @@ class Worker:
         sender = self.project.deployment().sender
         if self.transport is None:
             self.transport = open_transport(self.config, outbox=self.project.outbox, env=self.env)
+        self._open_transport()
         interval = 60.0 / self.rate
         total = self.conn.execute("SELECT COUNT(*) FROM ledger WHERE campaign = ? AND mail = ?", (slug, number)).fetchone()[0]
         done = self.conn.execute("SELECT COUNT(*) FROM ledger WHERE campaign = ? AND mail = ? AND state != 'pending'",
@@ -288,6 +289,10 @@ class Worker:
                     from .contacts import set_status
 
                     set_status(self.conn, [contact.email], status="bounced", reason=str(exc)[:200])
+            except DeliveryError:
+                # The transport itself cannot work (TLS, login): the row was never handed over.
+                self._release(row["ledger_id"])
+                raise
             except UnknownOutcome as exc:
                 self._finish(row["ledger_id"], "unknown", self.clock(), error=str(exc))
                 self.stats.unknown += 1
@@ -302,6 +307,21 @@ class Worker:
             if self.progress:
                 self.progress(number, done, total)
         self._maybe_done(number)
+
+    def _open_transport(self) -> None:
+        """Connect before claiming anything, so that a wrong setting stops the run cleanly."""
+        opener = getattr(self.transport, "open", None)
+        if opener is None:
+            return
+        try:
+            opener()
+        except TemporaryFailure as exc:
+            raise DeliveryError(str(exc)) from None
+
+    def _release(self, ledger_id: int) -> None:
+        with store.transaction(self.conn):
+            self.conn.execute("UPDATE ledger SET state = 'pending', attempts = attempts - 1 WHERE id = ? AND state = 'sending'",
+                              (ledger_id,))
 
     def _finish(self, ledger_id: int, state: str, now: dt.datetime, *, error: str = "", sent: bool = False) -> None:
         with store.transaction(self.conn):

@@ -89,12 +89,13 @@ def next_open_day(day: dt.date, policy: SchedulePolicy) -> tuple[dt.date, str]:
 
 
 def _series(start: dt.date, count: int, policy: SchedulePolicy) -> list[tuple[dt.date, str]]:
+    # Each mail follows the previous one by the cadence: a send moved by a holiday or
+    # blackout moves the rest with it, so that nobody gets two mails days apart.
     days: list[tuple[dt.date, str]] = []
-    for k in range(count):
-        nominal = start + dt.timedelta(days=policy.cadence_days * k)
-        if days and nominal <= days[-1][0]:
-            nominal = days[-1][0] + dt.timedelta(days=1)
+    nominal = start
+    for _ in range(count):
         days.append(next_open_day(nominal, policy))
+        nominal = days[-1][0] + dt.timedelta(days=policy.cadence_days)
     return days
 
 

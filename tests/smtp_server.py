@@ -1,0 +1,120 @@
+"""A real SMTP server on 127.0.0.1 (aiosmtpd) that records what it receives.
+
+Its answers can be scripted per recipient: a 4xx first, a 5xx, or a dropped connection
+after the message was handed over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import socket
+import ssl
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from email import policy
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Recorder:
+    """The handler: keeps every accepted message; ``script`` maps a recipient to answers to give first."""
+
+    messages: list[email.message.EmailMessage] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    script: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    connections: int = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        answers = self.script.get(address.lower())
+        if answers and answers[0].startswith(("4", "5")):
+            return answers.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        for rcpt in envelope.rcpt_tos:
+            answers = self.script.get(rcpt.lower())
+            if answers and answers[0] == "drop-after-data":
+                answers.pop(0)
+                # The message arrived; the answer never does.
+                with self.lock:
+                    self.raw.append(envelope.content)
+                    self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+                server.transport.close()
+                return "250 never seen"
+        with self.lock:
+            self.raw.append(envelope.content)
+            self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted"
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.messages)
+
+
+class Server:
+    def __init__(self, *, tls_context: ssl.SSLContext | None = None, users: dict[str, str] | None = None) -> None:
+        self.recorder = Recorder()
+        self.port = free_port()
+        kwargs = {}
+        if tls_context is not None:
+            kwargs.update(tls_context=tls_context, require_starttls=True)
+        if users is not None:
+            def authenticator(server, session, envelope, mechanism, auth_data):
+                ok = isinstance(auth_data, LoginPassword) and users.get(auth_data.login.decode()) == auth_data.password.decode()
+                return AuthResult(success=ok, handled=False)
+
+            kwargs.update(authenticator=authenticator, auth_required=True)
+        self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port, **kwargs)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "Server":
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost; returns (cert, key)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path

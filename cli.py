@@ -699,3 +699,65 @@ def send_test(state: State, campaign_name: str | None, to: tuple[str, ...], mail
     for s in sent:
         click.echo(f"Mail {s.mail} to {s.recipient}: {s.where}")
     click.echo(f"{len(sent)} test mail(s) sent; none counts as a delivery.")
+
+
+# --- checks and preview -----------------------------------------------------------------------
+
+@cli.command()
+@campaign_option
+@json_option
+@click.pass_obj
+@engine_errors
+def check(state: State, campaign_name: str | None, as_json: bool) -> None:
+    """Pre-send checks of every mail (and the schedule, when stored). Exit 1 on errors."""
+    from mailer.service import campaign_findings
+
+    findings = campaign_findings(state.project(campaign_name))
+    errors = [f for f in findings if f.level == "error"]
+    if as_json:
+        echo_json({"ok": not errors, "findings": [f.as_dict() for f in findings]})
+    else:
+        if findings:
+            click.echo(table([[f.level, f.mail or "-", f.message] for f in findings], ["level", "mail", "finding"]))
+        n_warn = len(findings) - len(errors)
+        click.echo(f"\n{len(errors)} error(s), {n_warn} warning(s)." if findings else "All checks pass.")
+    if errors:
+        sys.exit(1)
+
+
+@cli.command()
+@campaign_option
+@click.option("--port", type=int, default=8600, show_default=True, help="Port on 127.0.0.1 (0 picks a free one).")
+@click.option("--contact", metavar="EMAIL", default=None, help="Show the mails as this contact gets them.")
+@click.option("--no-serve", is_flag=True, help="Write static pages instead of serving them (with --out).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for --no-serve (default: out/<campaign>-preview/).")
+@click.pass_obj
+@engine_errors
+def preview(state: State, campaign_name: str | None, port: int, contact: str | None, no_serve: bool,
+            out: Path | None) -> None:
+    """Show every mail at desktop and phone width, its text part, source and checks."""
+    from mailer.preview import PreviewServer, write_site
+
+    project = state.project(campaign_name)
+    if no_serve:
+        out = out or project.root / "out" / f"{project.campaign_name}-preview"
+        files = write_site(project, out, contact=contact)
+        click.echo(f"Wrote {len(files)} files to {out}; open {out / 'index.html'}.")
+        warn_sender(project.deployment().problems)
+        return
+    if out:
+        raise click.UsageError("--out goes with --no-serve")
+    try:
+        server = PreviewServer(project, port=port, contact=contact)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc.strerror} (try --port 0)") from None
+    click.echo(f"Preview of {project.campaign_name} at {server.url} (Ctrl-C stops it). "
+               "It rebuilds and reloads when a content file, template or setting changes.")
+    warn_sender(project.deployment().problems)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()

@@ -113,3 +113,30 @@ def check_mail(mail: RenderedMail, personal: PersonalMail, envelope: Envelope, *
 def _sender_optout(envelope: Envelope) -> str:
     m = re.search(rb"List-Unsubscribe:.*?<mailto:([^?>]+)", envelope.data, re.S)
     return m.group(1).decode() if m else "\0"
+
+
+def check_schedule(rows: list[dict], *, policy, election_day) -> list[Finding]:
+    """When scheduled: every send moment before election day and inside the policy.
+
+    ``rows`` are the stored schedule rows (mail, due_at as aware datetime, outside_window).
+    """
+    from zoneinfo import ZoneInfo
+
+    from .plan import closed_reason
+
+    zone = ZoneInfo(policy.timezone)
+    found = []
+    for row in rows:
+        local = row["due_at"].astimezone(zone)
+        n = row["mail"]
+        if local.date() >= election_day:
+            found.append(Finding("error", n, f"planned for {local:%Y-%m-%d}, on or after election day {election_day}"))
+        if row["outside_window"]:
+            continue  # staff chose this moment with reschedule
+        reason = closed_reason(local.date(), policy)
+        if reason:
+            found.append(Finding("warning", n, f"planned for {local:%Y-%m-%d}: {reason}"))
+        if not policy.window_start <= local.time() < policy.window_end:
+            found.append(Finding("warning", n, f"planned at {local:%H:%M}, outside the send window "
+                                              f"{policy.window_start:%H:%M}-{policy.window_end:%H:%M}"))
+    return found

@@ -67,6 +67,20 @@ def campaign_findings(project: Project) -> list[checks.Finding]:
         findings += checks.check_mail(mail, personal, envelope, campaign=campaign.settings)
     for problem in deployment.problems:
         findings.append(checks.Finding("warning", None, f"sender not configured: {problem}"))
+    if project.db_exists:
+        from . import store
+
+        conn = project.connect()
+        try:
+            plan = get_plan(conn, project.campaign_name)
+            if plan is not None and not plan.cancelled:
+                rows = [{"mail": r["mail"], "due_at": store.parse_iso(r["due_at"]), "outside_window": r["outside_window"]}
+                        for r in conn.execute("SELECT * FROM schedule WHERE campaign = ? AND state IN ('scheduled')",
+                                              (project.campaign_name,))]
+                findings += checks.check_schedule(rows, policy=campaign.settings.schedule,
+                                                  election_day=plan.election_day)
+        finally:
+            conn.close()
     return findings
 
 

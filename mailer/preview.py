@@ -1,0 +1,296 @@
+"""``campaign preview``: every mail as it will arrive, at desktop and phone width, with its checks.
+
+The same pages are served on 127.0.0.1 (rebuilt and reloaded when a file changes) or written
+as static files. Nothing on the pages loads anything from the network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import hashlib
+import html
+import json
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from . import checks
+from .contacts import Contact, active_contacts, example_contacts
+from .errors import CampaignError
+from .message import build_message
+from .personalise import personalise
+from .project import Project
+from .render import Renderer, dutch_date
+
+DESKTOP, PHONE = 600, 375
+
+STYLE = """
+*{box-sizing:border-box}body{margin:0;font:15px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;color:#1f1f1f;background:#f4f4f5}
+header{background:#c8102e;color:#fff;padding:14px 24px;display:flex;gap:24px;align-items:center;flex-wrap:wrap}
+header h1{font-size:18px;margin:0}header a{color:#fff}main{padding:20px 24px;max-width:1400px}
+.sender{font-size:13px;opacity:.95}.warn{background:#fff4d6;color:#6b4b00;border:1px solid #f0d58a;padding:8px 12px;border-radius:6px;margin:0 0 16px}
+table.inbox{border-collapse:collapse;width:100%;background:#fff;border-radius:8px;overflow:hidden}
+.inbox td,.inbox th{padding:10px 12px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+.inbox a{color:inherit;text-decoration:none}.inbox tr:hover{background:#fbf3f4}.subject{font-weight:600}.pre{color:#666}
+.ok{color:#17803d}.err{color:#b00020;font-weight:600}.wrn{color:#8a5a00}
+nav.tabs{display:flex;gap:6px;margin:12px 0}nav.tabs button{border:1px solid #ccc;background:#fff;padding:6px 14px;border-radius:6px;cursor:pointer;font:inherit}
+nav.tabs button[aria-selected=true]{background:#1f1f1f;color:#fff;border-color:#1f1f1f}
+.panel{display:none}.panel.active{display:block}.views{display:flex;gap:24px;align-items:flex-start;flex-wrap:wrap}
+.views figure{margin:0}.views figcaption{font-size:13px;color:#555;margin-bottom:6px}
+iframe{border:1px solid #ccc;background:#fff;border-radius:4px;display:block}
+pre{background:#fff;border:1px solid #ddd;padding:14px;overflow:auto;white-space:pre-wrap;word-break:break-word;font-size:13px}
+dl.headers{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;background:#fff;padding:12px;border-radius:6px;font-size:13px}
+dl.headers dt{color:#666}dl.headers dd{margin:0;word-break:break-all}
+select{font:inherit;padding:4px}.nav a{margin-right:14px}
+"""
+
+RELOAD = """
+<script>
+(function(){var v=document.documentElement.dataset.version;
+setInterval(function(){fetch('/__version',{cache:'no-store'}).then(function(r){return r.text()})
+.then(function(t){if(t&&t!==v){location.reload()}}).catch(function(){})},400);})();
+</script>"""
+
+TABS = """
+<script>
+document.querySelectorAll('nav.tabs button').forEach(function(b){b.addEventListener('click',function(){
+document.querySelectorAll('nav.tabs button').forEach(function(x){x.setAttribute('aria-selected','false')});
+document.querySelectorAll('.panel').forEach(function(p){p.classList.remove('active')});
+b.setAttribute('aria-selected','true');document.getElementById(b.dataset.panel).classList.add('active');});});
+document.querySelectorAll('iframe').forEach(function(f){f.addEventListener('load',function(){
+try{f.style.height=(f.contentDocument.documentElement.scrollHeight+4)+'px'}catch(e){}});});
+</script>"""
+
+
+def source_version(project: Project) -> str:
+    """Changes whenever a content file, a template or a settings file changes."""
+    h = hashlib.sha256()
+    folders = [project.root / "campaigns" / project.campaign_name, project.templates]
+    files = sorted(p for folder in folders if folder.is_dir() for p in folder.rglob("*") if p.is_file())
+    files.append(project.home / "settings.toml")
+    for path in files:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        h.update(f"{path}:{st.st_mtime_ns}:{st.st_size};".encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Page:
+    content_type: str
+    body: bytes
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _page(title: str, body: str, *, version: str, live: bool) -> bytes:
+    return (f'<!doctype html><html lang="en" data-version="{_e(version)}"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
+            f"<style>{STYLE}</style></head><body>{body}{RELOAD if live else ''}</body></html>").encode("utf-8")
+
+
+def _contacts(project: Project) -> tuple[list[Contact], str]:
+    if project.db_exists:
+        conn = project.connect()
+        try:
+            imported = list(active_contacts(conn))
+        finally:
+            conn.close()
+        if imported:
+            return imported, "imported contacts"
+    return example_contacts(project.root), "contacts/example.csv"
+
+
+def _planned(project: Project) -> dict[int, dt.datetime]:
+    if not project.db_exists:
+        return {}
+    from . import store
+    from .schedule import get_plan
+
+    conn = project.connect()
+    try:
+        plan = get_plan(conn, project.campaign_name)
+        if plan is None or plan.cancelled:
+            return {}
+        return {r["mail"]: store.parse_iso(r["due_at"]) for r in conn.execute(
+            "SELECT mail, due_at FROM schedule WHERE campaign = ? AND state != 'cancelled'", (project.campaign_name,))}
+    finally:
+        conn.close()
+
+
+def build_site(project: Project, *, contact: str | None = None, live: bool = False, version: str = "",
+               now: dt.datetime | None = None) -> dict[str, Page]:
+    """Every page of the preview, by path (``index.html``, ``mail-N.html``, ``raw/N.html`` ...)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    try:
+        return _build_site(project, contact=contact, live=live, version=version, now=now)
+    except CampaignError as exc:
+        body = (f"<header><h1>Preview</h1></header><main><div class='warn' role='alert'><strong>"
+                f"The campaign cannot be built.</strong><pre>{_e(exc)}</pre>Fix the file and save: this page "
+                f"reloads by itself.</div></main>")
+        return {"index.html": Page("text/html; charset=utf-8", _page("Preview: error", body, version=version, live=live))}
+
+
+def _build_site(project: Project, *, contact: str | None, live: bool, version: str, now: dt.datetime) -> dict[str, Page]:
+    campaign = project.load_campaign()
+    settings = campaign.settings
+    deployment = project.deployment()
+    sender = deployment.sender
+    contacts, source = _contacts(project)
+    chosen = next((c for c in contacts if contact and c.key == contact.strip().casefold()), contacts[0])
+    planned = _planned(project)
+    tz = settings.schedule.timezone
+    query = f"?contact={urllib.parse.quote(chosen.email)}" if live else ""
+    rendered = Renderer(templates=project.templates, campaign=campaign, deployment=deployment).render_all()
+    pages: dict[str, Page] = {}
+    rows = []
+    warn = ""
+    if deployment.problems:
+        warn = ("<p class='warn'>Sender not configured: the mails show example values; sending beyond the outbox "
+                "is refused until <code>settings.toml</code> holds the real sender.</p>")
+    options = "".join(
+        f"<option value='{_e(c.email)}'{' selected' if c is chosen else ''}>{_e(c.name or c.email)} · {_e(c.party)}, "
+        f"{_e(c.municipality)}</option>" for c in contacts)
+    picker = (f"<label>Contact ({_e(source)}): <select id='contact' "
+              f"onchange=\"location.search='?contact='+encodeURIComponent(this.value)\"{'' if live else ' disabled'}>"
+              f"{options}</select></label>")
+    header = (f"<header><h1><a href='index.html{query}'>Preview: {_e(settings.name)}</a></h1>"
+              f"<span class='sender'>From: {_e(sender.name)} &lt;{_e(sender.address)}&gt;</span>{picker}</header>")
+    total = len(rendered)
+    for i, mail in enumerate(rendered):
+        n = mail.number
+        personal = personalise(mail, chosen, settings=settings)
+        envelope = build_message(personal, sender=sender, campaign=settings, now=now)
+        findings = checks.check_mail(mail, personal, envelope, campaign=settings)
+        errors = [f for f in findings if f.level == "error"]
+        when = planned.get(n)
+        from zoneinfo import ZoneInfo
+
+        when_text = f"{dutch_date(when.astimezone(ZoneInfo(tz)))} {when.astimezone(ZoneInfo(tz)):%H:%M}" if when else "not scheduled"
+        verdict = (f"<span class='err'>{len(errors)} error(s)</span>" if errors else
+                   f"<span class='wrn'>{len(findings)} warning(s)</span>" if findings else "<span class='ok'>✓ checks pass</span>")
+        rows.append(
+            f"<tr data-mail='{n}'><td>{n}</td><td>{_e(sender.name)}</td><td><a href='mail-{n}.html{query}'>"
+            f"<span class='subject'>{_e(personal.subject)}</span><br><span class='pre'>{_e(mail.preheader)}</span></a></td>"
+            f"<td>{_e(when_text)}</td><td>{verdict}</td></tr>")
+        pages[f"raw/{n}.html"] = Page("text/html; charset=utf-8", personal.html.encode("utf-8"))
+        pages[f"raw/{n}.txt"] = Page("text/plain; charset=utf-8", personal.text.encode("utf-8"))
+        parsed = email.message_from_bytes(envelope.data, policy=email.policy.default)
+        headers = "".join(f"<dt>{_e(k)}</dt><dd>{_e(parsed[k])}</dd>" for k in
+                          ("From", "To", "Reply-To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Id")
+                          if parsed[k] is not None)
+        finding_list = "".join(f"<li class='{'err' if f.level == 'error' else 'wrn'}'>{_e(f.level)}: {_e(f.message)}</li>"
+                               for f in findings) or "<li class='ok'>All checks pass.</li>"
+        prev_link = f"<a href='mail-{rendered[i - 1].number}.html{query}'>← previous</a>" if i > 0 else ""
+        next_link = f"<a href='mail-{rendered[i + 1].number}.html{query}'>next →</a>" if i + 1 < total else ""
+        body = (
+            f"{header}<main>{warn}<p class='nav'><a href='index.html{query}'>All mails</a>{prev_link}{next_link}</p>"
+            f"<h2>{n}/{total} · {_e(personal.subject)}</h2><p class='pre'>{_e(mail.preheader)}</p>"
+            f"<dl class='headers'>{headers}</dl><ul class='findings'>{finding_list}</ul>"
+            "<nav class='tabs' role='tablist'>"
+            "<button role='tab' data-panel='p-views' aria-selected='true'>Desktop and phone</button>"
+            "<button role='tab' data-panel='p-text' aria-selected='false'>Plain text</button>"
+            "<button role='tab' data-panel='p-mjml' aria-selected='false'>MJML</button>"
+            "<button role='tab' data-panel='p-html' aria-selected='false'>HTML source</button></nav>"
+            f"<section id='p-views' class='panel active'><div class='views'>"
+            f"<figure><figcaption>Desktop, {DESKTOP} px</figcaption><iframe class='desktop' title='desktop view' "
+            f"src='raw/{n}.html{query}' width='{DESKTOP}' height='900'></iframe></figure>"
+            f"<figure><figcaption>Phone, {PHONE} px</figcaption><iframe class='phone' title='phone view' "
+            f"src='raw/{n}.html{query}' width='{PHONE}' height='900'></iframe></figure></div></section>"
+            f"<section id='p-text' class='panel'><pre class='text'>{_e(personal.text)}</pre></section>"
+            f"<section id='p-mjml' class='panel'><pre>{_e(mail.mjml)}</pre></section>"
+            f"<section id='p-html' class='panel'><pre>{_e(personal.html)}</pre></section>"
+            f"</main>{TABS}")
+        pages[f"mail-{n}.html"] = Page("text/html; charset=utf-8", _page(f"{n}. {personal.subject}", body,
+                                                                          version=version, live=live))
+    index = (f"{header}<main>{warn}<table class='inbox'><thead><tr><th>#</th><th>From</th><th>Subject and preheader</th>"
+             f"<th>Planned</th><th>Checks</th></tr></thead><tbody>{''.join(rows)}</tbody></table></main>")
+    pages["index.html"] = Page("text/html; charset=utf-8", _page(f"Preview: {settings.name}", index, version=version, live=live))
+    return pages
+
+
+def write_site(project: Project, out: Path, *, contact: str | None = None) -> list[Path]:
+    """The preview as static files, for sharing with colleagues."""
+    written = []
+    for name, page in build_site(project, contact=contact).items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(page.body)
+        written.append(path)
+    return written
+
+
+class PreviewServer:
+    """Serves the preview on 127.0.0.1; rebuilds when the sources change."""
+
+    def __init__(self, project: Project, *, port: int = 0, contact: str | None = None) -> None:
+        self.project = project
+        self.default_contact = contact
+        self._cache: dict[tuple[str, str | None], dict[str, Page]] = {}
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                url = urllib.parse.urlsplit(self.path)
+                if url.path == "/__version":
+                    self._send(200, "text/plain", source_version(server.project).encode())
+                    return
+                contact = urllib.parse.parse_qs(url.query).get("contact", [server.default_contact])[0]
+                pages = server.pages(contact)
+                name = url.path.lstrip("/") or "index.html"
+                page = pages.get(name)
+                if page is None and len(pages) == 1 and name.endswith(".html"):
+                    page = pages["index.html"]  # the campaign is broken: every page shows the error
+                if page is None:
+                    self._send(404, "text/plain; charset=utf-8", b"not found")
+                else:
+                    self._send(200, page.content_type, page.body)
+
+            def _send(self, code: int, content_type: str, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                # The mails must not load anything; the CSP makes the browser refuse if they try.
+                self.send_header("Content-Security-Policy", "default-src 'self' 'unsafe-inline' data:")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # query strings hold contact addresses: nothing is logged
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+
+    def pages(self, contact: str | None) -> dict[str, Page]:
+        version = source_version(self.project)
+        with self._lock:
+            key = (version, contact)
+            if key not in self._cache:
+                self._cache = {key: build_site(self.project, contact=contact, live=True, version=version)}
+            return self._cache[key]
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever(poll_interval=0.2)
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,19 +1,22 @@
 """Stage 4: the MIME message for one personalised mail.
 
-multipart/alternative (text first, HTML last, as RFC 2046 orders preference), UTF-8, with the
-headers that bulk-sender rules and the Telecommunicatiewet ask for.
+multipart/alternative (text first, HTML last, as RFC 2046 orders preference), UTF-8 in
+quoted-printable, with the headers that bulk-sender rules and the Telecommunicatiewet ask for.
+
+The message is written directly as bytes: the email package's header objects cost about ten
+milliseconds a message, which at 50,000 contacts is most of a send. Headers are encoded per
+RFC 2047/5322 here and the tests parse every message back with the email package.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import re
 import urllib.parse
 from dataclasses import dataclass
-from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime
 
 from .errors import HeaderError
@@ -21,10 +24,10 @@ from .personalise import PersonalMail
 from .settings import CampaignSettings, Sender
 
 TEST_PREFIX = "[TEST] "
-# Header lines may run to RFC 5322's hard limit of 998: with the default 78, the email package
-# turns a long List-Unsubscribe URL into RFC 2047 encoded-words, which no client understands.
-MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
 _UNSAFE_HEADER = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
+# RFC 5322 atext plus space: a display name of only these needs no quoting.
+_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*")
+_WORD_BYTES = 45  # 45 bytes -> 60 base64 characters: an encoded-word stays within 75
 
 
 @dataclass(frozen=True)
@@ -49,16 +52,36 @@ def _checked(name: str, value: str) -> str:
     return value
 
 
-def _address(name: str, display: str, addr: str) -> Address:
+def encode_words(text: str) -> str:
+    """RFC 2047: ASCII stays as it is; anything else becomes UTF-8 base64 encoded-words, folded."""
+    if text.isascii() and "=?" not in text:
+        return text
+    words, chunk = [], b""
+    for ch in text:
+        b = ch.encode("utf-8")
+        if len(chunk) + len(b) > _WORD_BYTES:  # never split a character across two words
+            words.append(chunk)
+            chunk = b""
+        chunk += b
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
+
+
+def format_address(name: str, display: str, addr: str) -> str:
     _checked(name, display)
     _checked(name, addr)
-    local, _, domain = addr.rpartition("@")
-    if not local or not domain:
-        raise HeaderError(f"header {name}: {addr!r} is not a mail address")
-    try:
-        return Address(display_name=display, username=local, domain=domain)
-    except (ValueError, IndexError) as exc:
-        raise HeaderError(f"header {name}: {exc}") from None
+    local, at, domain = addr.rpartition("@")
+    if not local or not at or not domain or not addr.isascii() or any(c in addr for c in " <>\"(),;:\\[]"):
+        raise HeaderError(f"header {name}: {addr!r} is not a mail address this sender can use")
+    if not display:
+        return addr
+    if not display.isascii():
+        phrase = encode_words(display)
+    elif _PLAIN_PHRASE.fullmatch(display):
+        phrase = display
+    else:
+        phrase = '"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{phrase} <{addr}>"
 
 
 def list_unsubscribe(sender: Sender, campaign: CampaignSettings, recipient: str) -> tuple[str, str | None]:
@@ -71,6 +94,31 @@ def list_unsubscribe(sender: Sender, campaign: CampaignSettings, recipient: str)
         https = f"<{sender.optout_url}{sep}list={urllib.parse.quote(campaign.list_id)}&email={urllib.parse.quote(recipient, safe='')}>"
         return f"{https}, {mailto}", "List-Unsubscribe=One-Click"
     return mailto, None
+
+
+def _qp(text: str) -> bytes:
+    # binascii's C encoder; lines end in CRLF as SMTP wants, soft breaks keep lines within 76.
+    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), quotetabs=False, istext=True)
+    lines = encoded.split(b"\n")
+    if max(map(len, lines)) > 76:
+        lines = [piece for line in lines for piece in _soft_break(line)]
+    return b"\r\n".join(lines)
+
+
+def _soft_break(line: bytes) -> list[bytes]:
+    """b2a_qp can leave 77 characters when a line ends in an encoded space; RFC 2045 allows 76."""
+    out = []
+    while len(line) > 76:
+        cut = 75
+        # Never split an =XX escape.
+        if line[cut - 1:cut] == b"=":
+            cut -= 1
+        elif line[cut - 2:cut - 1] == b"=":
+            cut -= 2
+        out.append(line[:cut] + b"=")
+        line = line[cut:]
+    out.append(line)
+    return out
 
 
 def build_message(
@@ -86,23 +134,41 @@ def build_message(
     contact = personal.contact
     recipient = to or contact.email
     subject = (TEST_PREFIX if test else "") + personal.subject
-    msg = EmailMessage(policy=MAIL_POLICY)
-    msg["From"] = _address("From", sender.name, sender.address)
-    msg["To"] = _address("To", "" if to else contact.name, recipient)
-    if sender.reply_to and sender.reply_to != sender.address:
-        msg["Reply-To"] = _address("Reply-To", sender.name, sender.reply_to)
-    msg["Subject"] = _checked("Subject", subject)
-    msg["Date"] = format_datetime(now.astimezone(dt.timezone.utc))
     mid = message_id(campaign.slug + ("-test" if test else ""), personal.mail.number, contact.email, sender.domain)
-    msg["Message-ID"] = mid
     unsubscribe, post = list_unsubscribe(sender, campaign, contact.email)
-    msg["List-Unsubscribe"] = unsubscribe
+    # The boundary cannot occur in quoted-printable text, which always writes '=' as '=3D'.
+    boundary = "=_" + mid[1:-1].split("@")[0].rsplit(".", 1)[-1][:24]
+    headers = [
+        ("From", format_address("From", sender.name, sender.address)),
+        ("To", format_address("To", "" if to else contact.name, recipient)),
+    ]
+    if sender.reply_to and sender.reply_to != sender.address:
+        headers.append(("Reply-To", format_address("Reply-To", sender.name, sender.reply_to)))
+    headers += [
+        ("Subject", encode_words(_checked("Subject", subject))),
+        ("Date", format_datetime(now.astimezone(dt.timezone.utc))),
+        ("Message-ID", mid),
+        ("List-Unsubscribe", _checked("List-Unsubscribe", unsubscribe)),
+    ]
     if post:
-        msg["List-Unsubscribe-Post"] = post
-    msg["List-Id"] = f"{_checked('List-Id', campaign.name)} <{campaign.list_id}>"
-    msg["Content-Language"] = "nl"
+        headers.append(("List-Unsubscribe-Post", post))
+    headers += [
+        ("List-Id", f"{encode_words(_checked('List-Id', campaign.name))} <{campaign.list_id}>"),
+        ("Content-Language", "nl"),
+    ]
     if test:
-        msg["X-Campaign-Test"] = "yes"
-    msg.set_content(personal.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(personal.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return Envelope(sender=sender.address, recipient=recipient, message_id=mid, data=msg.as_bytes())
+        headers.append(("X-Campaign-Test", "yes"))
+    headers += [
+        ("MIME-Version", "1.0"),
+        ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+    ]
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("ascii")
+    part_head = "Content-Type: text/{}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b = f"--{boundary}\r\n".encode("ascii")
+    data = b"".join((
+        head, b"\r\n",
+        b, part_head.format("plain").encode("ascii"), _qp(personal.text), b"\r\n",
+        b, part_head.format("html").encode("ascii"), _qp(personal.html), b"\r\n",
+        f"--{boundary}--\r\n".encode("ascii"),
+    ))
+    return Envelope(sender=sender.address, recipient=recipient, message_id=mid, data=data)

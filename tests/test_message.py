@@ -98,3 +98,29 @@ def test_test_mail_is_marked(setup):
     assert env.recipient == "staf@example.org"
     # The body still shows the chosen contact's personalisation.
     assert "Beste Renée Jansen," in msg.get_body(("plain",)).get_content()
+
+
+def test_encoding_round_trips_through_the_email_package(setup):
+    from dataclasses import replace as dc_replace
+
+    from mailer.personalise import PersonalMail
+
+    campaign, deployment, mail = setup
+    contact = Contact(email="jan@example.nl", name='De Vries, Jan "JJ"', party="P", municipality="M")
+    text = ("Één regel met = tekens en een spatie aan het eind \n"
+            + "lang " * 60 + "\n.\n.punt aan het begin\n" + "ë" * 200 + "\n")
+    personal = PersonalMail(mail=mail, contact=contact, subject="Zoë, één thema: " + "ü" * 40, html="<p>" + text + "</p>",
+                            text=text)
+    env = build_message(personal, sender=dc_replace(deployment.sender, name="Leger des Heils — Zoë"),
+                        campaign=campaign.settings, now=FIXED_NOW)
+    msg = parse(env.data)
+    assert msg["Subject"] == "Zoë, één thema: " + "ü" * 40
+    assert msg["To"].addresses[0].display_name == 'De Vries, Jan "JJ"'
+    assert msg["To"].addresses[0].addr_spec == "jan@example.nl"
+    assert msg["From"].addresses[0].display_name == "Leger des Heils — Zoë"
+    assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
+    assert msg.get_body(("html",)).get_content().replace("\r\n", "\n") == "<p>" + text + "</p>"
+    assert all(len(line) <= 998 for line in env.data.split(b"\r\n"))
+    assert all(len(line) <= 76 for line in env.data.split(b"\r\n\r\n", 1)[1].split(b"\r\n"))
+    assert env.data.isascii()
+    assert not msg.defects and not any(p.defects for p in msg.walk())

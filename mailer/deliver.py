@@ -246,66 +246,99 @@ class Worker:
         if number not in self.stats.mails:
             self.stats.mails.append(number)
         next_start = last_beat = time.monotonic()
-        while not self.stop.is_set():
-            now = self.clock()
-            if time.monotonic() - last_beat > REREAD_SECONDS:
-                self.heartbeat()  # a long send must not look like a dead worker in `status`
-                last_beat = time.monotonic()
-            if not self.still_allowed(number) or not self.in_window(schedule_row, now):
-                return
-            row = self.conn.execute(
-                "SELECT l.id AS ledger_id, l.message_id, c.* FROM ledger l JOIN contacts c ON c.id = l.contact_id"
-                " WHERE l.campaign = ? AND l.mail = ? AND l.state = 'pending'"
-                " AND (l.next_attempt_at IS NULL OR l.next_attempt_at <= ?) ORDER BY l.id LIMIT 1",
-                (slug, number, store.iso(now))).fetchone()
-            if row is None:
-                break
-            wait = next_start - time.monotonic()
-            if wait > 0 and self.sleep(wait):
-                return
-            next_start = max(next_start, time.monotonic()) + interval
-            contact = _row_to_contact(row)
-            if contact.status != "active":
-                self._finish(row["ledger_id"], "suppressed", now)
-                continue
-            # Claim: committed before the message leaves, so a crash leaves a visible 'sending' row.
-            with store.transaction(self.conn):
-                claimed = self.conn.execute(
-                    "UPDATE ledger SET state = 'sending', attempts = attempts + 1, transport = ?, updated_at = ?"
-                    " WHERE id = ? AND state = 'pending'",
-                    (self.config.label, store.iso(now), row["ledger_id"])).rowcount
-            if not claimed:
-                continue
-            try:
-                personal = personalise(rendered, contact, settings=settings)
-                envelope = build_message(personal, sender=sender, campaign=settings, now=self.clock())
-                self.transport.send(envelope, group=f"{slug}/{number:02d}")
-            except TemporaryFailure as exc:
-                self._defer(row["ledger_id"], str(exc))
-            except PermanentFailure as exc:
-                self._finish(row["ledger_id"], "failed", self.clock(), error=str(exc))
-                self.stats.failed += 1
-                if exc.user_unknown:
-                    from .contacts import set_status
+        last_check = 0.0
+        batch: list[sqlite3.Row] = []
+        after_id = 0
+        # A success is recorded in the same transaction that claims the next message: one commit
+        # per message instead of two, and still nothing but the message in flight is ever ambiguous.
+        unrecorded: tuple[int, dt.datetime] | None = None
 
-                    set_status(self.conn, [contact.email], status="bounced", reason=str(exc)[:200])
-            except DeliveryError:
-                # The transport itself cannot work (TLS, login): the row was never handed over.
-                self._release(row["ledger_id"])
-                raise
-            except UnknownOutcome as exc:
-                self._finish(row["ledger_id"], "unknown", self.clock(), error=str(exc))
-                self.stats.unknown += 1
-            except Exception as exc:
-                # Not a transport answer (a template or header problem): record it, keep going.
-                self._finish(row["ledger_id"], "failed", self.clock(), error=f"{type(exc).__name__}: {exc}")
-                self.stats.failed += 1
-            else:
-                self._finish(row["ledger_id"], "sent", self.clock(), sent=True)
-                self.stats.sent += 1
-            done += 1
-            if self.progress:
-                self.progress(number, done, total)
+        def record_sent() -> None:
+            nonlocal unrecorded
+            if unrecorded is not None:
+                self.conn.execute("UPDATE ledger SET state = 'sent', error = '', updated_at = ?, sent_at = ? WHERE id = ?",
+                                  (store.iso(unrecorded[1]), store.iso(unrecorded[1]), unrecorded[0]))
+                unrecorded = None
+
+        def flush() -> None:
+            if unrecorded is not None:
+                with store.transaction(self.conn):
+                    record_sent()
+
+        try:
+            while not self.stop.is_set():
+                now = self.clock()
+                tick = time.monotonic()
+                if tick - last_beat > REREAD_SECONDS:
+                    flush()
+                    self.heartbeat()  # a long send must not look like a dead worker in `status`
+                    last_beat = tick
+                if tick - last_check > 0.25:  # pause and cancel take effect within a second
+                    if not self.still_allowed(number) or not self.in_window(schedule_row, now):
+                        return
+                    last_check = tick
+                if not batch:
+                    batch = self.conn.execute(
+                        "SELECT l.id AS ledger_id, l.message_id, c.* FROM ledger l JOIN contacts c ON c.id = l.contact_id"
+                        " WHERE l.campaign = ? AND l.mail = ? AND l.state = 'pending' AND l.id > ?"
+                        " AND (l.next_attempt_at IS NULL OR l.next_attempt_at <= ?) ORDER BY l.id LIMIT 500",
+                        (slug, number, after_id, store.iso(now))).fetchall()
+                    if not batch:
+                        break
+                    after_id = batch[-1]["ledger_id"]
+                    batch.reverse()
+                row = batch.pop()
+                wait = next_start - time.monotonic()
+                if wait > 0:
+                    flush()
+                    if self.sleep(wait):
+                        return
+                next_start = max(next_start, time.monotonic()) + interval
+                contact = _row_to_contact(row)
+                if contact.status != "active":
+                    self._finish(row["ledger_id"], "suppressed", now)
+                    continue
+                # Claim: committed before the message leaves, so a crash leaves a visible 'sending' row.
+                with store.transaction(self.conn):
+                    record_sent()
+                    claimed = self.conn.execute(
+                        "UPDATE ledger SET state = 'sending', attempts = attempts + 1, transport = ?, updated_at = ?"
+                        " WHERE id = ? AND state = 'pending'",
+                        (self.config.label, store.iso(now), row["ledger_id"])).rowcount
+                if not claimed:
+                    continue  # opted out, cancelled or sent since the batch was read
+                try:
+                    personal = personalise(rendered, contact, settings=settings)
+                    envelope = build_message(personal, sender=sender, campaign=settings, now=self.clock())
+                    self.transport.send(envelope, group=f"{slug}/{number:02d}")
+                except TemporaryFailure as exc:
+                    self._defer(row["ledger_id"], str(exc))
+                except PermanentFailure as exc:
+                    self._finish(row["ledger_id"], "failed", self.clock(), error=str(exc))
+                    self.stats.failed += 1
+                    if exc.user_unknown:
+                        from .contacts import set_status
+
+                        set_status(self.conn, [contact.email], status="bounced", reason=str(exc)[:200])
+                except DeliveryError:
+                    # The transport itself cannot work (TLS, login): the row was never handed over.
+                    self._release(row["ledger_id"])
+                    raise
+                except UnknownOutcome as exc:
+                    self._finish(row["ledger_id"], "unknown", self.clock(), error=str(exc))
+                    self.stats.unknown += 1
+                except Exception as exc:
+                    # Not a transport answer (a template or header problem): record it, keep going.
+                    self._finish(row["ledger_id"], "failed", self.clock(), error=f"{type(exc).__name__}: {exc}")
+                    self.stats.failed += 1
+                else:
+                    unrecorded = (row["ledger_id"], self.clock())
+                    self.stats.sent += 1
+                done += 1
+                if self.progress:
+                    self.progress(number, done, total)
+        finally:
+            flush()
         self._maybe_done(number)
 
     def _open_transport(self) -> None:

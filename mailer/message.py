@@ -18,6 +18,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 from email.utils import format_datetime
+from functools import lru_cache
 
 from .errors import HeaderError
 from .personalise import PersonalMail
@@ -105,6 +106,29 @@ def _qp(text: str) -> bytes:
     return b"\r\n".join(lines)
 
 
+@lru_cache(maxsize=32)
+def _qp_literals(document: str) -> tuple[bytes, ...]:
+    from .personalise import literals
+
+    return tuple(_qp(piece) for piece in literals(document))
+
+
+def _qp_personal(personal: PersonalMail) -> bytes:
+    """The HTML part's quoted-printable body, with the mail's fixed parts encoded once.
+
+    A soft line break ('=' at the end of a line) may stand anywhere in quoted-printable, so
+    each fixed part and each contact value is encoded on lines of its own and the pieces are
+    joined with soft breaks: decoded, it is exactly the personalised HTML.
+    """
+    fixed = _qp_literals(personal.mail.html)
+    if len(fixed) != len(personal.html_values) + 1:
+        return _qp(personal.html)
+    out = [fixed[0]]
+    for value, literal in zip(personal.html_values, fixed[1:]):
+        out += [b"=\r\n", _qp(value), b"=\r\n", literal]
+    return b"".join(out)
+
+
 def _soft_break(line: bytes) -> list[bytes]:
     """b2a_qp can leave 77 characters when a line ends in an encoded space; RFC 2045 allows 76."""
     out = []
@@ -168,7 +192,7 @@ def build_message(
     data = b"".join((
         head, b"\r\n",
         b, part_head.format("plain").encode("ascii"), _qp(personal.text), b"\r\n",
-        b, part_head.format("html").encode("ascii"), _qp(personal.html), b"\r\n",
+        b, part_head.format("html").encode("ascii"), _qp_personal(personal), b"\r\n",
         f"--{boundary}--\r\n".encode("ascii"),
     ))
     return Envelope(sender=sender.address, recipient=recipient, message_id=mid, data=data)

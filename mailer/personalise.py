@@ -21,13 +21,19 @@ from .settings import CampaignSettings
 
 @dataclass(frozen=True)
 class PersonalMail:
-    """A rendered mail as one contact receives it."""
+    """A rendered mail as one contact receives it.
+
+    ``html_values`` are the contact's values in the order of the placeholders in
+    ``mail.html``, escaped for their place: the message stage encodes the mail's fixed
+    parts once and only these per contact.
+    """
 
     mail: RenderedMail
     contact: Contact
     subject: str
     html: str
     text: str
+    html_values: tuple[str, ...] = ()
 
 
 def salutation(contact: Contact, settings: CampaignSettings) -> str:
@@ -54,12 +60,10 @@ def _split(document: str) -> tuple[str, ...]:
     return tuple(PLACEHOLDER.split(document))
 
 
-def fill(document: str, values: dict[str, str], *, escape_html: bool) -> str:
-    """Replace every placeholder in ``document`` with the contact's value, escaped for its place."""
+def substitutions(document: str, values: dict[str, str], *, escape_html: bool) -> list[str]:
+    """The value for each placeholder of ``document``, in order, escaped for its place."""
     parts = _split(document)
-    if len(parts) == 1:
-        return document
-    out = [parts[0]]
+    out = []
     for i in range(1, len(parts), 3):
         kind, name = parts[i], parts[i + 1]
         try:
@@ -72,8 +76,29 @@ def fill(document: str, values: dict[str, str], *, escape_html: bool) -> str:
             out.append(html.escape(value, quote=True))
         else:
             out.append(value)
-        out.append(parts[i + 2])
+    return out
+
+
+def join(document: str, substituted: list[str]) -> str:
+    """``document`` with its placeholders replaced by ``substituted`` (from :func:`substitutions`)."""
+    parts = _split(document)
+    if len(parts) == 1:
+        return document
+    out = [parts[0]]
+    for k, value in enumerate(substituted):
+        out.append(value)
+        out.append(parts[3 * k + 3])
     return "".join(out)
+
+
+def fill(document: str, values: dict[str, str], *, escape_html: bool) -> str:
+    """Replace every placeholder in ``document`` with the contact's value, escaped for its place."""
+    return join(document, substitutions(document, values, escape_html=escape_html))
+
+
+def literals(document: str) -> tuple[str, ...]:
+    """The fixed text between the placeholders of ``document``."""
+    return _split(document)[::3]
 
 
 def contact_values(contact: Contact, settings: CampaignSettings) -> dict[str, str]:
@@ -95,12 +120,14 @@ def personalise(mail: RenderedMail, contact: Contact, *, settings: CampaignSetti
     """The mail as ``contact`` gets it."""
     values = contact_values(contact, settings)
     try:
+        html_values = substitutions(mail.html, values, escape_html=True)
         return PersonalMail(
             mail=mail,
             contact=contact,
             subject=fill(mail.subject, values, escape_html=False),
-            html=fill(mail.html, values, escape_html=True),
+            html=join(mail.html, html_values),
             text=_rewrap(fill(mail.text, values, escape_html=False)),
+            html_values=tuple(html_values),
         )
     except PersonaliseError as exc:
         raise PersonaliseError(f"mail {mail.number} ({mail.source.name}) for {contact.masked}: {exc}") from None

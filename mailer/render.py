@@ -148,7 +148,25 @@ class Renderer:
         return [self.render(m) for m in self.campaign.mails if wanted is None or m.number in wanted]
 
     def render(self, mail: Mail) -> RenderedMail:
-        """Render one mail: Jinja -> MJML -> HTML -> inlined CSS, and the text part."""
+        """Render one mail: Jinja -> MJML -> HTML -> inlined CSS, and the text part.
+
+        A mail whose inputs did not change since it was last rendered in this process comes
+        from a cache: the preview re-renders only the mail that was edited.
+        """
+        mails = self.campaign.mails
+        index = mails.index(mail)
+        following = mails[index + 1] if index + 1 < len(mails) else None
+        key = (_templates_stamp(self.templates), mail, following.theme if following else None, len(mails),
+               self.campaign.intro if mail.number == 1 else "", self.campaign.settings, self.deployment)
+        cached = _RENDER_CACHE.get(key)
+        if cached is None:
+            cached = self._render(mail)
+            if len(_RENDER_CACHE) > 64:
+                _RENDER_CACHE.clear()
+            _RENDER_CACHE[key] = cached
+        return cached
+
+    def _render(self, mail: Mail) -> RenderedMail:
         from markupsafe import Markup
 
         from . import markdown
@@ -225,18 +243,22 @@ def unsubscribe_mailto(address: str, campaign_name: str) -> Placeholder:
     return Placeholder(f"mailto:{address}?subject={subject}&body=%%u.email%%")
 
 
-_ENV_CACHE: dict[tuple[Path, float], Any] = {}
+_ENV_CACHE: dict[tuple[Path, tuple], Any] = {}
+_RENDER_CACHE: dict[tuple, RenderedMail] = {}
+
+
+def _templates_stamp(templates: Path) -> tuple:
+    if not templates.is_dir():
+        raise RenderError(f"{templates}: no templates folder")
+    return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in templates.iterdir()))
 
 
 def _environment(templates: Path):
     import jinja2
 
-    if not templates.is_dir():
-        raise RenderError(f"{templates}: no templates folder")
     # The environment caches compiled templates; it is rebuilt when any template changes
     # so that the preview sees edits.
-    stamp = max((p.stat().st_mtime for p in templates.iterdir()), default=0.0)
-    key = (templates.resolve(), stamp)
+    key = (templates.resolve(), _templates_stamp(templates))
     env = _ENV_CACHE.get(key)
     if env is None:
         env = jinja2.Environment(

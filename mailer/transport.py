@@ -165,28 +165,67 @@ class SmtpTransport:
         if self.conn is None:
             self.conn = self._connect()
         conn = self.conn
+        options = " SMTPUTF8" if _needs_utf8(envelope) else ""
+        commands = [f"MAIL FROM:<{envelope.sender}>{options}", f"RCPT TO:<{envelope.recipient}>"]
         try:
-            code, resp = conn.mail(envelope.sender, ["SMTPUTF8"] if _needs_utf8(envelope) else [])
-            if code != 250:
-                self._fail(code, resp)
-            code, resp = conn.rcpt(envelope.recipient)
-            if code not in (250, 251):
-                conn.rset()
-                self._fail(code, resp)
+            if conn.has_extn("pipelining"):
+                # RFC 2920: MAIL, RCPT and DATA in one write, their answers read in order.
+                conn.send("".join(c + "\r\n" for c in commands + ["DATA"]))
+                replies = [conn.getreply() for _ in range(3)]
+            else:
+                replies = []
+                for c in commands:
+                    conn.putcmd(c)
+                    replies.append(conn.getreply())
+                    if replies[-1][0] not in (250, 251):
+                        break
+                else:
+                    conn.putcmd("DATA")
+                    replies.append(conn.getreply())
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             # Nothing was handed over yet: safe to try again.
             raise TemporaryFailure(f"connection lost before the message was sent: {exc}") from None
+        for (code, resp), ok in zip(replies, ((250,), (250, 251), (354,))):
+            if code not in ok:
+                if code == 354:  # the server awaits data we will not send: end it empty, then reset
+                    self._abort_data()
+                else:
+                    self._reset()
+                self._fail(code, resp)
+        # RFC 5321 4.5.2: a line that starts with a dot gets another one.
+        data = envelope.data
+        if data.startswith(b"."):
+            data = b"." + data
+        data = data.replace(b"\r\n.", b"\r\n..")
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
         try:
-            code, resp = conn.data(envelope.data)
-        except smtplib.SMTPDataError as exc:
-            self._fail(exc.smtp_code, exc.smtp_error)
+            conn.send(data + b".\r\n")
+            code, resp = conn.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise UnknownOutcome(f"connection lost while the message was handed over: {exc}") from None
         if code != 250:
             self._fail(code, resp)
         return f"{self.config.label} ({code} {resp.decode('utf-8', 'replace')[:80]})"
+
+    def _reset(self) -> None:
+        try:
+            self.conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def _abort_data(self) -> None:
+        # A server that said 354 must get a message; an empty one after a failed RCPT is refused
+        # by it (no valid recipients), which is what we want.
+        try:
+            self.conn.send(b".\r\n")
+            self.conn.getreply()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+            return
+        self._reset()
 
     def _fail(self, code: int, resp: bytes | str) -> None:
         text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)

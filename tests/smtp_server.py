@@ -35,6 +35,14 @@ class Recorder:
     script: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     lock: threading.Lock = field(default_factory=threading.Lock)
     connections: int = 0
+    pipelining: bool = True
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads commands line by line, so pipelined commands work; it just does not say so.
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         answers = self.script.get(address.lower())
@@ -65,8 +73,9 @@ class Recorder:
 
 
 class Server:
-    def __init__(self, *, tls_context: ssl.SSLContext | None = None, users: dict[str, str] | None = None) -> None:
-        self.recorder = Recorder()
+    def __init__(self, *, tls_context: ssl.SSLContext | None = None, users: dict[str, str] | None = None,
+                 pipelining: bool = True) -> None:
+        self.recorder = Recorder(pipelining=pipelining)
         self.port = free_port()
         kwargs = {}
         if tls_context is not None:

@@ -63,9 +63,9 @@ def ledger(project: Project) -> dict[str, int]:
         conn.close()
 
 
-@pytest.fixture
-def smtp():
-    with Server() as server:
+@pytest.fixture(params=["pipelining", "one command at a time"])
+def smtp(request):
+    with Server(pipelining=request.param == "pipelining") as server:
         yield server
 
 

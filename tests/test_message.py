@@ -53,6 +53,11 @@ def test_headers_and_parts(setup):
     assert parts == ["text/plain", "text/html"]
     assert all(p.get_content_charset() == "utf-8" for p in msg.iter_parts())
     assert "Beste Zoë van den Berg," in msg.get_body(("plain",)).get_content()
+    # The HTML part, encoded from fixed parts and contact values, decodes to exactly the mail.
+    personal = personalise(mail, contact, settings=campaign.settings)
+    assert personal.html_values
+    assert msg.get_body(("html",)).get_content().replace("\r\n", "\n") == personal.html.replace("\r\n", "\n")
+    assert all(len(line) <= 76 for line in env.data.split(b"\r\n\r\n", 1)[1].split(b"\r\n"))
     # Every header line fits the RFC 5322 limit.
     head = env.data.split(b"\r\n\r\n", 1)[0]
     assert all(len(line) <= 998 for line in head.split(b"\r\n"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -101,6 +100,14 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _notify(project) -> None:
+    """A running worker picks changes up at once instead of at its next re-read."""
+    from mailer.deliver import notify_worker
+
+    if notify_worker(project.home):
+        click.echo("The running worker was told.", err=True)
 
 
 def warn_sender(problems: tuple[str, ...] | list[str]) -> None:
@@ -205,12 +212,9 @@ def contacts_import(state: State, file: Path, dry_run: bool, skip_invalid: bool)
 
     project = state.project()
     settings = project.load_campaign().settings
-    conn = project.connect()
-    try:
+    with project.db() as conn:
         result = import_contacts(conn, file, default_basis=settings.default_basis, dry_run=dry_run,
                                  skip_invalid=skip_invalid)
-    finally:
-        conn.close()
     verb = "Would import" if dry_run else "Imported"
     click.echo(f"{verb} {file} ({result.encoding}, delimiter {result.delimiter!r}): "
                f"{result.added} added, {result.updated} updated, {result.unchanged} unchanged, "
@@ -220,6 +224,8 @@ def contacts_import(state: State, file: Path, dry_run: bool, skip_invalid: bool)
         click.secho(f"  refused: {problem}", fg="yellow", err=True)
     if dry_run:
         click.echo("Dry run: nothing was stored. Run again without --dry-run to import.")
+    else:
+        _notify(project)
 
 
 @contacts.command("list")
@@ -232,11 +238,8 @@ def contacts_list(state: State, status: str | None, as_json: bool) -> None:
     """List contacts as a table, or as JSON."""
     from mailer.contacts import list_contacts
 
-    conn = state.project().connect()
-    try:
+    with state.project().db() as conn:
         rows = list_contacts(conn, status=status)
-    finally:
-        conn.close()
     if as_json:
         echo_json(rows)
         return
@@ -254,11 +257,8 @@ def contacts_show(state: State, email: str, as_json: bool) -> None:
     """Every field of one contact, its origin and basis, and what it was sent."""
     from mailer.contacts import show_contact
 
-    conn = state.project().connect()
-    try:
+    with state.project().db() as conn:
         info = show_contact(conn, email)
-    finally:
-        conn.close()
     if as_json:
         echo_json(info)
         return
@@ -300,11 +300,8 @@ def contacts_unsubscribe(state: State, emails: tuple[str, ...], from_file: Path 
     from mailer.contacts import mask, set_status
 
     addresses = _addresses(emails, from_file)
-    conn = state.project().connect()
-    try:
+    with state.project().db() as conn:
         changed, unknown = set_status(conn, addresses, status="unsubscribed", reason=reason)
-    finally:
-        conn.close()
     click.echo(f"Unsubscribed {changed} contact{'s' if changed != 1 else ''}.")
     for address in unknown:
         click.secho(f"  not a contact: {mask(address)}", fg="yellow", err=True)
@@ -318,11 +315,8 @@ def contacts_remove(state: State, emails: tuple[str, ...]) -> None:
     """Deactivate contacts (staff decision; a later import of the address reactivates it)."""
     from mailer.contacts import mask, set_status
 
-    conn = state.project().connect()
-    try:
+    with state.project().db() as conn:
         changed, unknown = set_status(conn, emails, status="removed", reason="removed by staff")
-    finally:
-        conn.close()
     click.echo(f"Removed {changed} contact{'s' if changed != 1 else ''}.")
     for address in unknown:
         click.secho(f"  not a contact: {mask(address)}", fg="yellow", err=True)
@@ -344,11 +338,8 @@ def contacts_forget(state: State, email: str, yes: bool) -> None:
             raise click.UsageError("erasure cannot be undone: confirm on a terminal or pass --yes")
         click.confirm(f"Erase every trace of {mask(email)}? This cannot be undone", abort=True)
     project = state.project()
-    conn = project.connect()
-    try:
+    with project.db() as conn:
         removed = forget_contact(conn, email, folders=project.personal_data_folders())
-    finally:
-        conn.close()
     click.echo(f"Erased {mask(email)}: contact and send records deleted, {removed} message file(s) removed; "
                "a one-way hash keeps the address from being imported again.")
 
@@ -426,12 +417,9 @@ def schedule(state: State, campaign_name: str | None, start: dt.datetime | None,
 
     project = state.project(campaign_name)
     if stored_plan_exists(project):
-        from mailer.schedule import get_plan, plan_options as stored_options
-        conn = project.connect()
-        try:
+        from mailer.schedule import get_plan
+        with project.db() as conn:
             stored = get_plan(conn, project.campaign_name)
-        finally:
-            conn.close()
         settings = project.load_campaign().settings
         asked = {"start": _date(start).isoformat() if start else None,
                  "election_date": _date(election_date).isoformat() if election_date else None,
@@ -447,6 +435,7 @@ def schedule(state: State, campaign_name: str | None, start: dt.datetime | None,
             raise click.UsageError("scheduling sends mail to real contacts: confirm on a terminal or pass --yes")
         click.confirm("\nStore this plan?", abort=True)
     created = schedule_campaign(project, report, now=now())
+    _notify(project)
     click.echo("Stored. Run `campaign worker` (or its cron line) to send each mail when it is due."
                if created else "This plan was already stored.")
 
@@ -465,12 +454,10 @@ def reschedule(state: State, campaign_name: str | None, mail: int, at: str) -> N
     project = state.project(campaign_name)
     tz = project.load_campaign().settings.schedule.timezone
     moment = sched.parse_when(at, timezone=tz, now=now())
-    conn = project.connect()
-    try:
+    with project.db() as conn:
         when = sched.reschedule(conn, project.campaign_name, mail, moment, now=now())
-    finally:
-        conn.close()
     click.echo(f"Mail {mail} now goes out at {_local(when, tz):%Y-%m-%d %H:%M} ({tz}).")
+    _notify(project)
 
 
 def _simple_state_command(name: str, doc: str, action: Callable[..., str]) -> None:
@@ -480,11 +467,9 @@ def _simple_state_command(name: str, doc: str, action: Callable[..., str]) -> No
     @engine_errors
     def command(state: State, campaign_name: str | None) -> None:
         project = state.project(campaign_name)
-        conn = project.connect()
-        try:
+        with project.db() as conn:
             click.echo(action(conn, project.campaign_name))
-        finally:
-            conn.close()
+        _notify(project)
 
 
 def _pause(conn, campaign: str) -> str:
@@ -515,11 +500,8 @@ def cancel(state: State, campaign_name: str | None, mail: int | None) -> None:
     from mailer.schedule import cancel as cancel_sends
 
     project = state.project(campaign_name)
-    conn = project.connect()
-    try:
+    with project.db() as conn:
         n = cancel_sends(conn, project.campaign_name, mail=mail, now=now())
-    finally:
-        conn.close()
     what = f"Mail {mail}" if mail else f"Campaign {project.campaign_name}"
     click.echo(f"{what} cancelled; {n} pending send(s) called off. Sent mails stay recorded.")
 
@@ -534,12 +516,10 @@ def retry(state: State, campaign_name: str | None, mail: int) -> None:
     from mailer.schedule import retry as retry_sends
 
     project = state.project(campaign_name)
-    conn = project.connect()
-    try:
+    with project.db() as conn:
         n = retry_sends(conn, project.campaign_name, mail=mail, now=now())
-    finally:
-        conn.close()
     click.echo(f"{n} send(s) of mail {mail} queued again.")
+    _notify(project)
 
 
 @cli.command()
@@ -554,13 +534,11 @@ def approve(state: State, campaign_name: str | None, mails: tuple[int, ...]) -> 
 
     project = state.project(campaign_name)
     current = fingerprints(project)
-    conn = project.connect()
-    try:
+    with project.db() as conn:
         changed = approve_mails(conn, project.campaign_name, current, mails=mails or None)
-    finally:
-        conn.close()
     click.echo(f"Approved the new version of mail(s) {', '.join(map(str, changed))}." if changed
                else "Nothing to approve: the stored approval matches the current mails.")
+    _notify(project)
 
 
 def _print_status(project, *, as_json: bool) -> None:
@@ -570,13 +548,10 @@ def _print_status(project, *, as_json: bool) -> None:
     from mailer.service import fingerprints
     from mailer.transport import transport_config
 
-    conn = project.connect()
-    try:
+    with project.db() as conn:
         report = status_report(conn, project.campaign_name, now=now(), fingerprints=fingerprints(project),
                                transport=transport_config().label)
         contact_counts = count_contacts(conn)
-    finally:
-        conn.close()
     if as_json:
         echo_json({**report.as_dict(), "contacts": contact_counts})
         return
@@ -660,7 +635,9 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
     project = state.project(campaign_name)
     with Progress("Sending") as progress:
         w = Worker(project, clock=now, rate_per_minute=rate,
-                   progress=lambda mail, done, total: progress(done, total, f"Mail {mail}"))
+                   progress=lambda mail, done, total: progress(done, total, f"Mail {mail}"),
+                   on_error=lambda message: click.secho(f"{now():%Y-%m-%d %H:%M:%S} {message}; trying again later",
+                                                        fg="yellow", err=True))
 
         def stop(signum: int, frame: Any) -> None:
             w.stop.set()
@@ -668,6 +645,8 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        # Commands that change the schedule or the contacts wake the worker with SIGUSR1.
+        signal.signal(signal.SIGUSR1, lambda signum, frame: w.wake.set())
         if not once:
             click.echo(f"Worker started for {project.campaign_name} (transport {w.config.label}, "
                        f"{w.rate}/min); SIGTERM or Ctrl-C stops it between two messages.", err=True)

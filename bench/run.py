@@ -112,15 +112,13 @@ def prepare_campaign(work: Path, n: int, port: int) -> tuple[dict[str, str], Pat
     for args in (["contacts", "import", str(contacts_file(work, n))],
                  ["schedule", "--election-date", election, "--yes"],
                  ["reschedule", "--mail", "1", "--at", "now"]):
-        subprocess.run([CAMPAIGN, *args], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        done = subprocess.run([CAMPAIGN, *args], env=env, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"campaign {' '.join(args)} failed: {done.stderr}")
     return env, home
 
 
-def one_message(home: Path) -> Path:
-    return next((home / "outbox").rglob("*.eml")) if (home / "outbox").exists() else None
-
-
-def bench_delivery(sizes: list[int], work: Path) -> list[dict]:
+def bench_delivery(sizes: list[int], work: Path, *, peers: bool = True) -> list[dict]:
     rows = []
     with Sink() as sink:
         # Fixed cost (start-up, rendering) from a one-contact run, to get the cost per message.
@@ -135,7 +133,7 @@ def bench_delivery(sizes: list[int], work: Path) -> list[dict]:
                            env={**env, "CAMPAIGN_SMTP_URL": ""}, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
             eml = (sample / "01-wonen-eerst.eml").read_bytes()
             html = (sample / "01-wonen-eerst.html").read_text(encoding="utf-8")
-            mm = bench_mailmerge(work, n, sink.port, html)
+            mm = bench_mailmerge(work, n, sink.port, html) if peers else {"wall": float("nan"), "cpu": float("nan"), "rss_mb": 0}
             src = measured(["smtp-source", "-s", "1", "-m", str(n), "-l", str(len(eml)), "-f", "campagne@bench-zender.nl",
                             "-t", "persoon@bench-ontvanger.nl", f"127.0.0.1:{sink.port}"])
             per_msg_cpu = (ours["cpu"] - fixed["cpu"]) / max(n - 1, 1)
@@ -254,6 +252,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,50000", help="contact counts for the delivery benchmark")
     parser.add_argument("--only", choices=["delivery", "startup", "render", "import"], action="append")
+    parser.add_argument("--no-peers", action="store_true", help="skip mailmerge (quick runs while profiling)")
     args = parser.parse_args()
     only = set(args.only or ["delivery", "startup", "render", "import"])
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -264,7 +263,7 @@ def main() -> int:
         startup = bench_startup() if "startup" in only else None
         render = bench_render(work) if "render" in only else None
         imp = bench_import(work) if "import" in only else None
-        delivery = bench_delivery(sizes, work) if "delivery" in only else []
+        delivery = bench_delivery(sizes, work, peers=not args.no_peers) if "delivery" in only else []
     text = report(delivery, startup, render, imp)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.md").write_text(text + "\n", encoding="utf-8")

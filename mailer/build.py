@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import checks
-from .contacts import Contact, email_key, example_contacts, get_contact, mask
+from .contacts import Contact, audience, email_key, example_contacts, get_contact, mask
 from .errors import UnknownContact
 from .message import build_message
 from .personalise import personalise
 from .project import Project
-from .render import RenderedMail, Renderer
+from .render import Renderer
 
 
 @dataclass(frozen=True)
@@ -38,39 +38,20 @@ class BuildResult:
 
 
 def choose_contact(project: Project, address: str | None) -> tuple[Contact, str]:
-    """The contact to personalise for: the asked one, else the first imported, else the first example."""
-    imported: Contact | None = None
+    """The contact to personalise for: the asked one (imported or example), else the first of the audience."""
+    if address is None:
+        contacts, source = audience(project)
+        return contacts[0], source
     if project.db_exists:
-        from .contacts import active_contacts
-
-        conn = project.connect()
-        try:
-            if address:
-                try:
-                    return get_contact(conn, address), "imported contacts"
-                except UnknownContact:
-                    pass
-            else:
-                imported = next(active_contacts(conn), None)
-        finally:
-            conn.close()
-    if imported is not None:
-        return imported, "imported contacts"
-    examples = example_contacts(project.root)
-    if address:
-        for c in examples:
-            if c.key == email_key(address):
-                return c, "contacts/example.csv"
-        raise UnknownContact(f"no contact {mask(address)} among the imported contacts or in contacts/example.csv")
-    return examples[0], "contacts/example.csv"
-
-
-def render_campaign(project: Project) -> tuple[list[RenderedMail], float]:
-    campaign = project.load_campaign()
-    renderer = Renderer(templates=project.templates, campaign=campaign, deployment=project.deployment())
-    start = time.perf_counter()
-    mails = renderer.render_all()
-    return mails, time.perf_counter() - start
+        with project.db() as conn:
+            try:
+                return get_contact(conn, address), "imported contacts"
+            except UnknownContact:
+                pass
+    for c in example_contacts(project.root):
+        if c.key == email_key(address):
+            return c, "contacts/example.csv"
+    raise UnknownContact(f"no contact {mask(address)} among the imported contacts or in contacts/example.csv")
 
 
 def build(project: Project, *, out: Path, contact: str | None = None, now: dt.datetime) -> BuildResult:

@@ -16,8 +16,12 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import store
+
+if TYPE_CHECKING:
+    from .project import Project
 from .errors import ContactsError, UnknownContact
 
 STANDARD = ("email", "name", "party", "municipality", "role", "basis")
@@ -448,6 +452,17 @@ def forget_contact(conn: sqlite3.Connection, address: str, *, folders: Sequence[
                 path.unlink()
                 removed += 1
     return removed
+
+
+def audience(project: "Project") -> tuple[list[Contact], str]:
+    """Who the mails are shown, simulated and built for: the active imported contacts, or,
+    while none are imported, the fictional ones in ``contacts/example.csv``; and which it is."""
+    if project.db_exists:
+        with project.db() as conn:
+            imported = list(active_contacts(conn))
+        if imported:
+            return imported, "imported contacts"
+    return example_contacts(project.root), "contacts/example.csv"
 
 
 def example_contacts(root: Path) -> list[Contact]:

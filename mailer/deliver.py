@@ -52,6 +52,34 @@ class RunStats:
     resent: int = 0
     held: list[int] = field(default_factory=list)
     mails: list[int] = field(default_factory=list)
+    last_error: str = ""
+
+
+class TransportUnavailable(DeliveryError):
+    """The mail server cannot be reached now; a long-running worker tries again later."""
+
+
+def notify_worker(home: Path) -> bool:
+    """Wake a running worker (SIGUSR1) so that a change reaches it at once; False when none runs."""
+    import signal
+
+    path = home / "worker.lock"
+    if not path.exists():
+        return False
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            pid = fh.read().strip()
+        else:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return False  # nobody holds the lock: no worker runs
+    try:
+        os.kill(int(pid), signal.SIGUSR1)
+    except (ValueError, ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 class WorkerLock:
@@ -112,6 +140,7 @@ class Worker:
         env: dict[str, str] | None = None,
         progress: Callable[[int, int, int], None] | None = None,
         sleep: Callable[[float], bool] | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.project = project
         self.clock = clock
@@ -120,6 +149,7 @@ class Worker:
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.progress = progress
+        self.on_error = on_error
         # sleep(seconds) -> True when interrupted by stop
         self.sleep = sleep or (lambda seconds: self.stop.wait(seconds))
         self.campaign = project.load_campaign()
@@ -213,16 +243,14 @@ class Worker:
         from .message import message_id
 
         slug = self.campaign.slug
-        domain = self.project.deployment().sender.domain
-        moment = store.iso(now)
+        # Computed inside SQLite, so that 50,000 contacts never sit in Python's memory at once.
+        self.conn.create_function("message_id", 4, message_id, deterministic=True)
         with store.transaction(self.conn):
-            rows = self.conn.execute(
-                "SELECT c.id, c.email FROM contacts c WHERE c.status = 'active' AND NOT EXISTS"
-                " (SELECT 1 FROM ledger l WHERE l.campaign = ? AND l.mail = ? AND l.contact_id = c.id)",
-                (slug, number)).fetchall()
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at) VALUES (?, ?, ?, ?, ?)",
-                [(slug, number, r["id"], message_id(slug, number, r["email"], domain), moment) for r in rows])
+            self.conn.execute(
+                "INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at)"
+                " SELECT ?, ?, c.id, message_id(?, ?, c.email, ?), ? FROM contacts c WHERE c.status = 'active'"
+                " AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.campaign = ? AND l.mail = ? AND l.contact_id = c.id)",
+                (slug, number, slug, number, self.project.deployment().sender.domain, store.iso(now), slug, number))
             self.conn.execute("UPDATE schedule SET state = 'sending' WHERE campaign = ? AND mail = ? AND state = 'scheduled'",
                               (slug, number))
 
@@ -349,7 +377,8 @@ class Worker:
         try:
             opener()
         except TemporaryFailure as exc:
-            raise DeliveryError(str(exc)) from None
+            self.transport = None
+            raise TransportUnavailable(str(exc)) from None
 
     def _release(self, ledger_id: int) -> None:
         with store.transaction(self.conn):
@@ -420,7 +449,14 @@ class Worker:
         try:
             while not self.stop.is_set():
                 self.heartbeat()
-                self.tick()
+                try:
+                    self.tick()
+                    self.stats.last_error = ""
+                except TransportUnavailable as exc:
+                    # The server is down or unreachable: nothing was claimed; try again on the next wake.
+                    self.stats.last_error = str(exc)
+                    if self.on_error:
+                        self.on_error(str(exc))
                 upcoming = self.next_wake()
                 if upcoming is not None and upcoming > self.clock():
                     scheduler.add_job(self.wake.set, "date", run_date=upcoming, id="due", replace_existing=True)

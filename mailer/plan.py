@@ -6,6 +6,7 @@ Pure functions of the campaign's policy and a clock passed in: nothing here read
 from __future__ import annotations
 
 import datetime as dt
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -196,9 +197,8 @@ def estimate(plan: Plan, *, contacts: int, rate_per_minute: int, policy: Schedul
     """How long each send takes at the rate, and whether it fits in its day's window."""
     out = []
     for s in plan.sends:
-        last = s.at
-        for last in send_moments(s.at, contacts, rate_per_minute=rate_per_minute, policy=policy):
-            pass
+        tail = deque(send_moments(s.at, contacts, rate_per_minute=rate_per_minute, policy=policy), maxlen=1)
+        last = tail[0] if tail else s.at
         finishes = last + dt.timedelta(seconds=60 / rate_per_minute) if contacts else s.at
         out.append(SendEstimate(
             mail=s.mail, contacts=contacts, minutes=contacts / rate_per_minute, finishes=finishes,

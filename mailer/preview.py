@@ -11,7 +11,6 @@ import email
 import email.policy
 import hashlib
 import html
-import json
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from . import checks
-from .contacts import Contact, active_contacts, example_contacts
+from .contacts import audience
 from .errors import CampaignError
 from .message import build_message
 from .personalise import personalise
@@ -97,18 +96,6 @@ def _page(title: str, body: str, *, version: str, live: bool) -> bytes:
             f"<style>{STYLE}</style></head><body>{body}{RELOAD if live else ''}</body></html>").encode("utf-8")
 
 
-def _contacts(project: Project) -> tuple[list[Contact], str]:
-    if project.db_exists:
-        conn = project.connect()
-        try:
-            imported = list(active_contacts(conn))
-        finally:
-            conn.close()
-        if imported:
-            return imported, "imported contacts"
-    return example_contacts(project.root), "contacts/example.csv"
-
-
 def _planned(project: Project) -> dict[int, dt.datetime]:
     if not project.db_exists:
         return {}
@@ -144,7 +131,7 @@ def _build_site(project: Project, *, contact: str | None, live: bool, version: s
     settings = campaign.settings
     deployment = project.deployment()
     sender = deployment.sender
-    contacts, source = _contacts(project)
+    contacts, source = audience(project)
     chosen = next((c for c in contacts if contact and c.key == contact.strip().casefold()), contacts[0])
     planned = _planned(project)
     tz = settings.schedule.timezone

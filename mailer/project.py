@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -55,6 +57,15 @@ class Project:
 
     def connect(self) -> sqlite3.Connection:
         return store.connect(self.home)
+
+    @contextmanager
+    def db(self) -> Iterator[sqlite3.Connection]:
+        """``with project.db() as conn:`` the state database, closed afterwards."""
+        conn = store.connect(self.home)
+        try:
+            yield conn
+        finally:
+            conn.close()
 
     @cached_property
     def db_exists(self) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import time
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -332,10 +331,3 @@ def mjml_to_html(source: str, *, where: Path) -> str:
     if not inlined.lstrip().lower().startswith("<!doctype"):
         inlined = "<!doctype html>\n" + inlined
     return inlined
-
-
-def timed_render_all(renderer: Renderer) -> tuple[list[RenderedMail], float]:
-    """Render every mail; returns the mails and the seconds spent."""
-    start = time.perf_counter()
-    mails = renderer.render_all()
-    return mails, time.perf_counter() - start

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import store
-from .contacts import Contact, active_contacts, example_contacts
+from .contacts import audience
 from .message import build_message
 from .personalise import personalise
 from .plan import Plan, PlannedSend, make_plan, send_moments
@@ -88,19 +88,9 @@ def simulate(
         sends = list(plan.sends)
         plan_source = "the campaign's policy (not scheduled yet)"
 
-    contacts: list[Contact]
-    source = "imported contacts"
-    if project.db_exists:
-        conn = project.connect()
-        try:
-            contacts = list(active_contacts(conn))
-        finally:
-            conn.close()
-    else:
-        contacts = []
-    if not contacts:
-        contacts = example_contacts(project.root)
-        source = "contacts/example.csv (no contacts imported)"
+    contacts, source = audience(project)
+    if source != "imported contacts":
+        source += " (no contacts imported)"
 
     renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment)
     if out.exists():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:

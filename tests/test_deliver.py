@@ -284,3 +284,43 @@ def test_sigkill_mid_send_skips_nobody_and_duplicates_at_most_one(configured_hom
     report = json.loads(subprocess.run(cmd[:3] + ["--project", str(ROOT), "status", "--json"], env=env,
                                        capture_output=True, text=True).stdout)
     assert report["mails"][0]["sent"] == n
+
+
+def test_running_worker_is_woken_by_reschedule_and_stops_on_sigterm(configured_home, tmp_path, monkeypatch):
+    with Server() as smtp:
+        project = prepare(tmp_path, monkeypatch, [f"w{i}@example.nl" for i in range(20)], smtp_url=smtp.url)
+        env = {**os.environ, "CAMPAIGN_HOME": str(project.home), "CAMPAIGN_SMTP_URL": smtp.url}
+        base = [sys.executable, "-c", "import cli; cli.cli()", "--project", str(ROOT)]
+        worker = subprocess.Popen(base + ["worker", "--rate", "600"], env=env, cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                report = json.loads(subprocess.run(base + ["status", "--json"], env=env, cwd=ROOT,
+                                                   capture_output=True, text=True).stdout)
+                if report["worker"]["running"]:
+                    break
+                time.sleep(0.2)
+            assert report["worker"]["running"], "the worker did not start"
+            assert smtp.recorder.count() == 0  # nothing is due yet
+            moved = subprocess.run(base + ["reschedule", "--mail", "1", "--at", "now"], env=env, cwd=ROOT,
+                                   capture_output=True, text=True)
+            assert moved.returncode == 0, moved.stderr
+            assert "The running worker was told." in moved.stderr
+            started = time.monotonic()
+            while smtp.recorder.count() < 3 and time.monotonic() - started < 10:
+                time.sleep(0.05)
+            assert smtp.recorder.count() >= 3, "the worker did not wake up for the rescheduled mail"
+            # 600/min: the 20 messages take about two seconds; stop it in the middle.
+            worker.send_signal(signal.SIGTERM)
+            out, err = worker.communicate(timeout=15)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+        assert worker.returncode == 0, err
+        assert "Sent " in out
+        received = smtp.recorder.count()
+        state = ledger(project)
+        assert "sending" not in state  # the message in hand was finished and recorded
+        assert state.get("sent", 0) == received
+        assert 3 <= received < 20 or state == {"sent": 20}

@@ -624,9 +624,11 @@ def simulate(state: State, campaign_name: str | None, start: dt.datetime | None,
 @campaign_option
 @click.option("--once", is_flag=True, help="Send what is due now and exit (for cron and tests).")
 @click.option("--rate", type=int, default=None, metavar="N", help="Messages per minute (default: the settings').")
+@click.option("--connections", type=click.IntRange(1, 20), default=None, metavar="N",
+              help="SMTP connections side by side, one message in flight each (default: the settings', or 1).")
 @click.pass_obj
 @engine_errors
-def worker(state: State, campaign_name: str | None, once: bool, rate: int | None) -> None:
+def worker(state: State, campaign_name: str | None, once: bool, rate: int | None, connections: int | None) -> None:
     """Send each mail when it is due. Stops cleanly on SIGTERM or Ctrl-C, between two messages."""
     import signal
 
@@ -634,7 +636,7 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
 
     project = state.project(campaign_name)
     with Progress("Sending") as progress:
-        w = Worker(project, clock=now, rate_per_minute=rate,
+        w = Worker(project, clock=now, rate_per_minute=rate, connections=connections,
                    progress=lambda mail, done, total: progress(done, total, f"Mail {mail}"),
                    on_error=lambda message: click.secho(f"{now():%Y-%m-%d %H:%M:%S} {message}; trying again later",
                                                         fg="yellow", err=True))

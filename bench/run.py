@@ -103,8 +103,8 @@ def campaign_env(home: Path, port: int) -> dict[str, str]:
     return {**os.environ, "CAMPAIGN_HOME": str(home), "CAMPAIGN_SMTP_URL": f"smtp://127.0.0.1:{port}"}
 
 
-def prepare_campaign(work: Path, n: int, port: int) -> tuple[dict[str, str], Path]:
-    home = work / f"home-{n}"
+def prepare_campaign(work: Path, n: int, port: int, tag: str = "") -> tuple[dict[str, str], Path]:
+    home = work / f"home-{n}{tag}"
     home.mkdir()
     (home / "settings.toml").write_text(SETTINGS, encoding="utf-8")
     env = campaign_env(home, port)
@@ -118,7 +118,7 @@ def prepare_campaign(work: Path, n: int, port: int) -> tuple[dict[str, str], Pat
     return env, home
 
 
-def bench_delivery(sizes: list[int], work: Path, *, peers: bool = True) -> list[dict]:
+def bench_delivery(sizes: list[int], work: Path, *, peers: bool = True, connections: list[int] = ()) -> list[dict]:
     rows = []
     with Sink() as sink:
         # Fixed cost (start-up, rendering) from a one-contact run, to get the cost per message.
@@ -127,6 +127,11 @@ def bench_delivery(sizes: list[int], work: Path, *, peers: bool = True) -> list[
         for n in sizes:
             env, home = prepare_campaign(work, n, sink.port)
             ours = measured([CAMPAIGN, "worker", "--once", "--rate", "100000000"], env=env)
+            parallel = {}
+            for k in connections:
+                env_k, _ = prepare_campaign(work, n, sink.port, tag=f"k{k}")
+                parallel[k] = measured([CAMPAIGN, "worker", "--once", "--rate", "100000000", "--connections", str(k)],
+                                       env=env_k)
             # The same rendered mail as an .eml, for the peers.
             sample = work / f"sample-{n}"
             subprocess.run([CAMPAIGN, "build", "--out", str(sample), "--contact", "persoon000000@bench-ontvanger.nl"],
@@ -142,6 +147,7 @@ def bench_delivery(sizes: list[int], work: Path, *, peers: bool = True) -> list[
                 "ours_rate": n / ours["wall"], "ours_cpu_ms": per_msg_cpu * 1000, "ours_rss": ours["rss_mb"],
                 "mm_rate": n / mm["wall"], "mm_cpu_ms": mm["cpu"] / n * 1000, "mm_rss": mm["rss_mb"],
                 "src_rate": n / src["wall"], "ours_wall": ours["wall"], "fixed_wall": fixed["wall"],
+                "parallel": {k: n / r["wall"] for k, r in parallel.items()},
             })
             print(f"  delivery {n}: ours {n / ours['wall']:.0f}/s, mailmerge {n / mm['wall']:.0f}/s, "
                   f"smtp-source {n / src['wall']:.0f}/s", file=sys.stderr)
@@ -229,6 +235,10 @@ def report(delivery: list[dict], startup: dict | None, render: dict | None, imp:
             lines.append(f"| {r['n']:,} | {r['size_kb']:.1f} KB | {r['ours_rate']:.0f} | {r['mm_rate']:.0f} | {r['src_rate']:.0f} "
                          f"| {r['ours_rate'] / r['mm_rate']:.1f}x | {r['ours_rate'] / r['src_rate']:.2f}x "
                          f"| {r['ours_cpu_ms']:.2f} ms | {r['mm_cpu_ms']:.2f} ms | {r['ours_rss']:.0f} MB |")
+        for k in sorted({k for r in delivery for k in r["parallel"]}):
+            cells = ", ".join(f"{r['n']:,}: {r['parallel'][k]:.0f} msg/s ({r['parallel'][k] / r['mm_rate']:.1f}x mailmerge, "
+                              f"{r['parallel'][k] / r['src_rate']:.2f}x smtp-source)" for r in delivery)
+            lines += ["", f"With `--connections {k}` (each connection one message in flight): {cells}."]
         small, large = delivery[0], delivery[-1]
         lines += ["", f"Peak memory at {large['n']:,} contacts is {large['ours_rss'] / small['ours_rss']:.2f}x that at "
                       f"{small['n']:,} (goal: at most 1.3x). Fixed cost of a worker run (start-up, rendering): "
@@ -253,6 +263,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,10000,50000", help="contact counts for the delivery benchmark")
     parser.add_argument("--only", choices=["delivery", "startup", "render", "import"], action="append")
     parser.add_argument("--no-peers", action="store_true", help="skip mailmerge (quick runs while profiling)")
+    parser.add_argument("--connections", default="4", help="also measure the worker with these connection counts")
     args = parser.parse_args()
     only = set(args.only or ["delivery", "startup", "render", "import"])
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -263,7 +274,8 @@ def main() -> int:
         startup = bench_startup() if "startup" in only else None
         render = bench_render(work) if "render" in only else None
         imp = bench_import(work) if "import" in only else None
-        delivery = bench_delivery(sizes, work, peers=not args.no_peers) if "delivery" in only else []
+        parallel = [int(k) for k in args.connections.split(",") if k.strip()]
+        delivery = bench_delivery(sizes, work, peers=not args.no_peers, connections=parallel) if "delivery" in only else []
     text = report(delivery, startup, render, imp)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.md").write_text(text + "\n", encoding="utf-8")

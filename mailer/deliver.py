@@ -141,6 +141,7 @@ class Worker:
         progress: Callable[[int, int, int], None] | None = None,
         sleep: Callable[[float], bool] | None = None,
         on_error: Callable[[str], None] | None = None,
+        connections: int | None = None,
     ) -> None:
         self.project = project
         self.clock = clock
@@ -156,7 +157,8 @@ class Worker:
         deployment = project.deployment()
         self.rate = rate_per_minute or deployment.rate_per_minute or self.campaign.settings.schedule.rate_per_minute
         self.conn = project.connect()
-        self.transport = None
+        self.connections = connections or deployment.connections
+        self.transports: list = []
         self.stats = RunStats()
         self._rendered: dict[int, RenderedMail] = {}
 
@@ -224,7 +226,7 @@ class Worker:
             if self.stop.is_set():
                 break
             now = self.clock()
-            if now.date() >= plan.election_day:
+            if now.astimezone(ZoneInfo(self.campaign.settings.schedule.timezone)).date() >= plan.election_day:
                 continue  # never after election day; status shows it as overdue
             if not self.in_window(row, now):
                 continue
@@ -260,13 +262,56 @@ class Worker:
             " WHERE s.campaign = ? AND s.mail = ?", (self.campaign.slug, number)).fetchone()
         return row is not None and row["state"] == "sending" and not row["paused"] and not row["cancelled"]
 
+    def _open_transports(self) -> None:
+        """Connect every connection before claiming anything, so that a wrong setting stops the
+        run cleanly and an unreachable server leaves nothing claimed."""
+        if self.transports:
+            return
+        count = self.connections if self.config.kind == "smtp" else 1
+        opened = []
+        try:
+            for _ in range(count):
+                transport = open_transport(self.config, outbox=self.project.outbox, env=self.env)
+                opened.append(transport)
+                opener = getattr(transport, "open", None)
+                if opener is not None:
+                    opener()
+        except TemporaryFailure as exc:
+            for t in opened:
+                t.close()
+            raise TransportUnavailable(str(exc)) from None
+        except DeliveryError:
+            for t in opened:
+                t.close()
+            raise
+        self.transports = opened
+
     def send_mail(self, number: int, rendered: RenderedMail, schedule_row: sqlite3.Row) -> None:
+        """Send one mail to every pending contact, over one or more connections.
+
+        Each connection has at most one message in flight, so a kill leaves at most one
+        ambiguous ('sending') row per connection. Messages are built and claimed in this
+        thread, which alone touches the database; the connections only send.
+        """
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+        from queue import SimpleQueue
+
         slug = self.campaign.slug
         settings = self.campaign.settings
         sender = self.project.deployment().sender
-        if self.transport is None:
-            self.transport = open_transport(self.config, outbox=self.project.outbox, env=self.env)
-        self._open_transport()
+        self._open_transports()
+        idle: SimpleQueue = SimpleQueue()
+        for t in self.transports:
+            idle.put(t)
+        group = f"{slug}/{number:02d}"
+
+        def deliver(envelope):
+            transport = idle.get()
+            try:
+                return transport.send(envelope, group=group)
+            finally:
+                idle.put(transport)
+
         interval = 60.0 / self.rate
         total = self.conn.execute("SELECT COUNT(*) FROM ledger WHERE campaign = ? AND mail = ?", (slug, number)).fetchone()[0]
         done = self.conn.execute("SELECT COUNT(*) FROM ledger WHERE campaign = ? AND mail = ? AND state != 'pending'",
@@ -277,108 +322,136 @@ class Worker:
         last_check = 0.0
         batch: list[sqlite3.Row] = []
         after_id = 0
-        # A success is recorded in the same transaction that claims the next message: one commit
-        # per message instead of two, and still nothing but the message in flight is ever ambiguous.
-        unrecorded: tuple[int, dt.datetime] | None = None
+        inflight: dict[Future, tuple[int, str]] = {}
+        # Successes are recorded in the same transaction that claims the next message: one
+        # commit per message, and still only messages in flight are ever ambiguous.
+        unrecorded: list[tuple[int, dt.datetime]] = []
+        halt: BaseException | None = None
+        more = True
 
         def record_sent() -> None:
-            nonlocal unrecorded
-            if unrecorded is not None:
+            for ledger_id, moment in unrecorded:
                 self.conn.execute("UPDATE ledger SET state = 'sent', error = '', updated_at = ?, sent_at = ? WHERE id = ?",
-                                  (store.iso(unrecorded[1]), store.iso(unrecorded[1]), unrecorded[0]))
-                unrecorded = None
+                                  (store.iso(moment), store.iso(moment), ledger_id))
+            unrecorded.clear()
 
         def flush() -> None:
-            if unrecorded is not None:
+            if unrecorded:
                 with store.transaction(self.conn):
                     record_sent()
 
+        def settle(future: Future) -> None:
+            nonlocal done, halt
+            ledger_id, email = inflight.pop(future)
+            try:
+                future.result()
+            except TemporaryFailure as exc:
+                self._defer(ledger_id, str(exc))
+            except PermanentFailure as exc:
+                self._finish(ledger_id, "failed", self.clock(), error=str(exc))
+                self.stats.failed += 1
+                if exc.user_unknown:
+                    from .contacts import set_status
+
+                    set_status(self.conn, [email], status="bounced", reason=str(exc)[:200])
+            except UnknownOutcome as exc:
+                self._finish(ledger_id, "unknown", self.clock(), error=str(exc))
+                self.stats.unknown += 1
+            except DeliveryError as exc:
+                # The connection itself cannot work (TLS, login): the message was never handed over.
+                self._release(ledger_id)
+                halt = halt or exc
+                return
+            except Exception as exc:  # a bug in a transport: record it on the row, keep going
+                self._finish(ledger_id, "failed", self.clock(), error=f"{type(exc).__name__}: {exc}")
+                self.stats.failed += 1
+            else:
+                unrecorded.append((ledger_id, self.clock()))
+                self.stats.sent += 1
+            done += 1
+            if self.progress:
+                self.progress(number, done, total)
+
+        pool = ThreadPoolExecutor(max_workers=len(self.transports), thread_name_prefix="smtp")
         try:
-            while not self.stop.is_set():
-                now = self.clock()
-                tick = time.monotonic()
-                if tick - last_beat > REREAD_SECONDS:
-                    flush()
-                    self.heartbeat()  # a long send must not look like a dead worker in `status`
-                    last_beat = tick
-                if tick - last_check > 0.25:  # pause and cancel take effect within a second
-                    if not self.still_allowed(number) or not self.in_window(schedule_row, now):
-                        return
-                    last_check = tick
-                if not batch:
-                    batch = self.conn.execute(
-                        "SELECT l.id AS ledger_id, l.message_id, c.* FROM ledger l JOIN contacts c ON c.id = l.contact_id"
-                        " WHERE l.campaign = ? AND l.mail = ? AND l.state = 'pending' AND l.id > ?"
-                        " AND (l.next_attempt_at IS NULL OR l.next_attempt_at <= ?) ORDER BY l.id LIMIT 500",
-                        (slug, number, after_id, store.iso(now))).fetchall()
+            while True:
+                # Fill every idle connection, then wait for one to come back.
+                while more and halt is None and len(inflight) < len(self.transports) and not self.stop.is_set():
+                    now = self.clock()
+                    tick = time.monotonic()
+                    if tick - last_beat > REREAD_SECONDS:
+                        flush()
+                        self.heartbeat()  # a long send must not look like a dead worker in `status`
+                        last_beat = tick
+                    if tick - last_check > 0.25:  # pause and cancel take effect within a second
+                        if not self.still_allowed(number) or not self.in_window(schedule_row, now):
+                            more = False
+                            break
+                        last_check = tick
                     if not batch:
+                        batch = self.conn.execute(
+                            "SELECT l.id AS ledger_id, l.message_id, c.* FROM ledger l JOIN contacts c ON c.id = l.contact_id"
+                            " WHERE l.campaign = ? AND l.mail = ? AND l.state = 'pending' AND l.id > ?"
+                            " AND (l.next_attempt_at IS NULL OR l.next_attempt_at <= ?) ORDER BY l.id LIMIT 500",
+                            (slug, number, after_id, store.iso(now))).fetchall()
+                        if not batch:
+                            more = False
+                            break
+                        after_id = batch[-1]["ledger_id"]
+                        batch.reverse()
+                    wait_for = next_start - time.monotonic()
+                    if wait_for > 0:
+                        flush()
+                        if inflight:
+                            break  # settle what is in flight while the rate limit waits
+                        if self.sleep(wait_for):
+                            more = False
+                            break
+                    row = batch.pop()
+                    next_start = max(next_start, time.monotonic()) + interval
+                    contact = _row_to_contact(row)
+                    if contact.status != "active":
+                        self._finish(row["ledger_id"], "suppressed", now)
+                        continue
+                    try:
+                        personal = personalise(rendered, contact, settings=settings)
+                        envelope = build_message(personal, sender=sender, campaign=settings, now=self.clock())
+                    except Exception as exc:
+                        # Not a transport answer (a header or template problem): record it, keep going.
+                        self._finish(row["ledger_id"], "failed", self.clock(), error=f"{type(exc).__name__}: {exc}")
+                        self.stats.failed += 1
+                        continue
+                    # Claim: committed before the message leaves, so a crash leaves a visible 'sending' row.
+                    with store.transaction(self.conn):
+                        record_sent()
+                        claimed = self.conn.execute(
+                            "UPDATE ledger SET state = 'sending', attempts = attempts + 1, transport = ?, updated_at = ?"
+                            " WHERE id = ? AND state = 'pending'",
+                            (self.config.label, store.iso(now), row["ledger_id"])).rowcount
+                    if not claimed:
+                        continue  # opted out, cancelled or sent since the batch was read
+                    inflight[pool.submit(deliver, envelope)] = (row["ledger_id"], contact.email)
+                if not inflight:
+                    if halt is not None or not more or self.stop.is_set():
                         break
-                    after_id = batch[-1]["ledger_id"]
-                    batch.reverse()
-                row = batch.pop()
-                wait = next_start - time.monotonic()
-                if wait > 0:
-                    flush()
-                    if self.sleep(wait):
-                        return
-                next_start = max(next_start, time.monotonic()) + interval
-                contact = _row_to_contact(row)
-                if contact.status != "active":
-                    self._finish(row["ledger_id"], "suppressed", now)
                     continue
-                # Claim: committed before the message leaves, so a crash leaves a visible 'sending' row.
-                with store.transaction(self.conn):
-                    record_sent()
-                    claimed = self.conn.execute(
-                        "UPDATE ledger SET state = 'sending', attempts = attempts + 1, transport = ?, updated_at = ?"
-                        " WHERE id = ? AND state = 'pending'",
-                        (self.config.label, store.iso(now), row["ledger_id"])).rowcount
-                if not claimed:
-                    continue  # opted out, cancelled or sent since the batch was read
-                try:
-                    personal = personalise(rendered, contact, settings=settings)
-                    envelope = build_message(personal, sender=sender, campaign=settings, now=self.clock())
-                    self.transport.send(envelope, group=f"{slug}/{number:02d}")
-                except TemporaryFailure as exc:
-                    self._defer(row["ledger_id"], str(exc))
-                except PermanentFailure as exc:
-                    self._finish(row["ledger_id"], "failed", self.clock(), error=str(exc))
-                    self.stats.failed += 1
-                    if exc.user_unknown:
-                        from .contacts import set_status
-
-                        set_status(self.conn, [contact.email], status="bounced", reason=str(exc)[:200])
-                except DeliveryError:
-                    # The transport itself cannot work (TLS, login): the row was never handed over.
-                    self._release(row["ledger_id"])
-                    raise
-                except UnknownOutcome as exc:
-                    self._finish(row["ledger_id"], "unknown", self.clock(), error=str(exc))
-                    self.stats.unknown += 1
-                except Exception as exc:
-                    # Not a transport answer (a template or header problem): record it, keep going.
-                    self._finish(row["ledger_id"], "failed", self.clock(), error=f"{type(exc).__name__}: {exc}")
-                    self.stats.failed += 1
-                else:
-                    unrecorded = (row["ledger_id"], self.clock())
-                    self.stats.sent += 1
-                done += 1
-                if self.progress:
-                    self.progress(number, done, total)
+                # Block until a connection is free; while the rate limit holds the next message
+                # back, wake in time for it.
+                blocked = len(inflight) >= len(self.transports) or not more or halt is not None or self.stop.is_set()
+                finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED,
+                                   timeout=None if blocked else max(0.0, next_start - time.monotonic()))
+                for future in finished:
+                    settle(future)
         finally:
+            # Whatever stops the loop, the messages in flight finish and are recorded.
+            for future in list(inflight):
+                wait([future])
+                settle(future)
+            pool.shutdown(wait=True)
             flush()
+        if halt is not None:
+            raise halt
         self._maybe_done(number)
-
-    def _open_transport(self) -> None:
-        """Connect before claiming anything, so that a wrong setting stops the run cleanly."""
-        opener = getattr(self.transport, "open", None)
-        if opener is None:
-            return
-        try:
-            opener()
-        except TemporaryFailure as exc:
-            self.transport = None
-            raise TransportUnavailable(str(exc)) from None
 
     def _release(self, ledger_id: int) -> None:
         with store.transaction(self.conn):
@@ -431,8 +504,8 @@ class Worker:
                 self._loop()
                 return self.stats
             finally:
-                if self.transport is not None:
-                    self.transport.close()
+                for transport in self.transports:
+                    transport.close()
                 self.heartbeat(stopped=True)
                 self.conn.close()
 
@@ -452,6 +525,10 @@ class Worker:
                 try:
                     self.tick()
                     self.stats.last_error = ""
+                    # Mails are days apart: no connection is kept open in between.
+                    for transport in self.transports:
+                        transport.close()
+                    self.transports = []
                 except TransportUnavailable as exc:
                     # The server is down or unreachable: nothing was claimed; try again on the next wake.
                     self.stats.last_error = str(exc)

@@ -138,9 +138,6 @@ class Renderer:
     campaign: Campaign
     deployment: DeploymentSettings
 
-    def environment(self):  # -> jinja2.Environment
-        return _environment(self.templates)
-
     def render_all(self, *, numbers: Iterable[int] | None = None) -> list[RenderedMail]:
         """Render the asked mails (default all), in order."""
         wanted = set(numbers) if numbers is not None else None

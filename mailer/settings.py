@@ -103,6 +103,7 @@ class DeploymentSettings:
     sender: Sender
     test_recipients: tuple[str, ...]
     rate_per_minute: int | None = None
+    connections: int = 1
     problems: tuple[str, ...] = field(default=())
 
     @property
@@ -259,6 +260,8 @@ recipients = ["uzelf@example.org"]
 [delivery]
 # Messages per minute; overrides the campaign's schedule.rate_per_minute.
 # rate_per_minute = 60
+# SMTP connections used side by side (each has at most one message in flight).
+# connections = 1
 """
 
 
@@ -299,6 +302,9 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
     recipients = tuple(_get(test, "recipients", list, path, "test.", []))
     delivery = _get(data, "delivery", dict, path, "", {})
     rate = _get(delivery, "rate_per_minute", int, path, "delivery.", None)
+    connections = _get(delivery, "connections", int, path, "delivery.", 1)
+    if not 1 <= connections <= 20:
+        raise SettingsError(f"{_where(path, 'delivery.connections')}: must be 1 to 20")
     problems = _sender_problems(sender, recipients)
     if not exists:
         problems.insert(0, f"{path} does not exist (run `campaign init`)")
@@ -308,6 +314,7 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
         sender=sender,
         test_recipients=recipients,
         rate_per_minute=rate,
+        connections=connections,
         problems=tuple(problems),
     )
 

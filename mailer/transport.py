@@ -161,7 +161,7 @@ class SmtpTransport:
         if self.conn is None:
             self.conn = self._connect()
 
-    def send(self, envelope: Envelope, *, group: str = "") -> str:
+    def send(self, envelope: Envelope, *, group: str = "", retried: bool = False) -> str:
         if self.conn is None:
             self.conn = self._connect()
         conn = self.conn
@@ -184,7 +184,10 @@ class SmtpTransport:
                     replies.append(conn.getreply())
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
-            # Nothing was handed over yet: safe to try again.
+            # Nothing was handed over yet, so trying again is safe: at once on a fresh connection
+            # when this one had gone stale, else later.
+            if not retried:
+                return self.send(envelope, group=group, retried=True)
             raise TemporaryFailure(f"connection lost before the message was sent: {exc}") from None
         for (code, resp), ok in zip(replies, ((250,), (250, 251), (354,))):
             if code not in ok:

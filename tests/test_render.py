@@ -144,3 +144,18 @@ def test_remote_stylesheet_is_refused_before_anything_is_fetched(project_copy: P
     renderer = Renderer(templates=project.templates, campaign=project.load_campaign(), deployment=project.deployment())
     with pytest.raises(RenderError, match="remote stylesheet"):
         renderer.render_all()
+
+
+@pytest.mark.parametrize("text", [
+    "Neem deze punten mee in het verkiezingsprogramma van Partij voor de Wijk in Zwolle. Heeft u vragen?",
+    "kort",
+    "een-heel-lang-woord-dat-niet-past-" * 4 + " en dan nog wat woorden erachter aan om te vullen",
+    "  spaties   tussen\twoorden  ",
+])
+def test_fast_paragraph_fill_matches_textwrap(text):
+    import textwrap
+
+    from mailer.personalise import fill_paragraph
+
+    expected = textwrap.fill(" ".join(text.split()), width=72, break_long_words=False, break_on_hyphens=False)
+    assert fill_paragraph(text) == expected

@@ -36,7 +36,7 @@ golden: $(STAMP)
 	$(BIN)/python -m tests.golden
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --connections 2,4
 
 clean:
 	rm -rf $(VENV) out

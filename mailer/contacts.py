@@ -319,7 +319,8 @@ def import_contacts(
 def _row_to_contact(row: sqlite3.Row) -> Contact:
     return Contact(
         id=row["id"], email=row["email"], name=row["name"], party=row["party"], municipality=row["municipality"],
-        role=row["role"], extra=tuple(sorted(json.loads(row["extra"]).items())), basis=row["basis"], status=row["status"],
+        role=row["role"], extra=() if row["extra"] == "{}" else tuple(sorted(json.loads(row["extra"]).items())),
+        basis=row["basis"], status=row["status"],
     )
 
 

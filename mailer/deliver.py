@@ -82,6 +82,23 @@ def notify_worker(home: Path) -> bool:
     return True
 
 
+class _InlineExecutor:
+    """The executor interface, run in the calling thread: the futures come back done."""
+
+    def submit(self, fn: Callable, *args: object):
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # handed to the caller through the future, as a pool would
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
 class WorkerLock:
     """Only one worker at a time: an exclusive lock on a file beside the database."""
 
@@ -372,7 +389,9 @@ class Worker:
             if self.progress:
                 self.progress(number, done, total)
 
-        pool = ThreadPoolExecutor(max_workers=len(self.transports), thread_name_prefix="smtp")
+        # One connection gains nothing from a thread: send in this one.
+        pool = ThreadPoolExecutor(max_workers=len(self.transports), thread_name_prefix="smtp") \
+            if len(self.transports) > 1 else _InlineExecutor()
         try:
             while True:
                 # Fill every idle connection, then wait for one to come back.

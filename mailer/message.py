@@ -85,11 +85,20 @@ def format_address(name: str, display: str, addr: str) -> str:
     return f"{phrase} <{addr}>"
 
 
+@lru_cache(maxsize=8)
+def _optout_subject(name: str) -> str:
+    return urllib.parse.quote(f"Afmelden: {name}", safe="")
+
+
+@lru_cache(maxsize=4)
+def _date_header(second: int) -> str:
+    return format_datetime(dt.datetime.fromtimestamp(second, dt.timezone.utc))
+
+
 def list_unsubscribe(sender: Sender, campaign: CampaignSettings, recipient: str) -> tuple[str, str | None]:
     """The List-Unsubscribe value, and List-Unsubscribe-Post when a one-click https endpoint exists."""
-    subject = urllib.parse.quote(f"Afmelden: {campaign.name}", safe="")
     body = urllib.parse.quote(recipient, safe="@")
-    mailto = f"<mailto:{sender.optout_address}?subject={subject}&body={body}>"
+    mailto = f"<mailto:{sender.optout_address}?subject={_optout_subject(campaign.name)}&body={body}>"
     if sender.optout_url:
         sep = "&" if "?" in sender.optout_url else "?"
         https = f"<{sender.optout_url}{sep}list={urllib.parse.quote(campaign.list_id)}&email={urllib.parse.quote(recipient, safe='')}>"
@@ -170,7 +179,7 @@ def build_message(
         headers.append(("Reply-To", format_address("Reply-To", sender.name, sender.reply_to)))
     headers += [
         ("Subject", encode_words(_checked("Subject", subject))),
-        ("Date", format_datetime(now.astimezone(dt.timezone.utc))),
+        ("Date", _date_header(int(now.timestamp()))),
         ("Message-ID", mid),
         ("List-Unsubscribe", _checked("List-Unsubscribe", unsubscribe)),
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import sqlite3
+import time
 from pathlib import Path
 
 DB_NAME = "campaign.sqlite3"
@@ -142,9 +143,18 @@ def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+_ISO_CACHE: list = [None, ""]
+
+
 def iso(moment: dt.datetime) -> str:
     """UTC, second precision, sortable as text."""
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # The worker asks several times a message, mostly for the same second.
+    second = int(moment.timestamp())
+    cached = _ISO_CACHE
+    if cached[0] != second:
+        cached = [second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))]
+        _ISO_CACHE[:] = cached
+    return cached[1]
 
 
 def parse_iso(text: str) -> dt.datetime:

@@ -51,7 +51,6 @@ class RunStats:
     unknown: int = 0
     resent: int = 0
     held: list[int] = field(default_factory=list)
-    mails: list[int] = field(default_factory=list)
     last_error: str = ""
 
 
@@ -333,8 +332,6 @@ class Worker:
         total = self.conn.execute("SELECT COUNT(*) FROM ledger WHERE campaign = ? AND mail = ?", (slug, number)).fetchone()[0]
         done = self.conn.execute("SELECT COUNT(*) FROM ledger WHERE campaign = ? AND mail = ? AND state != 'pending'",
                                  (slug, number)).fetchone()[0]
-        if number not in self.stats.mails:
-            self.stats.mails.append(number)
         next_start = last_beat = time.monotonic()
         last_check = 0.0
         batch: list[sqlite3.Row] = []

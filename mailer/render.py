@@ -12,7 +12,6 @@ import datetime as dt
 import logging
 import re
 import urllib.parse
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,10 +137,9 @@ class Renderer:
     campaign: Campaign
     deployment: DeploymentSettings
 
-    def render_all(self, *, numbers: Iterable[int] | None = None) -> list[RenderedMail]:
-        """Render the asked mails (default all), in order."""
-        wanted = set(numbers) if numbers is not None else None
-        return [self.render(m) for m in self.campaign.mails if wanted is None or m.number in wanted]
+    def render_all(self) -> list[RenderedMail]:
+        """Render every mail, in order."""
+        return [self.render(m) for m in self.campaign.mails]
 
     def render(self, mail: Mail) -> RenderedMail:
         """Render one mail: Jinja -> MJML -> HTML -> inlined CSS, and the text part.

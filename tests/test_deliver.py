@@ -332,3 +332,45 @@ def test_running_worker_is_woken_by_reschedule_and_stops_on_sigterm(configured_h
         assert "sending" not in state  # the message in hand was finished and recorded
         assert state.get("sent", 0) == received
         assert 3 <= received < 20 or state == {"sent": 20}
+
+
+def test_rate_limit_spaces_the_messages(configured_home, tmp_path, monkeypatch):
+    with Server() as smtp:
+        project = prepare(tmp_path, monkeypatch, ["r1@example.nl", "r2@example.nl", "r3@example.nl"], smtp_url=smtp.url)
+        waits: list[float] = []
+
+        def sleep(seconds: float) -> bool:
+            waits.append(seconds)
+            time.sleep(seconds)
+            return False
+
+        stats = Worker(project, clock=lambda: MAIL1, rate_per_minute=120, sleep=sleep).run(once=True)
+    assert stats.sent == 3
+    assert len(waits) == 2 and all(0.3 < w <= 0.5 for w in waits)  # 120/min: one message every 0.5 s
+
+
+def test_login_without_tls_only_on_loopback(monkeypatch):
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from mailer.transport import SmtpTransport, TransportConfig
+
+    from .smtp_server import Recorder, free_port
+
+    port = free_port()
+    # A server without TLS that still offers AUTH (aiosmtpd refuses that unless told).
+    plain = Controller(Recorder(), hostname="127.0.0.1", port=port, auth_require_tls=False,
+                       authenticator=lambda *args: AuthResult(success=True, handled=False))
+    plain.start()
+    try:
+        env = {"CAMPAIGN_SMTP_PASSWORD": "s3cret"}
+        config = TransportConfig(kind="smtp", host="127.0.0.1", port=port, username="campagne")
+        assert config.loopback
+        loopback = SmtpTransport(config, env=env)
+        loopback.open()  # on loopback the password may go without TLS
+        loopback.close()
+        monkeypatch.setattr(TransportConfig, "loopback", property(lambda self: False))
+        with pytest.raises(DeliveryError, match="offers no TLS; refusing to send the password unencrypted"):
+            SmtpTransport(config, env=env).open()
+    finally:
+        plain.stop()

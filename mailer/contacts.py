@@ -14,7 +14,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,7 +86,6 @@ class ParsedFile:
     problems: tuple[str, ...]
     encoding: str
     delimiter: str
-    extra_columns: tuple[str, ...]
 
 
 def _decode(raw: bytes, path: Path) -> tuple[str, str]:
@@ -211,7 +210,7 @@ def read_contacts(path: Path, *, default_basis: str) -> ParsedFile:
     if not rows and not problems:
         raise ContactsError(f"{path}: no contacts below the header")
     return ParsedFile(path=path, rows=tuple(rows), problems=tuple(problems), encoding=encoding,
-                      delimiter=delimiter, extra_columns=extra_columns)
+                      delimiter=delimiter)
 
 
 @dataclass(frozen=True)
@@ -228,8 +227,6 @@ class ImportResult:
     dry_run: bool
     encoding: str
     delimiter: str
-    stored: bool
-    changes: tuple[tuple[str, int], ...] = field(default=())  # (added/updated/..., line)
 
 
 def suppression_hash(conn: sqlite3.Connection, address: str) -> str:
@@ -258,7 +255,6 @@ def import_contacts(
     moment = store.iso(now or store.now_utc())
     source = path.name
     added = updated = unchanged = kept = suppressed = 0
-    changes: list[tuple[str, int]] = []
     salt_value = store.salt(conn)
     with store.transaction(conn):
         existing = {
@@ -271,13 +267,11 @@ def import_contacts(
             key = c.key
             if hashlib.sha256((salt_value + key).encode()).hexdigest() in blocked:
                 suppressed += 1
-                changes.append(("erased", row.line))
                 continue
             extra = json.dumps(dict(c.extra), ensure_ascii=False, sort_keys=True)
             old = existing.get(key)
             if old is None:
                 added += 1
-                changes.append(("added", row.line))
                 if not dry_run:
                     conn.execute(
                         "INSERT INTO contacts (email, email_key, name, party, municipality, role, extra, basis,"
@@ -289,17 +283,13 @@ def import_contacts(
                 c.email, c.name, c.party, c.municipality, c.role, extra, c.basis)
             if old["status"] in ("unsubscribed", "bounced"):
                 kept += 1
-                changes.append((f"stays {old['status']}", row.line))
             elif old["status"] == "removed":
                 updated += 1
-                changes.append(("reactivated", row.line))
             elif same:
                 unchanged += 1
-                changes.append(("unchanged", row.line))
                 continue
             else:
                 updated += 1
-                changes.append(("updated", row.line))
             if not dry_run:
                 # An opt-out or bounce is never undone by an import; a staff removal is.
                 conn.execute(
@@ -312,7 +302,6 @@ def import_contacts(
     return ImportResult(
         path=path, added=added, updated=updated, unchanged=unchanged, kept_status=kept, suppressed=suppressed,
         refused=parsed.problems, dry_run=dry_run, encoding=parsed.encoding, delimiter=parsed.delimiter,
-        stored=not dry_run, changes=tuple(changes),
     )
 
 

@@ -95,6 +95,16 @@ def _date_header(second: int) -> str:
     return format_datetime(dt.datetime.fromtimestamp(second, dt.timezone.utc))
 
 
+@lru_cache(maxsize=8)
+def _fixed_headers(sender: Sender, campaign: CampaignSettings) -> tuple[str, str, str]:
+    """From, Reply-To ('' when the same) and List-Id: the same for every contact of a campaign."""
+    reply_to = ""
+    if sender.reply_to and sender.reply_to != sender.address:
+        reply_to = format_address("Reply-To", sender.name, sender.reply_to)
+    return (format_address("From", sender.name, sender.address), reply_to,
+            f"{encode_words(_checked('List-Id', campaign.name))} <{campaign.list_id}>")
+
+
 def list_unsubscribe(sender: Sender, campaign: CampaignSettings, recipient: str) -> tuple[str, str | None]:
     """The List-Unsubscribe value, and List-Unsubscribe-Post when a one-click https endpoint exists."""
     body = urllib.parse.quote(recipient, safe="@")
@@ -171,12 +181,13 @@ def build_message(
     unsubscribe, post = list_unsubscribe(sender, campaign, contact.email)
     # The boundary cannot occur in quoted-printable text, which always writes '=' as '=3D'.
     boundary = "=_" + mid[1:-1].split("@")[0].rsplit(".", 1)[-1][:24]
+    from_header, reply_to, list_id = _fixed_headers(sender, campaign)
     headers = [
-        ("From", format_address("From", sender.name, sender.address)),
+        ("From", from_header),
         ("To", format_address("To", "" if to else contact.name, recipient)),
     ]
-    if sender.reply_to and sender.reply_to != sender.address:
-        headers.append(("Reply-To", format_address("Reply-To", sender.name, sender.reply_to)))
+    if reply_to:
+        headers.append(("Reply-To", reply_to))
     headers += [
         ("Subject", encode_words(_checked("Subject", subject))),
         ("Date", _date_header(int(now.timestamp()))),
@@ -186,7 +197,7 @@ def build_message(
     if post:
         headers.append(("List-Unsubscribe-Post", post))
     headers += [
-        ("List-Id", f"{encode_words(_checked('List-Id', campaign.name))} <{campaign.list_id}>"),
+        ("List-Id", list_id),
         ("Content-Language", "nl"),
     ]
     if test:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from email.utils import format_datetime
 from functools import lru_cache
 
-from .errors import HeaderError
-from .personalise import PersonalMail
+from .errors import HeaderError, PersonaliseError
+from .personalise import PersonalMail, literals, text_literals
 from .settings import CampaignSettings, Sender
 
 TEST_PREFIX = "[TEST] "
@@ -39,6 +39,23 @@ class Envelope:
     recipient: str
     message_id: str
     data: bytes
+    # ``data`` as SMTP's DATA carries it, when the builder made it along the way.
+    stuffed: bytes | None = None
+
+    def payload(self) -> bytes:
+        """The message dot-stuffed (RFC 5321 4.5.2), ending in CRLF, without the final dot."""
+        if self.stuffed is not None:
+            return self.stuffed
+        data = _stuff(self.data)
+        return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+def _stuff(piece: bytes) -> bytes:
+    # Only for bytes that start a line: a leading dot is doubled as well.
+    if b"." not in piece:
+        return piece
+    piece = piece.replace(b"\r\n.", b"\r\n..")
+    return b"." + piece if piece.startswith(b".") else piece
 
 
 def message_id(campaign: str, mail: int, address: str, domain: str) -> str:
@@ -116,43 +133,26 @@ def list_unsubscribe(sender: Sender, campaign: CampaignSettings, recipient: str)
     return mailto, None
 
 
-def _qp(text: str) -> bytes:
-    # binascii's C encoder; lines end in CRLF as SMTP wants, soft breaks keep lines within 76.
+def _qp(text: str, *, open_end: bool = False) -> bytes:
+    """Quoted-printable with CRLF line ends and lines within 76 characters; ``open_end``: a
+    soft line break will follow, so the last line leaves room for its '='."""
+    if len(text) < 76 and text.isascii() and text.isprintable() and "=" not in text and text[-1:] not in " \t":
+        return text.encode("ascii")  # most contact values: quoted-printable leaves them as they are
+    # binascii's C encoder; lines end in CRLF as SMTP wants.
     encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), quotetabs=False, istext=True)
     lines = encoded.split(b"\n")
-    if max(map(len, lines)) > 76:
-        lines = [piece for line in lines for piece in _soft_break(line)]
+    if max(map(len, lines)) > 76 or (open_end and len(lines[-1]) > 75):
+        last = lines.pop()
+        lines = [piece for line in lines for piece in _soft_break(line, 76)]
+        lines += _soft_break(last, 75 if open_end else 76)
     return b"\r\n".join(lines)
 
 
-@lru_cache(maxsize=32)
-def _qp_literals(document: str) -> tuple[bytes, ...]:
-    from .personalise import literals
-
-    return tuple(_qp(piece) for piece in literals(document))
-
-
-def _qp_personal(personal: PersonalMail) -> bytes:
-    """The HTML part's quoted-printable body, with the mail's fixed parts encoded once.
-
-    A soft line break ('=' at the end of a line) may stand anywhere in quoted-printable, so
-    each fixed part and each contact value is encoded on lines of its own and the pieces are
-    joined with soft breaks: decoded, it is exactly the personalised HTML.
-    """
-    fixed = _qp_literals(personal.mail.html)
-    if len(fixed) != len(personal.html_values) + 1:
-        return _qp(personal.html)
-    out = [fixed[0]]
-    for value, literal in zip(personal.html_values, fixed[1:]):
-        out += [b"=\r\n", _qp(value), b"=\r\n", literal]
-    return b"".join(out)
-
-
-def _soft_break(line: bytes) -> list[bytes]:
+def _soft_break(line: bytes, width: int) -> list[bytes]:
     """b2a_qp can leave 77 characters when a line ends in an encoded space; RFC 2045 allows 76."""
     out = []
-    while len(line) > 76:
-        cut = 75
+    while len(line) > width:
+        cut = width - 1
         # Never split an =XX escape.
         if line[cut - 1:cut] == b"=":
             cut -= 1
@@ -162,6 +162,36 @@ def _soft_break(line: bytes) -> list[bytes]:
         line = line[cut:]
     out.append(line)
     return out
+
+
+_SOFT_BREAK = b"=\r\n"
+
+
+@lru_cache(maxsize=64)
+def _encoded_literals(literals: tuple[str, ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """Each fixed piece of a part encoded once per mail, as written and dot-stuffed."""
+    out = []
+    for k, piece in enumerate(literals):
+        encoded = _qp(piece, open_end=k < len(literals) - 1)
+        out.append((encoded, _stuff(encoded)))
+    return tuple(out)
+
+
+def _encode_part(literals: tuple[str, ...], values: tuple[str, ...], plain: list[bytes], stuffed: list[bytes]) -> None:
+    """Append a part's quoted-printable body to both lists.
+
+    A soft line break ('=' at the end of a line) may stand anywhere in quoted-printable, so
+    each fixed piece and each contact value is encoded on lines of its own and the pieces are
+    joined with soft breaks: decoded, it is exactly the personalised part. Every piece starts
+    a line, which is what lets each be dot-stuffed on its own.
+    """
+    fixed = _encoded_literals(literals)
+    plain.append(fixed[0][0])
+    stuffed.append(fixed[0][1])
+    for value, (lit_plain, lit_stuffed) in zip(values, fixed[1:]):
+        encoded = _qp(value, open_end=True)
+        plain += [_SOFT_BREAK, encoded, _SOFT_BREAK, lit_plain]
+        stuffed += [_SOFT_BREAK, _stuff(encoded), _SOFT_BREAK, lit_stuffed]
 
 
 def build_message(
@@ -207,12 +237,24 @@ def build_message(
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]
     head = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("ascii")
-    part_head = "Content-Type: text/{}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
     b = f"--{boundary}\r\n".encode("ascii")
-    data = b"".join((
-        head, b"\r\n",
-        b, part_head.format("plain").encode("ascii"), _qp(personal.text), b"\r\n",
-        b, part_head.format("html").encode("ascii"), _qp_personal(personal), b"\r\n",
-        f"--{boundary}--\r\n".encode("ascii"),
-    ))
-    return Envelope(sender=sender.address, recipient=recipient, message_id=mid, data=data)
+    plain = [head, b"\r\n", b, _PART_HEAD_TEXT]
+    stuffed = [_stuff(head), b"\r\n", b, _PART_HEAD_TEXT]
+    mail = personal.mail
+    if len(personal.text_values) + 1 != len(text_literals(mail.text)):
+        raise PersonaliseError(f"mail {mail.number}: the text part's values do not match its template")
+    _encode_part(text_literals(mail.text), personal.text_values, plain, stuffed)
+    tail = (b"\r\n", b, _PART_HEAD_HTML)
+    plain += tail
+    stuffed += tail
+    _encode_part(literals(mail.html), personal.html_values, plain, stuffed)
+    tail = (b"\r\n", f"--{boundary}--\r\n".encode("ascii"))
+    plain += tail
+    stuffed += tail
+    return Envelope(sender=sender.address, recipient=recipient, message_id=mid, data=b"".join(plain),
+                    stuffed=b"".join(stuffed))
+
+
+_PART_HEAD = "Content-Type: text/{}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+_PART_HEAD_TEXT = _PART_HEAD.format("plain").encode("ascii")
+_PART_HEAD_HTML = _PART_HEAD.format("html").encode("ascii")

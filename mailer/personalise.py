@@ -10,7 +10,7 @@ import html
 import re
 import urllib.parse
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from .contacts import Contact
 from .errors import PersonaliseError
@@ -22,17 +22,29 @@ from .settings import CampaignSettings
 class PersonalMail:
     """A rendered mail as one contact receives it.
 
-    ``html_values`` are the contact's values in the order of the placeholders in
-    ``mail.html``, escaped for their place: the message stage encodes the mail's fixed
-    parts once and only these per contact.
+    Only the contact's values are computed per contact: ``html_values`` in the order of the
+    placeholders in ``mail.html``, escaped for their place, and ``text_values`` between the
+    fixed pieces of ``mail.text`` (see :func:`text_literals`). The message stage encodes the
+    fixed parts once per mail; ``html`` and ``text`` are joined only when something reads them.
     """
 
     mail: RenderedMail
     contact: Contact
     subject: str
-    html: str
-    text: str
-    html_values: tuple[str, ...] = ()
+    html_values: tuple[str, ...]
+    text_values: tuple[str, ...]
+
+    @cached_property
+    def html(self) -> str:
+        return join(self.mail.html, self.html_values)
+
+    @cached_property
+    def text(self) -> str:
+        fixed = text_literals(self.mail.text)
+        out = [fixed[0]]
+        for value, literal in zip(self.text_values, fixed[1:]):
+            out += [value, literal]
+        return "".join(out)
 
 
 def salutation(contact: Contact, settings: CampaignSettings) -> str:
@@ -64,12 +76,6 @@ def fill_paragraph(text: str, width: int = 72) -> str:
     if current:
         lines.append(current)
     return "\n".join(lines)
-
-
-def _rewrap(text: str) -> str:
-    if REWRAP_START not in text:
-        return text
-    return _REWRAP.sub(lambda m: fill_paragraph(m.group(1)), text)
 
 
 @lru_cache(maxsize=64)
@@ -134,18 +140,58 @@ def contact_values(contact: Contact, settings: CampaignSettings) -> dict[str, st
     return values
 
 
+@lru_cache(maxsize=64)
+def _text_plan(document: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The fixed pieces of a text part, and what stands between them: ('wrap', paragraph
+    template) for a paragraph whose length depends on the contact, else (kind, field)."""
+    fixed: list[str] = []
+    dynamic: list[tuple[str, str]] = []
+    current = ""
+    for i, piece in enumerate(_REWRAP.split(document)):
+        if i % 2:
+            fixed.append(current)
+            dynamic.append(("wrap", piece))
+            current = ""
+            continue
+        parts = PLACEHOLDER.split(piece)
+        current += parts[0]
+        for k in range(1, len(parts), 3):
+            fixed.append(current)
+            dynamic.append((parts[k], parts[k + 1]))
+            current = parts[k + 2]
+    fixed.append(current)
+    return tuple(fixed), tuple(dynamic)
+
+
+def text_literals(document: str) -> tuple[str, ...]:
+    """The fixed text of a text part: everything but contact values and rewrapped paragraphs."""
+    return _text_plan(document)[0]
+
+
+def _text_values(document: str, values: dict[str, str]) -> tuple[str, ...]:
+    out = []
+    for kind, spec in _text_plan(document)[1]:
+        if kind == "wrap":
+            out.append(fill_paragraph(fill(spec, values, escape_html=False)))
+            continue
+        try:
+            value = values[spec]
+        except KeyError:
+            raise PersonaliseError(f"the template uses contact field '{spec}', which this contact does not have") from None
+        out.append(urllib.parse.quote(value, safe="@") if kind == "u" else value)
+    return tuple(out)
+
+
 def personalise(mail: RenderedMail, contact: Contact, *, settings: CampaignSettings) -> PersonalMail:
     """The mail as ``contact`` gets it."""
     values = contact_values(contact, settings)
     try:
-        html_values = substitutions(mail.html, values, escape_html=True)
         return PersonalMail(
             mail=mail,
             contact=contact,
             subject=fill(mail.subject, values, escape_html=False),
-            html=join(mail.html, html_values),
-            text=_rewrap(fill(mail.text, values, escape_html=False)),
-            html_values=tuple(html_values),
+            html_values=tuple(substitutions(mail.html, values, escape_html=True)),
+            text_values=_text_values(mail.text, values),
         )
     except PersonaliseError as exc:
         raise PersonaliseError(f"mail {mail.number} ({mail.source.name}) for {contact.masked}: {exc}") from None

@@ -107,14 +107,12 @@ def test_test_mail_is_marked(setup):
 def test_encoding_round_trips_through_the_email_package(setup):
     from dataclasses import replace as dc_replace
 
-    from mailer.personalise import PersonalMail
-
     campaign, deployment, mail = setup
     contact = Contact(email="jan@example.nl", name='De Vries, Jan "JJ"', party="P", municipality="M")
     text = ("Één regel met = tekens en een spatie aan het eind \n"
             + "lang " * 60 + "\n.\n.punt aan het begin\n" + "ë" * 200 + "\n")
-    personal = PersonalMail(mail=mail, contact=contact, subject="Zoë, één thema: " + "ü" * 40, html="<p>" + text + "</p>",
-                            text=text)
+    awkward = dc_replace(mail, subject="Zoë, één thema: " + "ü" * 40, html="<p>" + text + "</p>", text=text)
+    personal = personalise(awkward, contact, settings=campaign.settings)
     env = build_message(personal, sender=dc_replace(deployment.sender, name="Leger des Heils — Zoë"),
                         campaign=campaign.settings, now=FIXED_NOW)
     msg = parse(env.data)
@@ -128,3 +126,18 @@ def test_encoding_round_trips_through_the_email_package(setup):
     assert all(len(line) <= 76 for line in env.data.split(b"\r\n\r\n", 1)[1].split(b"\r\n"))
     assert env.data.isascii()
     assert not msg.defects and not any(p.defects for p in msg.walk())
+
+
+@pytest.mark.parametrize("name", ["Renée Jansen", ".Punt Voorop", "A" * 90, "Jan = Jansen", "Zoë " * 30, ""])
+def test_parts_encoded_from_pieces_decode_to_the_personal_mail(setup, name):
+    # Fixed pieces are encoded and dot-stuffed once per mail and joined with each contact's
+    # values; decoded and un-stuffed, that must be exactly the mail and the message.
+    campaign, deployment, mail = setup
+    contact = Contact(email="p@example.nl", name=name, party=".Partij", municipality="Gemeente = Stad")
+    personal = personalise(mail, contact, settings=campaign.settings)
+    env = build_message(personal, sender=deployment.sender, campaign=campaign.settings, now=FIXED_NOW)
+    msg = parse(env.data)
+    assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n") == personal.text.replace("\r\n", "\n")
+    assert msg.get_body(("html",)).get_content().replace("\r\n", "\n") == personal.html.replace("\r\n", "\n")
+    assert env.payload() == env.data.replace(b"\r\n.", b"\r\n..")
+    assert all(len(line) <= 76 for line in env.data.split(b"\r\n\r\n", 1)[1].split(b"\r\n"))

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -79,23 +79,6 @@ def notify_worker(home: Path) -> bool:
     except (ValueError, ProcessLookupError, PermissionError):
         return False
     return True
-
-
-class _InlineExecutor:
-    """The executor interface, run in the calling thread: the futures come back done."""
-
-    def submit(self, fn: Callable, *args: object):
-        from concurrent.futures import Future
-
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:  # handed to the caller through the future, as a pool would
-            future.set_exception(exc)
-        return future
-
-    def shutdown(self, wait: bool = True) -> None:
-        pass
 
 
 class WorkerLock:
@@ -302,41 +285,47 @@ class Worker:
             raise
         self.transports = opened
 
+    def _pending_rows(self, number: int) -> Iterator[sqlite3.Row]:
+        """Rows of this mail that may be sent now, in ledger order, read 500 at a time."""
+        after_id = 0
+        while True:
+            batch = self.conn.execute(
+                "SELECT l.id AS ledger_id, l.message_id, c.* FROM ledger l JOIN contacts c ON c.id = l.contact_id"
+                " WHERE l.campaign = ? AND l.mail = ? AND l.state = 'pending' AND l.id > ?"
+                " AND (l.next_attempt_at IS NULL OR l.next_attempt_at <= ?) ORDER BY l.id LIMIT 500",
+                (self.campaign.slug, number, after_id, store.iso(self.clock()))).fetchall()
+            if not batch:
+                return
+            after_id = batch[-1]["ledger_id"]
+            yield from batch
+
     def send_mail(self, number: int, rendered: RenderedMail, schedule_row: sqlite3.Row) -> None:
-        """Send one mail to every pending contact, over one or more connections.
+        """Send one mail to every pending contact, over one or more connections, from this thread.
 
         Each connection has at most one message in flight, so a kill leaves at most one
-        ambiguous ('sending') row per connection. Messages are built and claimed in this
-        thread, which alone touches the database; the connections only send.
+        ambiguous ('sending') row per connection. Messages are built and claimed here while the
+        connections' answers are on their way; select() says which connection answered.
         """
-        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-        from queue import SimpleQueue
+        import select
 
         slug = self.campaign.slug
         settings = self.campaign.settings
         sender = self.project.deployment().sender
         self._open_transports()
-        idle: SimpleQueue = SimpleQueue()
-        for t in self.transports:
-            idle.put(t)
+        idle = list(reversed(self.transports))
+        inflight: dict[object, tuple[int, str]] = {}
+        # The row each connection sends next: its envelope goes along with the data before it.
+        upcoming: dict[object, sqlite3.Row] = {}
         group = f"{slug}/{number:02d}"
-
-        def deliver(envelope):
-            transport = idle.get()
-            try:
-                return transport.send(envelope, group=group)
-            finally:
-                idle.put(transport)
-
         interval = 60.0 / self.rate
+        # An envelope opened ahead must not keep a server waiting long for its data.
+        ahead = interval < 2.0
+        rows = self._pending_rows(number)
         total = self.conn.execute("SELECT COUNT(*) FROM ledger WHERE campaign = ? AND mail = ?", (slug, number)).fetchone()[0]
         done = self.conn.execute("SELECT COUNT(*) FROM ledger WHERE campaign = ? AND mail = ? AND state != 'pending'",
                                  (slug, number)).fetchone()[0]
         next_start = last_beat = time.monotonic()
         last_check = 0.0
-        batch: list[sqlite3.Row] = []
-        after_id = 0
-        inflight: dict[Future, tuple[int, str]] = {}
         # Successes are recorded in the same transaction that claims the next message: one
         # commit per message, and still only messages in flight are ever ambiguous.
         unrecorded: list[tuple[int, dt.datetime]] = []
@@ -354,11 +343,10 @@ class Worker:
                 with store.transaction(self.conn):
                     record_sent()
 
-        def settle(future: Future) -> None:
+        def settle(ledger_id: int, email: str, outcome: Callable[[], object]) -> None:
             nonlocal done, halt
-            ledger_id, email = inflight.pop(future)
             try:
-                future.result()
+                outcome()
             except TemporaryFailure as exc:
                 self._defer(ledger_id, str(exc))
             except PermanentFailure as exc:
@@ -386,13 +374,15 @@ class Worker:
             if self.progress:
                 self.progress(number, done, total)
 
-        # One connection gains nothing from a thread: send in this one.
-        pool = ThreadPoolExecutor(max_workers=len(self.transports), thread_name_prefix="smtp") \
-            if len(self.transports) > 1 else _InlineExecutor()
+        def answered(transport) -> None:
+            ledger_id, email = inflight.pop(transport)
+            settle(ledger_id, email, transport.finish)
+            idle.append(transport)
+
         try:
             while True:
-                # Fill every idle connection, then wait for one to come back.
-                while more and halt is None and len(inflight) < len(self.transports) and not self.stop.is_set():
+                # Give every idle connection a message, then wait for one to answer.
+                while more and halt is None and idle and not self.stop.is_set():
                     now = self.clock()
                     tick = time.monotonic()
                     if tick - last_beat > REREAD_SECONDS:
@@ -404,30 +394,28 @@ class Worker:
                             more = False
                             break
                         last_check = tick
-                    if not batch:
-                        batch = self.conn.execute(
-                            "SELECT l.id AS ledger_id, l.message_id, c.* FROM ledger l JOIN contacts c ON c.id = l.contact_id"
-                            " WHERE l.campaign = ? AND l.mail = ? AND l.state = 'pending' AND l.id > ?"
-                            " AND (l.next_attempt_at IS NULL OR l.next_attempt_at <= ?) ORDER BY l.id LIMIT 500",
-                            (slug, number, after_id, store.iso(now))).fetchall()
-                        if not batch:
-                            more = False
-                            break
-                        after_id = batch[-1]["ledger_id"]
-                        batch.reverse()
+                    transport = idle.pop()
+                    row = upcoming.pop(transport, None) or next(rows, None)
+                    if row is None:
+                        idle.append(transport)
+                        more = False
+                        break
                     wait_for = next_start - time.monotonic()
                     if wait_for > 0:
                         flush()
                         if inflight:
-                            break  # settle what is in flight while the rate limit waits
+                            # Settle what is in flight while the rate limit waits.
+                            upcoming[transport] = row
+                            idle.append(transport)
+                            break
                         if self.sleep(wait_for):
                             more = False
                             break
-                    row = batch.pop()
                     next_start = max(next_start, time.monotonic()) + interval
                     contact = _row_to_contact(row)
                     if contact.status != "active":
                         self._finish(row["ledger_id"], "suppressed", now)
+                        idle.append(transport)
                         continue
                     try:
                         personal = personalise(rendered, contact, settings=settings)
@@ -436,6 +424,7 @@ class Worker:
                         # Not a transport answer (a header or template problem): record it, keep going.
                         self._finish(row["ledger_id"], "failed", self.clock(), error=f"{type(exc).__name__}: {exc}")
                         self.stats.failed += 1
+                        idle.append(transport)
                         continue
                     # Claim: committed before the message leaves, so a crash leaves a visible 'sending' row.
                     with store.transaction(self.conn):
@@ -445,25 +434,37 @@ class Worker:
                             " WHERE id = ? AND state = 'pending'",
                             (self.config.label, store.iso(now), row["ledger_id"])).rowcount
                     if not claimed:
+                        idle.append(transport)
                         continue  # opted out, cancelled or sent since the batch was read
-                    inflight[pool.submit(deliver, envelope)] = (row["ledger_id"], contact.email)
+                    following = next(rows, None) if ahead else None
+                    if following is not None:
+                        upcoming[transport] = following
+                    then = (sender.address, following["email"]) if following is not None else None
+                    try:
+                        transport.start(envelope, group=group, then=then)
+                    except Exception as exc:
+                        settle(row["ledger_id"], contact.email, _raiser(exc))
+                        idle.append(transport)
+                        continue
+                    inflight[transport] = (row["ledger_id"], contact.email)
                 if not inflight:
                     if halt is not None or not more or self.stop.is_set():
                         break
                     continue
-                # Block until a connection is free; while the rate limit holds the next message
-                # back, wake in time for it.
-                blocked = len(inflight) >= len(self.transports) or not more or halt is not None or self.stop.is_set()
-                finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED,
-                                   timeout=None if blocked else max(0.0, next_start - time.monotonic()))
-                for future in finished:
-                    settle(future)
+                ready = [t for t in inflight if t.ready()]
+                if not ready:
+                    # Block until a connection answers; while the rate limit holds the next
+                    # message back, wake in time for it. A server that never answers is left
+                    # to the socket's own timeout, in finish().
+                    blocked = not idle or not more or halt is not None or self.stop.is_set()
+                    timeout = 30.0 if blocked else max(0.0, next_start - time.monotonic())
+                    ready = select.select(list(inflight), [], [], timeout)[0] or (list(inflight) if blocked else [])
+                for transport in ready:
+                    answered(transport)
         finally:
             # Whatever stops the loop, the messages in flight finish and are recorded.
-            for future in list(inflight):
-                wait([future])
-                settle(future)
-            pool.shutdown(wait=True)
+            for transport in list(inflight):
+                answered(transport)
             flush()
         if halt is not None:
             raise halt
@@ -625,3 +626,9 @@ def send_test(
     finally:
         transport.close()
     return sent
+
+
+def _raiser(exc: BaseException) -> Callable[[], None]:
+    def again() -> None:
+        raise exc
+    return again

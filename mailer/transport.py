@@ -12,6 +12,7 @@ import os
 import smtplib
 import socket
 import ssl
+import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,11 @@ from pathlib import Path
 
 from .errors import DeliveryError
 from .message import Envelope
+
+Route = tuple[str, str]  # (envelope sender, recipient)
+# A server may drop a client that takes minutes to send the data it announced (RFC 5321
+# 4.5.3.2.5): an envelope opened ahead of time is used only while it is this fresh.
+PREPARED_MAX_AGE = 10.0
 
 USER_UNKNOWN_CODES = {"5.1.1", "5.1.0", "5.1.10"}
 USER_UNKNOWN_WORDS = ("user unknown", "unknown user", "no such user", "does not exist", "mailbox unavailable",
@@ -93,7 +99,7 @@ class OutboxTransport:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def send(self, envelope: Envelope, *, group: str = "") -> str:
+    def send(self, envelope: Envelope, *, group: str = "", then: Route | None = None) -> str:
         target = self.folder / group if group else self.folder
         target.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(envelope.message_id.encode()).hexdigest()[:24] + ".eml"
@@ -102,6 +108,16 @@ class OutboxTransport:
         tmp.write_bytes(envelope.data)
         os.replace(tmp, path)  # atomic: a crash never leaves half a message
         return str(path)
+
+    # The worker's two-phase interface: a file is written at once, so it is always ready.
+    def start(self, envelope: Envelope, *, group: str = "", then: Route | None = None) -> None:
+        self._result = self.send(envelope, group=group)
+
+    def finish(self) -> str:
+        return self._result
+
+    def ready(self) -> bool:
+        return True
 
     def close(self) -> None:
         pass
@@ -116,7 +132,17 @@ def _ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
 
 
 class SmtpTransport:
-    """One connection reused for many messages, reopened when it drops."""
+    """One connection reused for many messages, reopened when it drops.
+
+    A message is handed over in two steps, so that a worker can keep several connections busy
+    from one thread: :meth:`start` writes it, :meth:`finish` reads the server's answer. With
+    PIPELINING (RFC 2920) the MAIL, RCPT and DATA commands of the message expected next on
+    this connection (``then``) follow the end of this message's data in the same write, so a
+    message costs one round trip instead of two. Only the data of one message is ever in
+    flight: the next one's data is written only after its own ``start``. When that next
+    message does not come after all, the connection is closed without a final dot, which the
+    server takes as no message (RFC 5321 4.1.1.4).
+    """
 
     def __init__(self, config: TransportConfig, *, env: Mapping[str, str] | None = None, timeout: float = 30) -> None:
         self.config = config
@@ -124,7 +150,15 @@ class SmtpTransport:
         self.password = self.env.get("CAMPAIGN_SMTP_PASSWORD", "")
         self.timeout = timeout
         self.conn: smtplib.SMTP | None = None
+        self.sock: socket.socket | None = None
         self.label = config.label
+        self._buf = b""
+        self._pipelining = False
+        self._utf8 = False
+        self._inflight = False
+        self._next: Route | None = None  # envelope written after the data in flight
+        # (route, replies to its MAIL/RCPT/DATA, when they came): a message the server awaits.
+        self._prepared: tuple[Route, list[tuple[int, bytes]], float] | None = None
 
     def _connect(self) -> smtplib.SMTP:
         c = self.config
@@ -160,75 +194,140 @@ class SmtpTransport:
         """Connect now, so that a wrong setting shows before any message is claimed."""
         if self.conn is None:
             self.conn = self._connect()
+            # smtplib has read every answer it asked for; from here the transport reads the
+            # socket itself, which lets a worker wait on several connections at once.
+            self.sock = self.conn.sock
+            self._buf = b""
+            self._pipelining = self.conn.has_extn("pipelining")
+            self._utf8 = self.conn.has_extn("smtputf8")
 
-    def send(self, envelope: Envelope, *, group: str = "", retried: bool = False) -> str:
-        if self.conn is None:
-            self.conn = self._connect()
-        conn = self.conn
-        options = " SMTPUTF8" if _needs_utf8(envelope) else ""
-        commands = [f"MAIL FROM:<{envelope.sender}>{options}", f"RCPT TO:<{envelope.recipient}>"]
+    # --- reading answers ---------------------------------------------------------------
+
+    def ready(self) -> bool:
+        """An answer can be read without waiting for the network (select() cannot see these)."""
+        if b"\n" in self._buf:
+            return True
+        pending = getattr(self.sock, "pending", None)
+        return bool(pending and pending())
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def _reply(self) -> tuple[int, bytes]:
+        """One (multi-line) answer: its code and text. OSError when the connection is gone."""
+        lines = []
+        while True:
+            end = self._buf.find(b"\n")
+            while end < 0:
+                if len(self._buf) > 8192:
+                    raise OSError("the server's answer is too long")
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise OSError("the server closed the connection")
+                self._buf += chunk
+                end = self._buf.find(b"\n")
+            line, self._buf = self._buf[:end + 1], self._buf[end + 1:]
+            lines.append(line[4:].strip())
+            if line[3:4] != b"-":
+                break
         try:
-            if conn.has_extn("pipelining"):
-                # RFC 2920: MAIL, RCPT and DATA in one write, their answers read in order.
-                conn.send("".join(c + "\r\n" for c in commands + ["DATA"]))
-                replies = [conn.getreply() for _ in range(3)]
-            else:
-                replies = []
-                for c in commands:
-                    conn.putcmd(c)
-                    replies.append(conn.getreply())
-                    if replies[-1][0] not in (250, 251):
-                        break
-                else:
-                    conn.putcmd("DATA")
-                    replies.append(conn.getreply())
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            return int(line[:3]), b"\n".join(lines)
+        except ValueError:
+            raise OSError(f"not an SMTP answer: {line[:40]!r}") from None
+
+    # --- sending -------------------------------------------------------------------------
+
+    def _commands(self, route: Route) -> bytes:
+        sender, recipient = route
+        options = " SMTPUTF8" if not (sender.isascii() and recipient.isascii()) else ""
+        return f"MAIL FROM:<{sender}>{options}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("utf-8")
+
+    def _open_envelope(self, route: Route) -> list[tuple[int, bytes]]:
+        """MAIL, RCPT and DATA for ``route``, with their answers (fewer when one was refused)."""
+        if self._pipelining:
+            # RFC 2920: MAIL, RCPT and DATA in one write, their answers read in order.
+            self.sock.sendall(self._commands(route))
+            return [self._reply() for _ in range(3)]
+        replies = []
+        for command in self._commands(route).split(b"\r\n")[:3]:
+            self.sock.sendall(command + b"\r\n")
+            replies.append(self._reply())
+            if replies[-1][0] not in (250, 251, 354):
+                break
+        return replies
+
+    def start(self, envelope: Envelope, *, group: str = "", then: Route | None = None, retried: bool = False) -> None:
+        """Write ``envelope``; its answer comes from :meth:`finish`. Raises TemporaryFailure or
+        PermanentFailure when the server refuses it before any of its data was written."""
+        route = (envelope.sender, envelope.recipient)
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and (prepared[0] != route or time.monotonic() - prepared[2] > PREPARED_MAX_AGE):
+            # The server awaits another message's data (or has waited too long for this one):
+            # only a new connection ends that without sending anything.
+            self._drop()
+            prepared = None
+        if self.conn is None:
+            self.open()
+        try:
+            replies = prepared[1] if prepared is not None else self._open_envelope(route)
+        except OSError as exc:
             self._drop()
             # Nothing was handed over yet, so trying again is safe: at once on a fresh connection
             # when this one had gone stale, else later.
             if not retried:
-                return self.send(envelope, group=group, retried=True)
+                return self.start(envelope, group=group, then=then, retried=True)
             raise TemporaryFailure(f"connection lost before the message was sent: {exc}") from None
         for (code, resp), ok in zip(replies, ((250,), (250, 251), (354,))):
             if code not in ok:
-                if code == 354:  # the server awaits data we will not send: end it empty, then reset
-                    self._abort_data()
+                if replies[-1][0] == 354:
+                    self._drop()  # the server awaits data for a half-refused envelope: end it unsent
                 else:
                     self._reset()
                 self._fail(code, resp)
-        # RFC 5321 4.5.2: a line that starts with a dot gets another one.
-        data = envelope.data
-        if data.startswith(b"."):
-            data = b"." + data
-        data = data.replace(b"\r\n.", b"\r\n..")
-        if not data.endswith(b"\r\n"):
-            data += b"\r\n"
+        if len(replies) < 3:
+            self._reset()
+            self._fail(*replies[-1])
+        payload = envelope.payload() + b".\r\n"
+        self._next = then if then is not None and self._pipelining and (self._utf8 or all(map(str.isascii, then))) else None
+        if self._next is not None:
+            payload += self._commands(self._next)
         try:
-            conn.send(data + b".\r\n")
-            code, resp = conn.getreply()
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self.sock.sendall(payload)
+        except OSError as exc:
             self._drop()
             raise UnknownOutcome(f"connection lost while the message was handed over: {exc}") from None
+        self._inflight = True
+
+    def finish(self) -> str:
+        """The answer to the message :meth:`start` wrote; raises as :meth:`start` does, or
+        UnknownOutcome when the connection was lost before the answer came."""
+        self._inflight = False
+        following, self._next = self._next, None
+        try:
+            code, resp = self._reply()
+        except OSError as exc:
+            self._drop()
+            raise UnknownOutcome(f"connection lost while the message was handed over: {exc}") from None
+        if following is not None:
+            try:
+                self._prepared = (following, [self._reply() for _ in range(3)], time.monotonic())
+            except OSError:
+                self._drop()  # this message has its answer; the next one starts on a new connection
         if code != 250:
             self._fail(code, resp)
-        return f"{self.config.label} ({code} {resp.decode('utf-8', 'replace')[:80]})"
+        return f"{self.label} ({code} {resp.decode('utf-8', 'replace')[:80]})"
+
+    def send(self, envelope: Envelope, *, group: str = "", then: Route | None = None) -> str:
+        """Hand one message over and wait for the answer."""
+        self.start(envelope, group=group, then=then)
+        return self.finish()
 
     def _reset(self) -> None:
         try:
-            self.conn.rset()
-        except (smtplib.SMTPException, OSError):
+            self.sock.sendall(b"RSET\r\n")
+            self._reply()
+        except OSError:
             self._drop()
-
-    def _abort_data(self) -> None:
-        # A server that said 354 must get a message; an empty one after a failed RCPT is refused
-        # by it (no valid recipients), which is what we want.
-        try:
-            self.conn.send(b".\r\n")
-            self.conn.getreply()
-        except (smtplib.SMTPException, OSError):
-            self._drop()
-            return
-        self._reset()
 
     def _fail(self, code: int, resp: bytes | str) -> None:
         text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
@@ -245,19 +344,20 @@ class SmtpTransport:
                 self.conn.close()
             except Exception:  # the socket is gone already
                 pass
-        self.conn = None
+        self.conn = self.sock = None
+        self._buf = b""
+        self._prepared = self._next = None
+        self._inflight = False
 
     def close(self) -> None:
-        if self.conn is not None:
+        if self.conn is not None and self._prepared is None and not self._inflight:
             try:
-                self.conn.quit()
-            except (smtplib.SMTPException, OSError):
+                self.sock.sendall(b"QUIT\r\n")
+                self._reply()
+            except OSError:
                 pass
-            self._drop()
-
-
-def _needs_utf8(envelope: Envelope) -> bool:
-    return not (envelope.sender.isascii() and envelope.recipient.isascii())
+        # With a message awaited, QUIT would be read as its data: closing ends it unsent.
+        self._drop()
 
 
 def open_transport(config: TransportConfig, *, outbox: Path, env: Mapping[str, str] | None = None):

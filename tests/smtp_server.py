@@ -32,6 +32,7 @@ class Recorder:
 
     messages: list[email.message.EmailMessage] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
+    rcpts: list[str] = field(default_factory=list)  # every recipient the server accepted, message or not
     script: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     lock: threading.Lock = field(default_factory=threading.Lock)
     connections: int = 0
@@ -49,6 +50,8 @@ class Recorder:
         if answers and answers[0].startswith(("4", "5")):
             return answers.pop(0)
         envelope.rcpt_tos.append(address)
+        with self.lock:
+            self.rcpts.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):

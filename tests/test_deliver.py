@@ -104,14 +104,39 @@ def test_outside_the_window_nothing_goes_out(configured_home, tmp_path, monkeypa
 
 
 def test_4xx_is_retried_with_back_off(configured_home, tmp_path, monkeypatch, smtp):
-    project = prepare(tmp_path, monkeypatch, ["a@example.nl", "b@example.nl"], smtp_url=smtp.url)
-    smtp.recorder.script["a@example.nl"] = ["451 4.3.0 Try again later"]
+    # b's envelope is refused while it travels with a's data (with PIPELINING); c must still go.
+    project = prepare(tmp_path, monkeypatch, ["a@example.nl", "b@example.nl", "c@example.nl"], smtp_url=smtp.url)
+    smtp.recorder.script["b@example.nl"] = ["451 4.3.0 Try again later"]
     stats = run_worker(project, MAIL1)
-    assert (stats.sent, stats.deferred) == (1, 1)
+    assert (stats.sent, stats.deferred) == (2, 1)
     assert run_worker(project, MAIL1 + dt.timedelta(seconds=30)).sent == 0  # back-off not over
     assert run_worker(project, MAIL1 + dt.timedelta(minutes=2)).sent == 1
-    assert sorted(m["To"].addresses[0].addr_spec for m in smtp.recorder.messages) == ["a@example.nl", "b@example.nl"]
-    assert ledger(project) == {"sent": 2}
+    assert sorted(m["To"].addresses[0].addr_spec for m in smtp.recorder.messages) == [
+        "a@example.nl", "b@example.nl", "c@example.nl"]
+    assert ledger(project) == {"sent": 3}
+
+
+def test_a_stop_leaves_the_envelope_sent_ahead_without_a_message(configured_home, tmp_path, monkeypatch):
+    # With PIPELINING the next contact's MAIL/RCPT/DATA travel with the message before it. When
+    # the run stops there, the server has accepted that recipient but must get no message: not
+    # an empty one, and not the real one until it is claimed and sent.
+    with Server() as smtp:
+        addresses = ["a@example.nl", "b@example.nl", "c@example.nl"]
+        project = prepare(tmp_path, monkeypatch, addresses, smtp_url=smtp.url)
+        worker = Worker(project, clock=lambda: MAIL1, rate_per_minute=1_000_000,
+                        progress=lambda mail, done, total: worker.stop.set())
+        stats = worker.run(once=True)
+        assert stats.sent == 1
+        assert smtp.recorder.rcpts == ["a@example.nl", "b@example.nl"]  # b's envelope went ahead
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and smtp.recorder.count() < 1:
+            time.sleep(0.05)
+        time.sleep(0.3)  # time for an (unwanted) second message to arrive
+        assert [m["To"].addresses[0].addr_spec for m in smtp.recorder.messages] == ["a@example.nl"]
+        assert ledger(project) == {"sent": 1, "pending": 2}
+        assert run_worker(project, MAIL1).sent == 2
+        assert sorted(m["To"].addresses[0].addr_spec for m in smtp.recorder.messages) == addresses
+        assert all(m.get_body(("plain",)).get_content().strip() for m in smtp.recorder.messages)
 
 
 def test_5xx_fails_and_user_unknown_bounces(configured_home, tmp_path, monkeypatch, smtp):

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 DB_NAME = "campaign.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -81,7 +81,13 @@ CREATE TABLE IF NOT EXISTS ledger (
     error TEXT NOT NULL DEFAULT '',
     UNIQUE (campaign, mail, contact_id)
 );
-CREATE INDEX IF NOT EXISTS ledger_work ON ledger (campaign, mail, state);
+-- No index holds the state: a send changes a row's state twice, and an index on it would
+-- rewrite several more pages in each of those commits (about half their cost). Counting the
+-- states of a mail scans its rows instead, which takes milliseconds.
+CREATE INDEX IF NOT EXISTS ledger_mail ON ledger (campaign, mail);
+CREATE INDEX IF NOT EXISTS ledger_contact ON ledger (contact_id);
+-- Only deferred rows have a next attempt, and a send leaves the column alone.
+CREATE INDEX IF NOT EXISTS ledger_retry ON ledger (campaign, next_attempt_at) WHERE next_attempt_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS worker (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     pid INTEGER,
@@ -90,6 +96,12 @@ CREATE TABLE IF NOT EXISTS worker (
     stopped_at TEXT
 );
 """
+
+
+# What turns a file of version N into one that SCHEMA (all IF NOT EXISTS) completes.
+MIGRATIONS = {
+    1: "DROP INDEX IF EXISTS ledger_work;",
+}
 
 
 def db_path(home: Path) -> Path:
@@ -107,9 +119,10 @@ def connect(home: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version < SCHEMA_VERSION:
-        # One script, one transaction: a crash leaves either no schema or all of it.
+        # One script, one transaction: a crash leaves either the old schema or all of the new.
         conn.executescript(
             "BEGIN IMMEDIATE;"
+            + "".join(MIGRATIONS.get(v, "") for v in range(max(version, 1), SCHEMA_VERSION))
             + SCHEMA
             + f"INSERT OR IGNORE INTO meta (key, value) VALUES ('salt', '{secrets.token_hex(16)}');"
             + f"PRAGMA user_version = {SCHEMA_VERSION};"

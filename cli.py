@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -79,19 +80,28 @@ class Progress:
     def __init__(self, label: str) -> None:
         self.label = label
         self.bar = None
-        self.done = 0
+        self.done = 0  # what the bar shows
+        self.latest = 0  # what was reported
+        self.drawn = 0.0
 
     def __call__(self, done: int, total: int, label: str | None = None) -> None:
         if self.bar is None or (label and label != self.label):
             self.close()
             self.label = label or self.label
             self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr).__enter__()
-            self.done = 0
-        self.bar.update(done - self.done)
-        self.done = done
+            self.done = self.latest = 0
+        self.latest = done
+        # The worker reports every message, a thousand a second: drawing each would cost more
+        # than sending it, and no one reads faster than ten frames a second.
+        tick = time.monotonic()
+        if tick - self.drawn >= 0.1 or done >= total:
+            self.bar.update(done - self.done)
+            self.done = done
+            self.drawn = tick
 
     def close(self) -> None:
         if self.bar is not None:
+            self.bar.update(self.latest - self.done)
             self.bar.__exit__(None, None, None)
             self.bar = None
 

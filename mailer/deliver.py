@@ -419,7 +419,8 @@ class Worker:
                         continue
                     try:
                         personal = personalise(rendered, contact, settings=settings)
-                        envelope = build_message(personal, sender=sender, campaign=settings, now=self.clock())
+                        envelope = build_message(personal, sender=sender, campaign=settings, now=now,
+                                                 mid=row["message_id"])
                     except Exception as exc:
                         # Not a transport answer (a header or template problem): record it, keep going.
                         self._finish(row["ledger_id"], "failed", self.clock(), error=f"{type(exc).__name__}: {exc}")

@@ -136,8 +136,6 @@ def list_unsubscribe(sender: Sender, campaign: CampaignSettings, recipient: str)
 def _qp(text: str, *, open_end: bool = False) -> bytes:
     """Quoted-printable with CRLF line ends and lines within 76 characters; ``open_end``: a
     soft line break will follow, so the last line leaves room for its '='."""
-    if len(text) < 76 and text.isascii() and text.isprintable() and "=" not in text and text[-1:] not in " \t":
-        return text.encode("ascii")  # most contact values: quoted-printable leaves them as they are
     # binascii's C encoder; lines end in CRLF as SMTP wants.
     encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), quotetabs=False, istext=True)
     lines = encoded.split(b"\n")
@@ -165,6 +163,9 @@ def _soft_break(line: bytes, width: int) -> list[bytes]:
 
 
 _SOFT_BREAK = b"=\r\n"
+# Most contact values: quoted-printable and dot-stuffing leave them as they are (printable
+# ASCII without '=', not starting with a dot, not ending in a space, on one short line).
+_VERBATIM = re.compile(r"[\x21-\x2d\x2f-\x3c\x3e-\x7e](?:[\x20-\x3c\x3e-\x7e]{0,73}[\x21-\x3c\x3e-\x7e])?")
 
 
 @lru_cache(maxsize=64)
@@ -189,9 +190,13 @@ def _encode_part(literals: tuple[str, ...], values: tuple[str, ...], plain: list
     plain.append(fixed[0][0])
     stuffed.append(fixed[0][1])
     for value, (lit_plain, lit_stuffed) in zip(values, fixed[1:]):
-        encoded = _qp(value, open_end=True)
-        plain += [_SOFT_BREAK, encoded, _SOFT_BREAK, lit_plain]
-        stuffed += [_SOFT_BREAK, _stuff(encoded), _SOFT_BREAK, lit_stuffed]
+        if _VERBATIM.fullmatch(value):
+            encoded = stuffed_value = value.encode("ascii")
+        else:
+            encoded = _qp(value, open_end=True)
+            stuffed_value = _stuff(encoded)
+        plain += (_SOFT_BREAK, encoded, _SOFT_BREAK, lit_plain)
+        stuffed += (_SOFT_BREAK, stuffed_value, _SOFT_BREAK, lit_stuffed)
 
 
 def build_message(
@@ -202,12 +207,15 @@ def build_message(
     now: dt.datetime,
     test: bool = False,
     to: str | None = None,
+    mid: str | None = None,
 ) -> Envelope:
-    """The complete message for ``personal``; ``test`` marks the subject and ``to`` redirects it."""
+    """The complete message for ``personal``; ``test`` marks the subject and ``to`` redirects it.
+    ``mid``: the Message-ID the ledger holds for it (else computed, the same way)."""
     contact = personal.contact
     recipient = to or contact.email
     subject = (TEST_PREFIX if test else "") + personal.subject
-    mid = message_id(campaign.slug + ("-test" if test else ""), personal.mail.number, contact.email, sender.domain)
+    if mid is None or test:
+        mid = message_id(campaign.slug + ("-test" if test else ""), personal.mail.number, contact.email, sender.domain)
     unsubscribe, post = list_unsubscribe(sender, campaign, contact.email)
     # The boundary cannot occur in quoted-printable text, which always writes '=' as '=3D'.
     boundary = "=_" + mid[1:-1].split("@")[0].rsplit(".", 1)[-1][:24]

@@ -62,19 +62,22 @@ _REWRAP = re.compile(re.escape(REWRAP_START) + "(.*?)" + re.escape(REWRAP_END), 
 
 def fill_paragraph(text: str, width: int = 72) -> str:
     """Greedy word wrap: what ``textwrap.fill(..., break_long_words=False, break_on_hyphens=False)``
-    gives for one paragraph, at a tenth of the cost (it runs once per contact)."""
-    lines: list[str] = []
-    current = ""
-    for word in text.split():
-        if not current:
-            current = word
-        elif len(current) + 1 + len(word) <= width:
-            current += " " + word
-        else:
-            lines.append(current)
-            current = word
-    if current:
-        lines.append(current)
+    gives for one paragraph, at a fraction of the cost (it runs for every contact).
+
+    Each line is cut at the last space that keeps it within ``width``, found by ``rfind``
+    instead of walking the words; a word longer than a line gets a line of its own.
+    """
+    text = " ".join(text.split())
+    lines = []
+    while len(text) > width:
+        cut = text.rfind(" ", 0, width + 1)
+        if cut < 0:
+            cut = text.find(" ", width)
+            if cut < 0:
+                break
+        lines.append(text[:cut])
+        text = text[cut + 1:]
+    lines.append(text)
     return "\n".join(lines)
 
 

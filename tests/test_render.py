@@ -159,3 +159,18 @@ def test_fast_paragraph_fill_matches_textwrap(text):
 
     expected = textwrap.fill(" ".join(text.split()), width=72, break_long_words=False, break_on_hyphens=False)
     assert fill_paragraph(text) == expected
+
+
+def test_fast_paragraph_fill_matches_textwrap_on_random_paragraphs():
+    import random
+    import textwrap
+
+    from mailer.personalise import fill_paragraph
+
+    rng = random.Random(2026)
+    for _ in range(2000):
+        words = ["x" * rng.choice([1, 2, 3, 5, 8, 13, 40, 71, 72, 73, 90]) for _ in range(rng.randint(0, 30))]
+        text = "".join(w + rng.choice([" ", "  ", "\t", "\n"]) for w in words)
+        width = rng.choice([72, 20, 10])
+        expected = textwrap.fill(" ".join(text.split()), width=width, break_long_words=False, break_on_hyphens=False)
+        assert fill_paragraph(text, width) == expected, (text, width)

@@ -21,9 +21,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import store
-from .contacts import _row_to_contact
+from .contacts import Contact, _row_to_contact
 from .errors import DeliveryError, SenderNotConfigured, StateError
-from .message import build_message
+from .message import Envelope, build_message
 from .personalise import personalise
 from .plan import closed_reason, window_close, window_open
 from .project import Project
@@ -314,8 +314,10 @@ class Worker:
         self._open_transports()
         idle = list(reversed(self.transports))
         inflight: dict[object, tuple[int, str]] = {}
-        # The row each connection sends next: its envelope goes along with the data before it.
+        # The row each connection sends next: its envelope goes along with the data before it,
+        # and its message is built while the server answers (claimed only once it has).
         upcoming: dict[object, sqlite3.Row] = {}
+        built: dict[object, tuple[Contact, Envelope | Exception | None]] = {}
         group = f"{slug}/{number:02d}"
         interval = 60.0 / self.rate
         # An envelope opened ahead must not keep a server waiting long for its data.
@@ -374,6 +376,19 @@ class Worker:
             if self.progress:
                 self.progress(number, done, total)
 
+        def build(row: sqlite3.Row) -> tuple[Contact, Envelope | Exception | None]:
+            """The contact and their message; None for a contact no longer active, the exception
+            for a message that cannot be made."""
+            contact = _row_to_contact(row)
+            if contact.status != "active":
+                return contact, None
+            try:
+                personal = personalise(rendered, contact, settings=settings)
+                return contact, build_message(personal, sender=sender, campaign=settings, now=self.clock(),
+                                              mid=row["message_id"])
+            except Exception as exc:
+                return contact, exc
+
         def answered(transport) -> None:
             ledger_id, email = inflight.pop(transport)
             settle(ledger_id, email, transport.finish)
@@ -396,6 +411,7 @@ class Worker:
                         last_check = tick
                     transport = idle.pop()
                     row = upcoming.pop(transport, None) or next(rows, None)
+                    made = built.pop(transport, None)
                     if row is None:
                         idle.append(transport)
                         more = False
@@ -406,24 +422,23 @@ class Worker:
                         if inflight:
                             # Settle what is in flight while the rate limit waits.
                             upcoming[transport] = row
+                            if made is not None:
+                                built[transport] = made
                             idle.append(transport)
                             break
                         if self.sleep(wait_for):
                             more = False
                             break
                     next_start = max(next_start, time.monotonic()) + interval
-                    contact = _row_to_contact(row)
-                    if contact.status != "active":
+                    contact, envelope = made or build(row)
+                    if envelope is None:
                         self._finish(row["ledger_id"], "suppressed", now)
                         idle.append(transport)
                         continue
-                    try:
-                        personal = personalise(rendered, contact, settings=settings)
-                        envelope = build_message(personal, sender=sender, campaign=settings, now=now,
-                                                 mid=row["message_id"])
-                    except Exception as exc:
+                    if isinstance(envelope, Exception):
                         # Not a transport answer (a header or template problem): record it, keep going.
-                        self._finish(row["ledger_id"], "failed", self.clock(), error=f"{type(exc).__name__}: {exc}")
+                        self._finish(row["ledger_id"], "failed", self.clock(),
+                                     error=f"{type(envelope).__name__}: {envelope}")
                         self.stats.failed += 1
                         idle.append(transport)
                         continue
@@ -452,6 +467,10 @@ class Worker:
                     if halt is not None or not more or self.stop.is_set():
                         break
                     continue
+                # While the server reads a message, build the one its connection sends next.
+                for transport in inflight:
+                    if transport in upcoming and transport not in built:
+                        built[transport] = build(upcoming[transport])
                 ready = [t for t in inflight if t.ready()]
                 if not ready:
                     # Block until a connection answers; while the rate limit holds the next

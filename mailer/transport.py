@@ -156,6 +156,7 @@ class SmtpTransport:
         self._pipelining = False
         self._utf8 = False
         self._inflight = False
+        self._ahead = True  # envelopes may go ahead (turned off for a server that mishandles it)
         self._next: Route | None = None  # envelope written after the data in flight
         # (route, replies to its MAIL/RCPT/DATA, when they came): a message the server awaits.
         self._prepared: tuple[Route, list[tuple[int, bytes]], float] | None = None
@@ -288,7 +289,8 @@ class SmtpTransport:
             self._reset()
             self._fail(*replies[-1])
         payload = envelope.payload() + b".\r\n"
-        self._next = then if then is not None and self._pipelining and (self._utf8 or all(map(str.isascii, then))) else None
+        self._next = then if (then is not None and self._pipelining and self._ahead
+                              and (self._utf8 or all(map(str.isascii, then)))) else None
         if self._next is not None:
             payload += self._commands(self._next)
         try:
@@ -311,6 +313,11 @@ class SmtpTransport:
         if following is not None:
             try:
                 self._prepared = (following, [self._reply() for _ in range(3)], time.monotonic())
+            except TimeoutError:
+                # A server that says PIPELINING but drops what follows a message's final dot:
+                # never again ahead on this transport, or every message would wait this long.
+                self._ahead = False
+                self._drop()
             except OSError:
                 self._drop()  # this message has its answer; the next one starts on a new connection
         if code != 250:

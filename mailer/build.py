@@ -58,7 +58,8 @@ def build(project: Project, *, out: Path, contact: str | None = None, now: dt.da
     """Render all mails and write ``NN-slug.{mjml,html,txt,eml}`` into ``out``."""
     campaign = project.load_campaign()
     deployment = project.deployment()
-    renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment)
+    renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
+                        cache=project.render_cache)
     chosen, source = choose_contact(project, contact)
     start = time.perf_counter()
     rendered = renderer.render_all()

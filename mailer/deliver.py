@@ -186,7 +186,7 @@ class Worker:
     def render(self, number: int) -> RenderedMail:
         if number not in self._rendered:
             renderer = Renderer(templates=self.project.templates, campaign=self.campaign,
-                                deployment=self.project.deployment())
+                                deployment=self.project.deployment(), cache=self.project.render_cache)
             self._rendered[number] = renderer.render(self.campaign.mail(number))
         return self._rendered[number]
 
@@ -627,7 +627,8 @@ def send_test(
             conn.close()
     campaign = project.load_campaign()
     chosen, _source = choose_contact(project, contact)
-    renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment)
+    renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
+                        cache=project.render_cache)
     numbers = mails or [m.number for m in campaign.mails]
     transport = open_transport(config, outbox=project.outbox, env=env)
     sent = []

@@ -136,7 +136,8 @@ def _build_site(project: Project, *, contact: str | None, live: bool, version: s
     planned = _planned(project)
     tz = settings.schedule.timezone
     query = f"?contact={urllib.parse.quote(chosen.email)}" if live else ""
-    rendered = Renderer(templates=project.templates, campaign=campaign, deployment=deployment).render_all()
+    rendered = Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
+                        cache=project.render_cache).render_all()
     pages: dict[str, Page] = {}
     rows = []
     warn = ""

@@ -38,6 +38,11 @@ class Project:
         return self.home / "outbox"
 
     @property
+    def render_cache(self) -> Path:
+        """Rendered mails kept between commands; no personal data (contact fields are placeholders)."""
+        return self.home / "cache" / "render"
+
+    @property
     def simulation(self) -> Path:
         return self.home / "simulation" / self.campaign_name
 

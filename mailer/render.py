@@ -8,9 +8,15 @@ fills in per contact, cheaply, without running MJML or premailer again.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
+import hashlib
+import json
 import logging
+import os
 import re
+import sys
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +142,8 @@ class Renderer:
     templates: Path
     campaign: Campaign
     deployment: DeploymentSettings
+    # A folder that keeps rendered mails between processes (see :meth:`render`).
+    cache: Path | None = None
 
     def render_all(self) -> list[RenderedMail]:
         """Render every mail, in order."""
@@ -145,20 +153,41 @@ class Renderer:
         """Render one mail: Jinja -> MJML -> HTML -> inlined CSS, and the text part.
 
         A mail whose inputs did not change since it was last rendered in this process comes
-        from a cache: the preview re-renders only the mail that was edited.
+        from a cache: the preview re-renders only the mail that was edited. With ``cache``,
+        also from a file written by an earlier process: the worker, ``status`` and ``check``
+        then skip MJML and premailer (most of their start-up). That file is found by a hash
+        of everything the output depends on: the mail and its neighbour's theme, the
+        campaign's settings and intro, the sender, every template's bytes, the engine's source
+        and the versions of the rendering libraries.
         """
         mails = self.campaign.mails
         index = mails.index(mail)
         following = mails[index + 1] if index + 1 < len(mails) else None
-        key = (_templates_stamp(self.templates), mail, following.theme if following else None, len(mails),
-               self.campaign.intro if mail.number == 1 else "", self.campaign.settings, self.deployment)
+        inputs = (mail, following.theme if following else None, len(mails),
+                  self.campaign.intro if mail.number == 1 else "", self.campaign.settings, self.deployment)
+        key = (_templates_stamp(self.templates), *inputs)
         cached = _RENDER_CACHE.get(key)
         if cached is None:
-            cached = self._render(mail)
+            stored = self._stored_path(inputs) if self.cache is not None else None
+            cached = _load_rendered(stored) if stored is not None else None
+            if cached is None:
+                cached = self._render(mail)
+                if stored is not None:
+                    _store_rendered(stored, cached)
             if len(_RENDER_CACHE) > 64:
                 _RENDER_CACHE.clear()
             _RENDER_CACHE[key] = cached
         return cached
+
+    def _stored_path(self, inputs: tuple) -> Path:
+        digest = hashlib.sha256(_engine_stamp().encode())
+        for path in sorted(self.templates.iterdir()):
+            if path.is_file():
+                digest.update(f"\0{path.name}\0".encode())
+                digest.update(path.read_bytes())
+        # Frozen dataclasses of strings, numbers, dates and paths: their repr is the content.
+        digest.update(repr(inputs).encode())
+        return self.cache / f"{digest.hexdigest()}.json"
 
     def _render(self, mail: Mail) -> RenderedMail:
         from markupsafe import Markup
@@ -235,6 +264,50 @@ def unsubscribe_mailto(address: str, campaign_name: str) -> Placeholder:
     """The opt-out link: a mail to the opt-out mailbox that names the address to remove."""
     subject = urllib.parse.quote(f"Afmelden: {campaign_name}", safe="")
     return Placeholder(f"mailto:{address}?subject={subject}&body=%%u.email%%")
+
+
+_RENDERING_LIBRARIES = ("Jinja2", "MarkupSafe", "mjml-python", "premailer", "cssutils", "cssselect", "lxml",
+                        "markdown-it-py", "Babel")
+_STORED_KEEP = 200  # rendered mails kept in the cache folder; older ones are removed
+
+
+@functools.lru_cache(maxsize=1)
+def _engine_stamp() -> str:
+    """The engine's source and the rendering libraries' versions: a change to either renders anew."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    digest = hashlib.sha256(sys.version.encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    for name in _RENDERING_LIBRARIES:
+        try:
+            digest.update(f"{name}={version(name)}".encode())
+        except PackageNotFoundError:
+            digest.update(f"{name}=?".encode())
+    return digest.hexdigest()
+
+
+def _load_rendered(path: Path) -> RenderedMail | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return RenderedMail(**{**data, "source": Path(data["source"])})
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # absent or unreadable: render anew
+
+
+def _store_rendered(path: Path, mail: RenderedMail) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {f.name: getattr(mail, f.name) for f in dataclasses.fields(mail)}
+        data["source"] = str(mail.source)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)  # atomic: another process reads all of it or nothing
+        stored = sorted(path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        for old in stored[:-_STORED_KEEP]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
 
 
 _ENV_CACHE: dict[tuple[Path, tuple], Any] = {}

@@ -27,7 +27,8 @@ class PlanReport:
 
 def render_all(project: Project) -> list[RenderedMail]:
     campaign = project.load_campaign()
-    return Renderer(templates=project.templates, campaign=campaign, deployment=project.deployment()).render_all()
+    return Renderer(templates=project.templates, campaign=campaign, deployment=project.deployment(),
+                    cache=project.render_cache).render_all()
 
 
 def fingerprints(project: Project) -> dict[int, str]:
@@ -60,7 +61,8 @@ def campaign_findings(project: Project) -> list[checks.Finding]:
     deployment = project.deployment()
     contact = example_contacts(project.root)[0]
     findings: list[checks.Finding] = []
-    for mail in Renderer(templates=project.templates, campaign=campaign, deployment=deployment).render_all():
+    for mail in Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
+                        cache=project.render_cache).render_all():
         personal = personalise(mail, contact, settings=campaign.settings)
         envelope = build_message(personal, sender=deployment.sender, campaign=campaign.settings,
                                  now=dt.datetime.now(dt.timezone.utc))

@@ -92,7 +92,8 @@ def simulate(
     if source != "imported contacts":
         source += " (no contacts imported)"
 
-    renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment)
+    renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
+                        cache=project.render_cache)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

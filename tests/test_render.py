@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -174,3 +175,76 @@ def test_fast_paragraph_fill_matches_textwrap_on_random_paragraphs():
         width = rng.choice([72, 20, 10])
         expected = textwrap.fill(" ".join(text.split()), width=width, break_long_words=False, break_on_hyphens=False)
         assert fill_paragraph(text, width) == expected, (text, width)
+
+
+class TestStoredRenders:
+    """Rendered mails kept between processes: found again only while every input is the same."""
+
+    def renderer(self, root, home):
+        from mailer.project import Project
+
+        project = Project.at(root)
+        return Renderer(templates=project.templates, campaign=project.load_campaign(), deployment=project.deployment(),
+                        cache=home / "cache")
+
+    def count_renders(self, monkeypatch) -> list[int]:
+        import mailer.render as render_module
+
+        calls: list[int] = []
+        real = render_module.Renderer._render
+
+        def counting(self, mail):
+            calls.append(mail.number)
+            return real(self, mail)
+
+        monkeypatch.setattr(render_module.Renderer, "_render", counting)
+        return calls
+
+    def fresh_process(self):
+        import mailer.render as render_module
+
+        render_module._RENDER_CACHE.clear()  # what a new process starts with
+
+    def test_a_new_process_reads_what_an_earlier_one_rendered(self, project_copy, home, monkeypatch):
+        calls = self.count_renders(monkeypatch)
+        first = self.renderer(project_copy, home).render_all()
+        assert len(calls) == 9 and len(list((home / "cache").glob("*.json"))) == 9
+        self.fresh_process()
+        again = self.renderer(project_copy, home).render_all()
+        assert len(calls) == 9  # nothing rendered again
+        assert again == first
+
+    def test_any_changed_input_renders_anew(self, project_copy, home, monkeypatch):
+        calls = self.count_renders(monkeypatch)
+        self.renderer(project_copy, home).render_all()
+        # A template's bytes (a comment changes no output, but the key all the same).
+        tpl = project_copy / "templates" / "mail.txt.j2"
+        tpl.write_text(tpl.read_text(encoding="utf-8") + "{# opmerking #}", encoding="utf-8")
+        self.fresh_process()
+        self.renderer(project_copy, home).render(self.renderer(project_copy, home).campaign.mail(4))
+        assert calls[-1] == 4 and len(calls) == 10
+        # The next mail's theme shows in this one ("volgende keer"): editing mail 5 renders 4 again.
+        path = next((project_copy / "campaigns/gr2026/mails").glob("05-*.md"))
+        path.write_text(path.read_text(encoding="utf-8").replace('theme = "', 'theme = "Nieuw: ', 1), encoding="utf-8")
+        self.fresh_process()
+        mail4 = self.renderer(project_copy, home).render(self.renderer(project_copy, home).campaign.mail(4))
+        assert len(calls) == 11 and "Nieuw: " in mail4.text
+        # The sender, from the deployment settings.
+        home.mkdir(parents=True, exist_ok=True)
+        from .conftest import CONFIGURED_SETTINGS
+
+        settings = CONFIGURED_SETTINGS.replace('name = "Leger des Heils"', 'name = "Leger des Heils Zwolle"')
+        (home / "settings.toml").write_text(settings, encoding="utf-8")
+        self.fresh_process()
+        mail4 = self.renderer(project_copy, home).render(self.renderer(project_copy, home).campaign.mail(4))
+        assert len(calls) == 12 and "Leger des Heils Zwolle" in mail4.html
+
+    def test_an_unreadable_stored_render_is_rendered_anew(self, project_copy, home, monkeypatch):
+        calls = self.count_renders(monkeypatch)
+        first = self.renderer(project_copy, home).render(self.renderer(project_copy, home).campaign.mail(2))
+        (stored,) = (home / "cache").glob("*.json")
+        stored.write_text('{"number": 2, "html": "<p>half', encoding="utf-8")
+        self.fresh_process()
+        again = self.renderer(project_copy, home).render(self.renderer(project_copy, home).campaign.mail(2))
+        assert len(calls) == 2 and again == first
+        assert json.loads(stored.read_text(encoding="utf-8"))["html"] == first.html

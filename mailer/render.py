@@ -164,7 +164,7 @@ class Renderer:
         index = mails.index(mail)
         following = mails[index + 1] if index + 1 < len(mails) else None
         inputs = (mail, following.theme if following else None, len(mails),
-                  self.campaign.intro if mail.number == 1 else "", self.campaign.settings, self.deployment)
+                  self.campaign.intro if mail.number == 1 else "", self.campaign.settings, self.deployment.sender)
         key = (_templates_stamp(self.templates), *inputs)
         cached = _RENDER_CACHE.get(key)
         if cached is None:

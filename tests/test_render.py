@@ -213,6 +213,14 @@ class TestStoredRenders:
         again = self.renderer(project_copy, home).render_all()
         assert len(calls) == 9  # nothing rendered again
         assert again == first
+        # A home moved elsewhere (as the benchmark copies it) still finds them.
+        import shutil
+
+        moved = home.with_name("moved")
+        shutil.copytree(home, moved)
+        monkeypatch.setenv("CAMPAIGN_HOME", str(moved))
+        self.fresh_process()
+        assert self.renderer(project_copy, moved).render_all() == first and len(calls) == 9
 
     def test_any_changed_input_renders_anew(self, project_copy, home, monkeypatch):
         calls = self.count_renders(monkeypatch)

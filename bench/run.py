@@ -1,6 +1,6 @@
 """Benchmarks for `campaign`, each side by side with its baseline in the same run.
 
-    make bench                       # all of them (about 13 minutes on 2 cores)
+    make bench                       # all of them (about 16 minutes on 2 cores)
     .venv/bin/python bench/run.py --sizes 1000 --only delivery
 
 Absolute times on a shared 2-core machine are noise; the ratios against a baseline measured

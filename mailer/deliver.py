@@ -345,10 +345,12 @@ class Worker:
                 with store.transaction(self.conn):
                     record_sent()
 
-        def settle(ledger_id: int, email: str, outcome: Callable[[], object]) -> None:
+        def settle(ledger_id: int, email: str, error: Exception | None) -> None:
+            """Record how a claimed message ended: sent (no error), or as the error says."""
             nonlocal done, halt
             try:
-                outcome()
+                if error is not None:
+                    raise error
             except TemporaryFailure as exc:
                 self._defer(ledger_id, str(exc))
             except PermanentFailure as exc:
@@ -391,7 +393,12 @@ class Worker:
 
         def answered(transport) -> None:
             ledger_id, email = inflight.pop(transport)
-            settle(ledger_id, email, transport.finish)
+            try:
+                transport.finish()
+            except Exception as exc:
+                settle(ledger_id, email, exc)
+            else:
+                settle(ledger_id, email, None)
             idle.append(transport)
 
         try:
@@ -459,7 +466,7 @@ class Worker:
                     try:
                         transport.start(envelope, group=group, then=then)
                     except Exception as exc:
-                        settle(row["ledger_id"], contact.email, _raiser(exc))
+                        settle(row["ledger_id"], contact.email, exc)
                         idle.append(transport)
                         continue
                     inflight[transport] = (row["ledger_id"], contact.email)
@@ -647,9 +654,3 @@ def send_test(
     finally:
         transport.close()
     return sent
-
-
-def _raiser(exc: BaseException) -> Callable[[], None]:
-    def again() -> None:
-        raise exc
-    return again

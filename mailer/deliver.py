@@ -333,6 +333,7 @@ class Worker:
         unrecorded: list[tuple[int, dt.datetime]] = []
         halt: BaseException | None = None
         more = True
+        exhausted = False  # every pending row has been handed to a connection
 
         def record_sent() -> None:
             for ledger_id, moment in unrecorded:
@@ -416,12 +417,15 @@ class Worker:
                             more = False
                             break
                         last_check = tick
-                    transport = idle.pop()
+                    # A connection with a reserved row goes first: its envelope is open already.
+                    transport = next((t for t in idle if t in upcoming), idle[-1])
+                    idle.remove(transport)
                     row = upcoming.pop(transport, None) or next(rows, None)
                     made = built.pop(transport, None)
                     if row is None:
                         idle.append(transport)
-                        more = False
+                        # Done when no busy connection still holds a reserved row.
+                        exhausted, more = True, bool(upcoming)
                         break
                     wait_for = next_start - time.monotonic()
                     if wait_for > 0:
@@ -483,7 +487,7 @@ class Worker:
                     # Block until a connection answers; while the rate limit holds the next
                     # message back, wake in time for it. A server that never answers is left
                     # to the socket's own timeout, in finish().
-                    blocked = not idle or not more or halt is not None or self.stop.is_set()
+                    blocked = not idle or not more or exhausted or halt is not None or self.stop.is_set()
                     timeout = 30.0 if blocked else max(0.0, next_start - time.monotonic())
                     ready = select.select(list(inflight), [], [], timeout)[0] or (list(inflight) if blocked else [])
                 for transport in ready:

@@ -399,3 +399,17 @@ def test_login_without_tls_only_on_loopback(monkeypatch):
             SmtpTransport(config, env=env).open()
     finally:
         plain.stop()
+
+
+@pytest.mark.parametrize("connections", [2, 3])
+@pytest.mark.parametrize("rate", [1_000_000, 600])  # 600/min: connections wait their turn
+def test_several_connections_send_everyone_in_one_run(configured_home, tmp_path, monkeypatch, connections, rate):
+    # Each connection reserves the contact it sends next; when the list runs out, the ones
+    # still reserved by busy connections must go out in the same run, not in the next.
+    with Server() as smtp:
+        addresses = [f"c{i}@example.nl" for i in range(7)]
+        project = prepare(tmp_path, monkeypatch, addresses, smtp_url=smtp.url)
+        stats = Worker(project, clock=lambda: MAIL1, rate_per_minute=rate, connections=connections).run(once=True)
+        assert stats.sent == 7
+        assert ledger(project) == {"sent": 7}
+        assert sorted(m["To"].addresses[0].addr_spec for m in smtp.recorder.messages) == sorted(addresses)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from email.utils import format_datetime
 from functools import lru_cache
 
-from .errors import HeaderError, PersonaliseError
+from .errors import HeaderError
 from .personalise import PersonalMail, literals, text_literals
 from .settings import CampaignSettings, Sender
 
@@ -189,7 +189,7 @@ def _encode_part(literals: tuple[str, ...], values: tuple[str, ...], plain: list
     fixed = _encoded_literals(literals)
     plain.append(fixed[0][0])
     stuffed.append(fixed[0][1])
-    for value, (lit_plain, lit_stuffed) in zip(values, fixed[1:]):
+    for value, (lit_plain, lit_stuffed) in zip(values, fixed[1:], strict=True):
         if _VERBATIM.fullmatch(value):
             encoded = stuffed_value = value.encode("ascii")
         else:
@@ -249,8 +249,6 @@ def build_message(
     plain = [head, b"\r\n", b, _PART_HEAD_TEXT]
     stuffed = [_stuff(head), b"\r\n", b, _PART_HEAD_TEXT]
     mail = personal.mail
-    if len(personal.text_values) + 1 != len(text_literals(mail.text)):
-        raise PersonaliseError(f"mail {mail.number}: the text part's values do not match its template")
     _encode_part(text_literals(mail.text), personal.text_values, plain, stuffed)
     tail = (b"\r\n", b, _PART_HEAD_HTML)
     plain += tail

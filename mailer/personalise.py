@@ -42,7 +42,7 @@ class PersonalMail:
     def text(self) -> str:
         fixed = text_literals(self.mail.text)
         out = [fixed[0]]
-        for value, literal in zip(self.text_values, fixed[1:]):
+        for value, literal in zip(self.text_values, fixed[1:], strict=True):
             out += [value, literal]
         return "".join(out)
 

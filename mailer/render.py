@@ -181,10 +181,7 @@ class Renderer:
 
     def _stored_path(self, inputs: tuple) -> Path:
         digest = hashlib.sha256(_engine_stamp().encode())
-        for path in sorted(self.templates.iterdir()):
-            if path.is_file():
-                digest.update(f"\0{path.name}\0".encode())
-                digest.update(path.read_bytes())
+        digest.update(_templates_digest(self.templates, _templates_stamp(self.templates)).encode())
         # Frozen dataclasses of strings, numbers, dates and paths: their repr is the content.
         digest.update(repr(inputs).encode())
         return self.cache / f"{digest.hexdigest()}.json"
@@ -284,6 +281,17 @@ def _engine_stamp() -> str:
             digest.update(f"{name}={version(name)}".encode())
         except PackageNotFoundError:
             digest.update(f"{name}=?".encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _templates_digest(templates: Path, stamp: tuple) -> str:
+    """Every template's bytes, read once per change of the folder (``stamp``), not once per mail."""
+    digest = hashlib.sha256()
+    for path in sorted(templates.iterdir()):
+        if path.is_file():
+            digest.update(f"\0{path.name}\0".encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

@@ -23,7 +23,7 @@ from .message import Envelope
 
 Route = tuple[str, str]  # (envelope sender, recipient)
 # A server may drop a client that takes minutes to send the data it announced (RFC 5321
-# 4.5.3.2.5): an envelope opened ahead of time is used only while it is this fresh.
+# 4.5.3.2): an envelope opened ahead of time is used only while it is this fresh.
 PREPARED_MAX_AGE = 10.0
 
 USER_UNKNOWN_CODES = {"5.1.1", "5.1.0", "5.1.10"}
@@ -99,7 +99,7 @@ class OutboxTransport:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def send(self, envelope: Envelope, *, group: str = "", then: Route | None = None) -> str:
+    def send(self, envelope: Envelope, *, group: str = "") -> str:
         target = self.folder / group if group else self.folder
         target.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(envelope.message_id.encode()).hexdigest()[:24] + ".eml"
@@ -285,9 +285,6 @@ class SmtpTransport:
                 else:
                     self._reset()
                 self._fail(code, resp)
-        if len(replies) < 3:
-            self._reset()
-            self._fail(*replies[-1])
         payload = envelope.payload() + b".\r\n"
         self._next = then if (then is not None and self._pipelining and self._ahead
                               and (self._utf8 or all(map(str.isascii, then)))) else None

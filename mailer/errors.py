@@ -47,6 +47,10 @@ class UnknownContact(CampaignError):
     """No contact with that address."""
 
 
+class InvalidAddress(CampaignError):
+    """A mail address that cannot be stored, compared or sent to; ``str()`` says why."""
+
+
 class PlanError(CampaignError):
     """The send plan cannot be made or stored as asked."""
 

@@ -688,8 +688,25 @@ def send_test(state: State, campaign_name: str | None, to: tuple[str, ...], mail
     sent = send_tests(project, to=list(to) or None, mails=None if mail == "all" else [int(mail)],
                       contact=contact, now=now())
     for s in sent:
-        click.echo(f"Mail {s.mail} to {s.recipient}: {s.where}")
-    click.echo(f"{len(sent)} test mail(s) sent; none counts as a delivery.")
+        if s.left_machine:
+            click.echo(f"Mail {s.mail} to {s.recipient}: accepted by {s.where}")
+        else:
+            click.echo(f"Mail {s.mail} to {s.recipient}: written to {s.where}")
+    n = len(sent)
+    if sent and sent[0].left_machine:
+        server = sent[0].transport
+        if n == 1:
+            click.echo(f"The mail server {server} accepted 1 test mail; none counts as a delivery.")
+        else:
+            click.echo(f"The mail server {server} accepted {n} test mails; none counts as a delivery.")
+    elif sent:
+        folder = Path(sent[0].where).parent
+        if n == 1:
+            click.echo(f"Wrote 1 test mail to the outbox ({folder}); nothing left this machine. "
+                       "Set CAMPAIGN_SMTP_URL to send it for real.")
+        else:
+            click.echo(f"Wrote {n} test mails to the outbox ({folder}); nothing left this machine. "
+                       "Set CAMPAIGN_SMTP_URL to send them for real.")
 
 
 # --- checks and preview -----------------------------------------------------------------------

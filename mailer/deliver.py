@@ -596,7 +596,13 @@ class TestSend:
     mail: int
     subject: str
     recipient: str
-    where: str
+    where: str  # the file written, or the server's answer
+    transport: str = "outbox"  # the transport's label: "outbox" or smtp[s]://[user@]host:port, never a password
+
+    @property
+    def left_machine(self) -> bool:
+        """False for a file in the outbox: such a mail reached no one."""
+        return self.transport != "outbox"
 
 
 def send_test(
@@ -608,11 +614,11 @@ def send_test(
     now: dt.datetime,
     env: dict[str, str] | None = None,
 ) -> list[TestSend]:
-    """Send mails now, marked ``[TEST]``, exactly as ``contact`` would get them; never in the ledger."""
-    from email_validator import EmailNotValidError, validate_email
-
+    """Send mails now, marked ``[TEST]``, as ``contact`` would get them (but with every opt-out
+    naming the test recipient); never in the ledger. Refuses, before anything is sent, any
+    recipient that reaches a contact's mailbox or is on the suppression list."""
     from .build import choose_contact
-    from .contacts import email_key
+    from .guard import check_test_recipients
 
     env = dict(os.environ) if env is None else env
     config = transport_config(env)
@@ -621,20 +627,12 @@ def send_test(
     recipients = list(to or deployment.test_recipients)
     if not recipients:
         raise DeliveryError("no test recipients: pass --to ADDRESS or set test.recipients in settings.toml")
-    checked = []
-    for address in recipients:
-        try:
-            checked.append(validate_email(address, check_deliverability=False).normalized)
-        except EmailNotValidError as exc:
-            raise DeliveryError(f"--to {address!r}: not a valid address ({exc})") from None
-    if project.db_exists:
-        conn = project.connect()
-        try:
-            for address in checked:
-                row = conn.execute("SELECT 1 FROM contacts WHERE email_key = ?", (email_key(address),)).fetchone()
-                if row is not None:
-                    raise DeliveryError(f"{address} is an imported contact; test mails never go to contacts")
-        finally:
+    origin = "--to" if to else "test.recipients in settings.toml"
+    conn = project.connect() if project.db_exists else None
+    try:
+        checked = check_test_recipients(conn, recipients, origin=origin)
+    finally:
+        if conn is not None:
             conn.close()
     campaign = project.load_campaign()
     chosen, _source = choose_contact(project, contact)
@@ -646,15 +644,17 @@ def send_test(
     try:
         for number in numbers:
             rendered = renderer.render(campaign.mail(number))
-            personal = personalise(rendered, chosen, settings=campaign.settings)
             for address in checked:
+                personal = personalise(rendered, chosen, settings=campaign.settings, optout_for=address)
                 envelope = build_message(personal, sender=deployment.sender, campaign=campaign.settings, now=now,
                                          test=True, to=address)
                 try:
                     where = transport.send(envelope, group="test")
                 except (TemporaryFailure, PermanentFailure, UnknownOutcome) as exc:
-                    raise DeliveryError(f"test mail {number} to {address}: {exc}") from None
-                sent.append(TestSend(mail=number, subject=f"[TEST] {personal.subject}", recipient=address, where=where))
+                    raise DeliveryError(f"test mail {number} to {address} was not accepted: {exc}; the {len(sent)} "
+                                        "test mail(s) before it were handed over.") from None
+                sent.append(TestSend(mail=number, subject=f"[TEST] {personal.subject}", recipient=address, where=where,
+                                     transport=config.label))
     finally:
         transport.close()
     return sent

@@ -214,9 +214,12 @@ def build_message(
     contact = personal.contact
     recipient = to or contact.email
     subject = (TEST_PREFIX if test else "") + personal.subject
+    # A test copy's opt-out names its own recipient, never the contact it was personalised as;
+    # its id differs per recipient, so that two test recipients never share one outbox file.
+    optout = recipient if test else contact.email
     if mid is None or test:
-        mid = message_id(campaign.slug + ("-test" if test else ""), personal.mail.number, contact.email, sender.domain)
-    unsubscribe, post = list_unsubscribe(sender, campaign, contact.email)
+        mid = message_id(campaign.slug + ("-test" if test else ""), personal.mail.number, optout, sender.domain)
+    unsubscribe, post = list_unsubscribe(sender, campaign, optout)
     # The boundary cannot occur in quoted-printable text, which always writes '=' as '=3D'.
     boundary = "=_" + mid[1:-1].split("@")[0].rsplit(".", 1)[-1][:24]
     from_header, reply_to, list_id = _fixed_headers(sender, campaign)

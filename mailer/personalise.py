@@ -185,9 +185,14 @@ def _text_values(document: str, values: dict[str, str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def personalise(mail: RenderedMail, contact: Contact, *, settings: CampaignSettings) -> PersonalMail:
-    """The mail as ``contact`` gets it."""
+def personalise(mail: RenderedMail, contact: Contact, *, settings: CampaignSettings,
+                optout_for: str | None = None) -> PersonalMail:
+    """The mail as ``contact`` gets it. ``optout_for``: the address a test copy goes to; it takes
+    the place of the contact's address everywhere in the copy, so that no opt-out link in it
+    (and no line of the footer) names the contact: a tester who clicks one opts out themselves."""
     values = contact_values(contact, settings)
+    if optout_for is not None:
+        values["email"] = optout_for
     try:
         return PersonalMail(
             mail=mail,

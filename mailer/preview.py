@@ -11,6 +11,7 @@ import email
 import email.policy
 import hashlib
 import html
+import json
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from . import checks
-from .contacts import audience
-from .errors import CampaignError
+from .contacts import Contact, _row_to_contact, address_key, example_contacts
+from .errors import CampaignError, InvalidAddress
 from .message import build_message
 from .personalise import personalise
 from .project import Project
@@ -45,6 +46,11 @@ pre{background:#fff;border:1px solid #ddd;padding:14px;overflow:auto;white-space
 dl.headers{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;background:#fff;padding:12px;border-radius:6px;font-size:13px}
 dl.headers dt{color:#666}dl.headers dd{margin:0;word-break:break-all}
 select{font:inherit;padding:4px}.nav a{margin-right:14px}
+.picker{position:relative;font-size:14px}.picker input{font:inherit;padding:4px 8px;width:22em;margin-left:8px}
+#contact-results{position:absolute;right:0;z-index:2;list-style:none;margin:4px 0 0;padding:0;background:#fff;color:#1f1f1f;
+border-radius:6px;box-shadow:0 4px 14px rgba(0,0,0,.2);max-width:44em}#contact-results:empty{display:none}
+#contact-results li{padding:6px 12px;border-bottom:1px solid #eee}#contact-results a{color:inherit;display:block}
+#contact-results .more{color:#666;font-style:italic}
 """
 
 RELOAD = """
@@ -93,7 +99,120 @@ def _e(value: object) -> str:
 def _page(title: str, body: str, *, version: str, live: bool) -> bytes:
     return (f'<!doctype html><html lang="en" data-version="{_e(version)}"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
-            f"<style>{STYLE}</style></head><body>{body}{RELOAD if live else ''}</body></html>").encode("utf-8")
+            f"<style>{STYLE}</style></head><body>{body}{RELOAD + PICKER if live else ''}</body></html>").encode("utf-8")
+
+
+SEARCH_LIMIT = 20
+
+# The live picker: a search box that asks the server for a few matches, so that no page holds
+# the contact list. Results are built with textContent: names come from a spreadsheet.
+PICKER = """
+<script>
+(function(){var box=document.getElementById('contact-search'),list=document.getElementById('contact-results'),timer=null,asked=0;
+if(!box){return}
+function show(found,n){if(n!==asked){return}list.replaceChildren();found.matches.forEach(function(m){
+var li=document.createElement('li'),a=document.createElement('a');a.href=location.pathname+'?contact='+encodeURIComponent(m.email);
+a.textContent=(m.name||m.email)+' \u00b7 '+m.party+', '+m.municipality+' <'+m.email+'>';li.appendChild(a);list.appendChild(li);});
+if(found.more){var li=document.createElement('li');li.className='more';li.textContent='More contacts match: type more to narrow the list.';list.appendChild(li);}
+if(!found.matches.length&&box.value.trim()){var li=document.createElement('li');li.className='more';li.textContent='No contact matches.';list.appendChild(li);}}
+box.addEventListener('input',function(){clearTimeout(timer);timer=setTimeout(function(){var n=++asked,q=box.value.trim();
+if(!q){list.replaceChildren();return}
+fetch('/__contacts?q='+encodeURIComponent(q),{cache:'no-store'}).then(function(r){return r.json()}).then(function(f){show(f,n)}).catch(function(){});},150);});})();
+</script>"""
+
+
+def _fold(text: str) -> str:
+    """Case and accents ignored: 'renee' finds Renée, 'unal' finds Ünal."""
+    import unicodedata
+
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).casefold()
+
+
+def _db_exists(project: Project) -> bool:
+    from . import store
+
+    # Looked up each time: a long-running preview sees contacts imported after it started.
+    return store.db_path(project.home).exists()
+
+
+def _lookup_key(address: str) -> str:
+    try:
+        return address_key(address)
+    except InvalidAddress:
+        return address.strip().casefold()
+
+
+def chosen_contact(project: Project, contact: str | None) -> tuple[Contact, str]:
+    """The contact the preview is personalised for, and which list it is from: the asked one among the
+    active imported contacts (or, while none are imported, the example list), else the first."""
+    key = _lookup_key(contact) if contact else None
+    if _db_exists(project):
+        with project.db() as conn:
+            row = None
+            if key:
+                row = conn.execute("SELECT * FROM contacts WHERE email_key = ? AND status = 'active'", (key,)).fetchone()
+            row = row or conn.execute("SELECT * FROM contacts WHERE status = 'active' ORDER BY id LIMIT 1").fetchone()
+            if row is not None:
+                return _row_to_contact(row), "imported contacts"
+    examples = example_contacts(project.root)
+    return next((c for c in examples if key and c.key == key), examples[0]), "contacts/example.csv"
+
+
+def _matches(contact: Contact, folded: str) -> bool:
+    if _fold(contact.email).startswith(folded):
+        return True
+    for value in (contact.name, contact.party, contact.municipality):
+        value = _fold(value)
+        if value.startswith(folded) or f" {folded}" in value:
+            return True
+    return False
+
+
+def _search_imported(conn, folded: str, limit: int) -> tuple[list[Contact], bool]:
+    # LIKE (in C, case-insensitive for ASCII) decides for the rows whose fields are ASCII; only the
+    # few rows with other characters are folded in Python, which would take seconds for all of
+    # 200,000 contacts. Addresses are ASCII in their normal form.
+    def folded_match(name: str, party: str, municipality: str) -> bool:
+        return any(v.startswith(folded) or f" {folded}" in v for v in map(_fold, (name, party, municipality)))
+
+    conn.create_function("folded_match", 3, folded_match, deterministic=True)
+    escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    like = " LIKE :{} ESCAPE '\\'"
+    fields = " OR ".join(f"{f}{like.format('start')} OR {f}{like.format('word')}" for f in ("name", "party", "municipality"))
+    rows = conn.execute(
+        f"SELECT * FROM contacts WHERE status = 'active' AND (email_key{like.format('start')} OR {fields}"
+        # A text longer in bytes than in characters holds something beyond ASCII.
+        " OR (length(CAST(name || party || municipality AS BLOB)) != length(name || party || municipality)"
+        " AND folded_match(name, party, municipality)))"
+        " ORDER BY email_key LIMIT :limit",
+        {"start": escaped + "%", "word": "% " + escaped + "%", "limit": limit + 1}).fetchall()
+    found = [_row_to_contact(r) for r in rows]
+    return found[:limit], len(found) > limit
+
+
+def search_contacts(project: Project, query: str, *, limit: int = SEARCH_LIMIT) -> tuple[list[Contact], bool]:
+    """At most ``limit`` contacts whose address, or a word of whose name, party or municipality, starts
+    with ``query`` (case and accents ignored), and whether there are more."""
+    folded = _fold(query.strip())
+    if not folded:
+        return [], False
+    if _db_exists(project):
+        with project.db() as conn:
+            if conn.execute("SELECT 1 FROM contacts WHERE status = 'active' LIMIT 1").fetchone():
+                return _search_imported(conn, folded, limit)
+    found = [c for c in example_contacts(project.root) if _matches(c, folded)][:limit + 1]
+    return found[:limit], len(found) > limit
+
+
+def _picker(chosen: Contact, source: str, *, live: bool) -> str:
+    """Who the mails are shown for; live, a search box to choose another (no list of everyone)."""
+    who = (f"<span id='contact-current'>{_e(chosen.name or chosen.email)} · {_e(chosen.party)}, "
+           f"{_e(chosen.municipality)}</span>")
+    if not live:
+        return f"<span class='picker'>Contact ({_e(source)}): {who}</span>"
+    return (f"<div class='picker'>Contact ({_e(source)}): {who} <input type='search' id='contact-search' "
+            "placeholder='Search by address, name, party or municipality' aria-label='Search another contact' "
+            "autocomplete='off'><ul id='contact-results'></ul></div>")
 
 
 def _planned(project: Project) -> dict[int, dt.datetime]:
@@ -131,8 +250,7 @@ def _build_site(project: Project, *, contact: str | None, live: bool, version: s
     settings = campaign.settings
     deployment = project.deployment()
     sender = deployment.sender
-    contacts, source = audience(project)
-    chosen = next((c for c in contacts if contact and c.key == contact.strip().casefold()), contacts[0])
+    chosen, source = chosen_contact(project, contact)
     planned = _planned(project)
     tz = settings.schedule.timezone
     query = f"?contact={urllib.parse.quote(chosen.email)}" if live else ""
@@ -144,12 +262,7 @@ def _build_site(project: Project, *, contact: str | None, live: bool, version: s
     if deployment.problems:
         warn = ("<p class='warn'>Sender not configured: the mails show example values; sending beyond the outbox "
                 "is refused until <code>settings.toml</code> holds the real sender.</p>")
-    options = "".join(
-        f"<option value='{_e(c.email)}'{' selected' if c is chosen else ''}>{_e(c.name or c.email)} · {_e(c.party)}, "
-        f"{_e(c.municipality)}</option>" for c in contacts)
-    picker = (f"<label>Contact ({_e(source)}): <select id='contact' "
-              f"onchange=\"location.search='?contact='+encodeURIComponent(this.value)\"{'' if live else ' disabled'}>"
-              f"{options}</select></label>")
+    picker = _picker(chosen, source, live=live)
     header = (f"<header><h1><a href='index.html{query}'>Preview: {_e(settings.name)}</a></h1>"
               f"<span class='sender'>From: {_e(sender.name)} &lt;{_e(sender.address)}&gt;</span>{picker}</header>")
     total = len(rendered)
@@ -228,7 +341,19 @@ class PreviewServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                if not server.host_allowed(self.headers.get_all("Host") or []):
+                    # A DNS-rebinding page reaches this port under a name of its own: it gets nothing.
+                    self._send(421, "text/plain; charset=utf-8", b"misdirected request: open the preview at its own address")
+                    return
                 url = urllib.parse.urlsplit(self.path)
+                if url.path == "/__contacts":
+                    query = urllib.parse.parse_qs(url.query).get("q", [""])[0]
+                    found, more = search_contacts(server.project, query)
+                    body = json.dumps({"matches": [{"email": c.email, "name": c.name, "party": c.party,
+                                                    "municipality": c.municipality} for c in found], "more": more},
+                                      ensure_ascii=False).encode("utf-8")
+                    self._send(200, "application/json; charset=utf-8", body)
+                    return
                 if url.path == "/__version":
                     self._send(200, "text/plain", source_version(server.project).encode())
                     return
@@ -250,6 +375,9 @@ class PreviewServer:
                 self.send_header("Cache-Control", "no-store")
                 # The mails must not load anything; the CSP makes the browser refuse if they try.
                 self.send_header("Content-Security-Policy", "default-src 'self' 'unsafe-inline' data:")
+                # Query strings hold a contact's address: never in a Referer to a site a mail links to.
+                self.send_header("Referrer-Policy", "no-referrer")
+                self.send_header("X-Content-Type-Options", "nosniff")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -262,6 +390,13 @@ class PreviewServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+
+    def host_allowed(self, hosts: list[str]) -> bool:
+        """One Host header naming this server by a loopback name and its port; anything else (no
+        Host, another name, as a rebinding attacker's page sends) is refused."""
+        port = self.httpd.server_address[1]
+        allowed = {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+        return len(hosts) == 1 and hosts[0].strip().lower() in allowed
 
     def pages(self, contact: str | None) -> dict[str, Page]:
         version = source_version(self.project)

@@ -109,11 +109,19 @@ def test_preview_lists_nine_mails_and_switches_views(browser, preview):
     assert "Beste Renée Jansen," in page.inner_text("pre.text")
     page.click("button[data-panel='p-mjml']")
     assert "<mjml lang=\"nl\">" in page.inner_text("#p-mjml pre")
-    # The contact picker shows another contact's personalisation.
-    page.select_option("#contact", "unal.demir@example.nl")
-    page.wait_for_load_state()
+    # The contact picker searches (no list of everyone in the page) and shows another contact's personalisation.
+    assert "unal.demir@example.nl" not in page.content()
+    page.fill("#contact-search", "unal")
+    page.wait_for_selector("#contact-results a")
+    assert page.locator("#contact-results a").count() == 1
+    page.click("#contact-results a")
+    page.wait_for_url("**/mail-3.html?contact=unal.demir%40example.nl")
+    assert "Ünal Demir" in page.inner_text("#contact-current")
     page.click("button[data-panel='p-text']")
     assert "Beste Ünal Demir," in page.inner_text("pre.text")
+    page.fill("#contact-search", "niemand-heet-zo")
+    page.wait_for_selector("#contact-results li.more")
+    assert page.inner_text("#contact-results") == "No contact matches."
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(server.url)
     page.screenshot(path=str(ARTIFACTS / "preview-index.png"))
@@ -160,3 +168,52 @@ def test_static_preview_for_colleagues(run, tmp_path: Path, browser):
     assert "Sekswerk" in page.inner_text("h2")
     assert all(u.startswith("file://") for u in page.requests)
     page.close()
+
+
+def test_the_contact_search_shows_a_few_matches_as_text(browser, project_copy: Path, home: Path, tmp_path: Path):
+    import csv
+
+    from mailer.contacts import import_contacts
+
+    path = tmp_path / "lijst.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["email", "name", "party", "municipality"])
+        for i in range(200):
+            writer.writerow([f"lid{i:03d}@partij.example.nl", f"Lid{i:03d} Partijgenoot", "Partij", "Gemeente"])
+        # A name from a spreadsheet is text, never markup.
+        writer.writerow(["kwaad@partij.example.nl", "<img src=x onerror=\"document.title='pwned'\">Kwaad", "Partij",
+                         "Gemeente"])
+    project = Project.at(project_copy)
+    conn = project.connect()
+    import_contacts(conn, path, default_basis="published-address")
+    conn.close()
+    server = PreviewServer(project, port=0)
+    server.start()
+    try:
+        page = offline_page(browser, 1300)
+        page.goto(server.url)
+        assert "lid150@" not in page.content()
+        page.fill("#contact-search", "lid1")
+        page.wait_for_selector("#contact-results li.more")
+        assert page.locator("#contact-results a").count() == 20
+        assert "type more to narrow" in page.inner_text("#contact-results")
+        page.fill("#contact-search", "lid150")
+        wait_for(lambda: page.locator("#contact-results a").count() == 1)
+        page.fill("#contact-search", "kwaad")
+        wait_for(lambda: "kwaad@" in page.inner_text("#contact-results"))
+        assert "<img src=x" in page.inner_text("#contact-results a")
+        assert page.locator("#contact-results img").count() == 0 and page.title() != "pwned"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.fill("#contact-search", "lid1")
+        page.wait_for_selector("#contact-results li.more")
+        page.screenshot(path=str(ARTIFACTS / "preview-contact-search.png"))
+        page.fill("#contact-search", "lid150")
+        wait_for(lambda: "lid150@" in page.inner_text("#contact-results"))
+        page.click("#contact-results a")
+        page.wait_for_url("**/?contact=lid150%40partij.example.nl")
+        assert "Lid150 Partijgenoot" in page.inner_text("#contact-current")
+        assert all(u.startswith(server.url) for u in page.requests)
+        page.close()
+    finally:
+        server.stop()

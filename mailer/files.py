@@ -30,7 +30,10 @@ def tighten(path: Path, mode: int) -> None:
     except FileNotFoundError:
         return
     if current & 0o077:
-        os.chmod(path, mode)
+        try:
+            os.chmod(path, mode)
+        except PermissionError:
+            pass  # another user's file (a shared, read-only state folder): theirs to protect
 
 
 def private_dir(path: Path, *, tighten_existing: bool = True) -> Path:
@@ -59,7 +62,10 @@ def private_dir(path: Path, *, tighten_existing: bool = True) -> Path:
 def _open_private(path: Path, flags: int) -> int:
     fd = os.open(path, flags | os.O_CLOEXEC, FILE_MODE)
     if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
-        os.fchmod(fd, FILE_MODE)  # a file left by an older version (or a crash) is tightened
+        try:
+            os.fchmod(fd, FILE_MODE)  # a file left by an older version (or a crash) is tightened
+        except PermissionError:
+            pass  # another user's file: theirs to protect
     return fd
 
 

@@ -337,21 +337,35 @@ def contacts_remove(state: State, emails: tuple[str, ...]) -> None:
 @contacts.command("forget")
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--not-imported", is_flag=True,
+              help="The address was never imported: only record the request, so that an import refuses it.")
 @click.pass_obj
 @engine_errors
-def contacts_forget(state: State, email: str, yes: bool) -> None:
-    """Erase a person on request: contact, ledger and outbox files; a hash stops re-import."""
-    from mailer.contacts import forget_contact, mask
+def contacts_forget(state: State, email: str, yes: bool, not_imported: bool) -> None:
+    """Erase a person on request: every file written for them, contact and send records; a hash stops re-import.
 
+    The address must be an imported contact, written as on import; anything else is an error
+    and nothing is erased (--not-imported records a request for an address never imported).
+    """
+    from mailer.contacts import forget_contact, mask, normalise_address
+
+    address = normalise_address(email)
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("erasure cannot be undone: confirm on a terminal or pass --yes")
-        click.confirm(f"Erase every trace of {mask(email)}? This cannot be undone", abort=True)
+        click.confirm(f"Erase every trace of {mask(address)}? This cannot be undone", abort=True)
     project = state.project()
     with project.db() as conn:
-        removed = forget_contact(conn, email, folders=project.personal_data_folders())
-    click.echo(f"Erased {mask(email)}: contact and send records deleted, {removed} message file(s) removed; "
-               "a one-way hash keeps the address from being imported again.")
+        result = forget_contact(conn, address, outbox=project.outbox, not_imported=not_imported)
+    if result.already:
+        click.echo(f"{result.address} was erased earlier; nothing about it is stored.")
+    elif not result.imported:
+        click.echo(f"Recorded the erasure request for {result.address}, which was never imported: nothing else was "
+                   "stored about it, and a one-way hash keeps the address from being imported.")
+    else:
+        click.echo(f"Erased {result.address}: contact and send records deleted, {result.files_removed} file(s) "
+                   f"removed, {result.lines_removed} timeline line(s) dropped; a one-way hash keeps the address "
+                   "from being imported again.")
 
 
 # --- plan and schedule ------------------------------------------------------------------------

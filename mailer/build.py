@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import checks
+from . import checks, files, store
 from .contacts import Contact, audience, email_key, example_contacts, get_contact, mask
 from .errors import UnknownContact
 from .message import build_message
@@ -64,25 +64,27 @@ def build(project: Project, *, out: Path, contact: str | None = None, now: dt.da
     start = time.perf_counter()
     rendered = renderer.render_all()
     seconds = time.perf_counter() - start
-    out.mkdir(parents=True, exist_ok=True)
-    built = []
+    files.private_dir(out, tighten_existing=project.owns_folder(out))
+    made = []
     for mail in rendered:
         personal = personalise(mail, chosen, settings=campaign.settings)
         envelope = build_message(personal, sender=deployment.sender, campaign=campaign.settings, now=now)
         stem = out / mail.slug
-        files = []
-        for suffix, data in ((".mjml", mail.mjml), (".html", personal.html), (".txt", personal.text)):
-            path = stem.with_suffix(suffix)
-            path.write_text(data, encoding="utf-8")
-            files.append(path)
-        eml = stem.with_suffix(".eml")
-        eml.write_bytes(envelope.data)
-        files.append(eml)
+        contents = ((".mjml", mail.mjml), (".html", personal.html), (".txt", personal.text), (".eml", envelope.data))
+        made.append((mail, personal, envelope, [(stem.with_suffix(suffix), data) for suffix, data in contents]))
+    if chosen.id is not None:
+        # An imported contact's data: recorded before writing, so that `contacts forget` finds every file.
+        with project.db() as conn:
+            store.record_files(conn, [path for *_, written in made for path, _ in written], contact_id=chosen.id)
+    built = []
+    for mail, personal, envelope, written in made:
+        for path, data in written:
+            files.write_private(path, data)
         built.append(BuiltMail(
             number=mail.number, theme=mail.theme, subject=mail.subject, slug=mail.slug,
             html_bytes=len(personal.html.encode("utf-8")),
             findings=tuple(checks.check_mail(mail, personal, envelope, campaign=campaign.settings)),
-            files=tuple(files),
+            files=tuple(path for path, _ in written),
         ))
     return BuildResult(
         out=out, mails=tuple(built), contact=chosen.masked, contact_source=source,

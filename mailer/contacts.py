@@ -13,7 +13,7 @@ import io
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -430,43 +430,155 @@ def read_address_list(path: Path) -> list[str]:
     return [a.strip(".") for a in found]
 
 
-def forget_contact(conn: sqlite3.Connection, address: str, *, folders: Sequence[Path] = (),
-                   now: dt.datetime | None = None) -> int:
-    """Erase a person: contact row, ledger rows and message files go; a salted hash stays suppressed.
+@dataclass(frozen=True)
+class ForgetResult:
+    """What an erasure did. ``address`` is masked."""
 
-    ``folders`` (outbox, simulation, build output) are searched: files that hold the address
-    are deleted, and timeline lines (CSV) naming it are dropped. Returns the
-    number of files removed. Works for an address that was never imported too: the hash
-    still stops a later import.
+    address: str
+    imported: bool  # False: never imported; only the hash was recorded
+    already: bool  # erased earlier: nothing was left to do
+    files_removed: int
+    lines_removed: int  # timeline lines of simulations
+
+
+def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path, not_imported: bool = False,
+                   now: dt.datetime | None = None) -> ForgetResult:
+    """Erase a person: every file written for them, their contact and ledger rows; a salted hash stays.
+
+    The address goes through :func:`address_key`, as on import. The files are those the tool
+    knows it wrote for this contact: outbox messages named by the ledger's Message-IDs, test
+    mails personalised for them, and what build, preview and simulate recorded in the table
+    ``written``. Another contact's files are not touched. No contact with the address is an
+    error (:class:`UnknownContact`), unless ``not_imported``: then only the hash is recorded, so a
+    later import refuses the address. Raises :class:`ContactsError` when a file cannot be
+    removed; the contact is kept then, so that running it again finds the rest.
     """
-    key = email_key(address)
+    key = address_key(address)
+    masked = mask(key)
+    hashed = suppression_hash(conn, key)
     moment = store.iso(now or store.now_utc())
+    row = conn.execute("SELECT id FROM contacts WHERE email_key = ?", (key,)).fetchone()
+    if row is None:
+        if conn.execute("SELECT 1 FROM suppressions WHERE hash = ?", (hashed,)).fetchone() is not None:
+            return ForgetResult(address=masked, imported=False, already=True, files_removed=0, lines_removed=0)
+        if not not_imported:
+            raise UnknownContact(
+                f"no contact {masked}; nothing was erased. Check the address with `campaign contacts list`, or, "
+                "if this person was never imported and asks to be kept out, run it again with --not-imported.")
+        with store.transaction(conn):
+            conn.execute("INSERT OR REPLACE INTO suppressions (hash, reason, created_at) VALUES (?, ?, ?)",
+                         (hashed, "erasure requested before import", moment))
+        return ForgetResult(address=masked, imported=False, already=False, files_removed=0, lines_removed=0)
+    if not_imported:
+        raise ContactsError(f"{masked} is an imported contact; run it again without --not-imported to erase it "
+                            "and every file written for it.")
+    contact_id = row["id"]
     with store.transaction(conn):
-        row = conn.execute("SELECT id FROM contacts WHERE email_key = ?", (key,)).fetchone()
-        if row is not None:
-            conn.execute("DELETE FROM ledger WHERE contact_id = ?", (row["id"],))
-            conn.execute("DELETE FROM contacts WHERE id = ?", (row["id"],))
+        # A running worker claims only pending rows: from here on it sends this person nothing.
+        conn.execute("UPDATE ledger SET state = 'suppressed', updated_at = ? WHERE contact_id = ? AND state = 'pending'",
+                     (moment, contact_id))
+    outbox_files = _outbox_files(conn, contact_id, key, outbox)
+    recorded = conn.execute("SELECT path, kind FROM written WHERE contact_id = ? OR everyone = 1",
+                            (contact_id,)).fetchall()
+    removed = lines = 0
+    failures: list[str] = []
+    gone: list[str] = []
+    for path in outbox_files:
+        removed += _remove(path, failures)
+    for entry in recorded:
+        path = Path(entry["path"])
+        if entry["kind"] == "file":
+            removed += _remove(path, failures)
+            gone.append(entry["path"])
+        elif path.is_dir():
+            files_out, lines_out = _forget_in_simulation(path, contact_id, failures)
+            removed += files_out
+            lines += lines_out
+        else:
+            gone.append(entry["path"])  # the folder was deleted since
+    if failures:
+        raise ContactsError(f"{masked}: {len(failures)} file(s) could not be erased; the contact is kept, so that "
+                            "running forget again after fixing this finds the rest (its pending sends are "
+                            "suppressed)", failures)
+    with store.transaction(conn):
+        conn.execute("DELETE FROM ledger WHERE contact_id = ?", (contact_id,))
+        conn.execute("DELETE FROM written WHERE contact_id = ? AND kind = 'file'", (contact_id,))
+        conn.executemany("DELETE FROM written WHERE path = ?", [(p,) for p in gone])
+        conn.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
         conn.execute("INSERT OR REPLACE INTO suppressions (hash, reason, created_at) VALUES (?, 'erased on request', ?)",
-                     (suppression_hash(conn, key), moment))
+                     (hashed, moment))
     store.scrub(conn)
-    removed = 0
-    needle = key.encode()
-    for folder in folders:
-        if not folder.is_dir():
+    # A message the worker had in flight before the rows were suppressed lands only now.
+    for path in outbox_files:
+        removed += _remove(path, failures)
+    return ForgetResult(address=masked, imported=True, already=False, files_removed=removed, lines_removed=lines)
+
+
+def _remove(path: Path, failures: list[str]) -> int:
+    """Remove a file and the temporary file it is written through; 1 if the file was there."""
+    from .files import tmp_path
+
+    found = 0
+    for candidate in (path, tmp_path(path)):
+        try:
+            candidate.unlink()
+        except FileNotFoundError:
             continue
-        for path in folder.rglob("*"):
-            if not path.is_file():
-                continue
-            data = path.read_bytes()
-            if needle not in data.lower():
-                continue
-            if path.suffix == ".csv":  # a timeline: other people's lines stay
-                kept = [line for line in data.splitlines(keepends=True) if needle not in line.lower()]
-                path.write_bytes(b"".join(kept))
-            else:
-                path.unlink()
-                removed += 1
-    return removed
+        except OSError as exc:
+            failures.append(f"{candidate}: {exc.strerror}")
+            continue
+        found += candidate == path
+    return found
+
+
+def _outbox_files(conn: sqlite3.Connection, contact_id: int, key: str, outbox: Path) -> list[Path]:
+    """The contact's messages in the outbox: named by the Message-IDs in the ledger; test mails
+    personalised for them carry a Message-ID made from their address (see message.message_id)."""
+    from .message import message_id
+    from .transport import outbox_path
+
+    found = [outbox_path(outbox, r["message_id"], group=f"{r['campaign']}/{r['mail']:02d}") for r in conn.execute(
+        "SELECT campaign, mail, message_id FROM ledger WHERE contact_id = ?", (contact_id,))]
+    test_folder = outbox / "test"
+    if test_folder.is_dir():
+        for path in test_folder.glob("*.eml"):
+            with path.open("rb") as fh:
+                head = fh.read(8192).split(b"\r\n\r\n", 1)[0].decode("ascii", "replace")
+            match = re.search(r"^Message-ID:[ \t]*(<([^>@]+)\.(\d+)\.[0-9a-f]+@([^>]+)>)", head, re.M | re.I)
+            if match and match[1] == message_id(match[2], int(match[3]), key, match[4]):
+                found.append(path)
+    return found
+
+
+def _forget_in_simulation(folder: Path, contact_id: int, failures: list[str]) -> tuple[int, int]:
+    """Remove the contact's messages from a simulation folder (named ``NNNNN-c<id>.eml``) and
+    their lines from its timeline (by the ``contact_id`` column); other contacts' stay as they are."""
+    from . import files
+
+    name = re.compile(rf"\d{{5}}-c{contact_id}\.eml")
+    removed = 0
+    for sub in folder.iterdir():
+        if sub.is_dir():
+            for path in sub.iterdir():
+                if name.fullmatch(path.name):
+                    removed += _remove(path, failures)
+    timeline = folder / "timeline.csv"
+    if not timeline.exists():
+        return removed, 0
+    try:
+        rows = list(csv.reader(io.StringIO(timeline.read_text(encoding="utf-8"), newline="")))
+        column = rows[0].index("contact_id")
+    except (OSError, UnicodeDecodeError, csv.Error, IndexError, ValueError):
+        failures.append(f"{timeline}: cannot tell whose lines it holds (no contact_id column); delete it")
+        return removed, 0
+    ours = str(contact_id)
+    kept = [rows[0]] + [r for r in rows[1:] if not (len(r) > column and r[column] == ours)]
+    if len(kept) == len(rows):
+        return removed, 0
+    out = io.StringIO(newline="")
+    csv.writer(out).writerows(kept)  # the cells were made safe for spreadsheets when written
+    files.write_private(timeline, out.getvalue())
+    return removed, len(rows) - len(kept)
 
 
 def audience(project: "Project") -> tuple[list[Contact], str]:

@@ -89,8 +89,10 @@ class WorkerLock:
         self.fh = None
 
     def __enter__(self) -> "WorkerLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = open(self.path, "a+")
+        from . import files
+
+        files.private_dir(self.path.parent)
+        self.fh = files.open_private_append(self.path)
         try:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -318,15 +318,37 @@ def _build_site(project: Project, *, contact: str | None, live: bool, version: s
     return pages
 
 
+# The static pages' contact picker lists every contact of the audience, so each page holds all
+# of their data; when the pages come to hold only the chosen contact, set this to False and
+# erasing someone else leaves them alone.
+PAGES_LIST_EVERY_CONTACT = True
+
+
+def _page_owner(project: Project, contact: str | None) -> int | None:
+    """The id of the imported contact the pages are made for; None for the example contacts."""
+    contacts, source = audience(project)
+    if source != "imported contacts":
+        return None
+    chosen = next((c for c in contacts if contact and c.key == contact.strip().casefold()), contacts[0])
+    return chosen.id
+
+
 def write_site(project: Project, out: Path, *, contact: str | None = None) -> list[Path]:
-    """The preview as static files, for sharing with colleagues."""
-    written = []
-    for name, page in build_site(project, contact=contact).items():
-        path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(page.body)
-        written.append(path)
-    return written
+    """The preview as static files, for sharing with colleagues; owner-only, and recorded for erasure."""
+    from . import files, store
+
+    pages = build_site(project, contact=contact)
+    owner = _page_owner(project, contact)
+    paths = [out / name for name in pages]
+    if owner is not None:
+        with project.db() as conn:
+            store.record_files(conn, paths, contact_id=owner, everyone=PAGES_LIST_EVERY_CONTACT)
+    files.private_dir(out, tighten_existing=project.owns_folder(out))
+    for path, page in zip(paths, pages.values()):
+        if path.parent != out:
+            files.private_dir(path.parent)
+        files.write_private(path, page.body)
+    return paths
 
 
 class PreviewServer:

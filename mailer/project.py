@@ -46,9 +46,11 @@ class Project:
     def simulation(self) -> Path:
         return self.home / "simulation" / self.campaign_name
 
-    def personal_data_folders(self) -> list[Path]:
-        """Every folder where messages to contacts are written: searched on erasure."""
-        return [self.outbox, self.home / "simulation", self.root / "out"]
+    def owns_folder(self, path: Path) -> bool:
+        """Whether ``path`` is one of the tool's own output folders (under the state folder or
+        ``out/``), whose mode it may tighten, rather than a folder a person chose with ``--out``."""
+        path = path.resolve()
+        return any(path == base or base in path.parents for base in (self.home, self.root / "out"))
 
     @property
     def campaign_folder(self) -> Path:
@@ -58,6 +60,11 @@ class Project:
         return load_campaign(self.campaign_folder)
 
     def deployment(self) -> DeploymentSettings:
+        from . import files
+
+        # Older versions left the state folder and settings readable by others: tighten on use.
+        files.tighten(self.home, files.DIR_MODE)
+        files.tighten(self.home / "settings.toml", files.FILE_MODE)
         return load_deployment_settings(self.home)
 
     def connect(self) -> sqlite3.Connection:

@@ -14,7 +14,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import re
 import sys
 import urllib.parse
@@ -305,12 +304,13 @@ def _load_rendered(path: Path) -> RenderedMail | None:
 
 def _store_rendered(path: Path, mail: RenderedMail) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from . import files
+
+        files.private_dir(path.parent)
         data = {f.name: getattr(mail, f.name) for f in dataclasses.fields(mail)}
         data["source"] = str(mail.source)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)  # atomic: another process reads all of it or nothing
+        # Atomic: another process reads all of it or nothing. Owner-only like all state.
+        files.write_private(path, json.dumps(data, ensure_ascii=False), unique_tmp=True)
         stored = sorted(path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime)
         for old in stored[:-_STORED_KEEP]:
             old.unlink(missing_ok=True)

@@ -321,9 +321,12 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
 
 def write_settings_template(home: Path, *, force: bool = False) -> tuple[Path, bool]:
     """Write the example settings file; returns (path, written). Never overwrites unless forced."""
-    home.mkdir(parents=True, exist_ok=True)
+    from . import files
+
+    files.private_dir(home)
     path = home / "settings.toml"
     if path.exists() and not force:
+        files.tighten(path, files.FILE_MODE)
         return path, False
-    path.write_text(SETTINGS_TEMPLATE, encoding="utf-8")
+    files.write_private(path, SETTINGS_TEMPLATE)
     return path, True

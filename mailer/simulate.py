@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import store
+from . import files, store
 from .contacts import audience
 from .message import build_message
 from .personalise import personalise
@@ -41,6 +41,12 @@ class Simulation:
     mails: tuple[SimulatedMail, ...]
     timeline: Path
     rate_per_minute: int
+
+
+def simulated_name(index: int, contact_id: int | None) -> str:
+    """``00001-c17.eml``: the order of sending, then whose message it is (by contact id, not address),
+    so that erasure finds a contact's files by name; an example contact has no id."""
+    return f"{index + 1:05d}.eml" if contact_id is None else f"{index + 1:05d}-c{contact_id}.eml"
 
 
 def _stored_sends(project: Project) -> list[PlannedSend] | None:
@@ -96,18 +102,24 @@ def simulate(
                         cache=project.render_cache)
     if out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    if source == "imported contacts":
+        # Recorded before writing, so that `contacts forget` finds this folder even after a crash.
+        with project.db() as conn:
+            store.record_simulation(conn, out)
+    files.private_dir(out.parent, tighten_existing=project.owns_folder(out.parent))
+    files.private_dir(out)
     timeline = out / "timeline.csv"
     total = len(sends) * len(contacts)
     results = []
     written = 0
-    with timeline.open("w", newline="", encoding="utf-8") as fh:
+    with files.open_private_text(timeline, newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["moment", "mail", "theme", "contact", "party", "municipality", "file"])
+        # contact_id says whose each line is (empty for the example contacts): erasure drops by it.
+        writer.writerow(["moment", "mail", "theme", "contact", "party", "municipality", "file", "contact_id"])
         for send in sends:
             rendered = renderer.render(campaign.mail(send.mail))
             folder = out / f"{send.mail:02d}-{rendered.slug}"
-            folder.mkdir()
+            files.private_dir(folder)
             moments = send_moments(send.at_utc, len(contacts), rate_per_minute=rate, policy=policy)
             first = last = send.at
             for i, (contact, moment) in enumerate(zip(contacts, moments)):
@@ -116,10 +128,11 @@ def simulate(
                 last = moment
                 envelope = build_message(personalise(rendered, contact, settings=settings),
                                          sender=deployment.sender, campaign=settings, now=moment)
-                name = f"{i + 1:05d}.eml"
-                (folder / name).write_bytes(envelope.data)
-                writer.writerow([moment.isoformat(timespec="seconds"), send.mail, send.theme, contact.email,
-                                 contact.party, contact.municipality, f"{folder.name}/{name}"])
+                name = simulated_name(i, contact.id)
+                files.write_private(folder / name, envelope.data, atomic=False)
+                writer.writerow(files.spreadsheet_row([
+                    moment.isoformat(timespec="seconds"), send.mail, send.theme, contact.email, contact.party,
+                    contact.municipality, f"{folder.name}/{name}", "" if contact.id is None else contact.id]))
                 written += 1
                 if progress:
                     progress(written, total)

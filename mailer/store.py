@@ -10,10 +10,13 @@ import datetime as dt
 import secrets
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
+from . import files
+
 DB_NAME = "campaign.sqlite3"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -88,6 +91,18 @@ CREATE INDEX IF NOT EXISTS ledger_mail ON ledger (campaign, mail);
 CREATE INDEX IF NOT EXISTS ledger_contact ON ledger (contact_id);
 -- Only deferred rows have a next attempt, and a send leaves the column alone.
 CREATE INDEX IF NOT EXISTS ledger_retry ON ledger (campaign, next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+-- Files and folders written with contact data outside the outbox (whose files follow from the
+-- ledger's Message-IDs), by absolute path: erasure deletes exactly these, never by searching text.
+-- kind 'file': written for contact_id; everyone = 1 when it also lists every contact of the audience.
+-- kind 'simulation': a folder whose messages are named NNNNN-c<contact id>.eml, with a
+-- timeline.csv whose contact_id column says whose each line is.
+CREATE TABLE IF NOT EXISTS written (
+    path TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('file', 'simulation')),
+    contact_id INTEGER,
+    everyone INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS written_contact ON written (contact_id);
 CREATE TABLE IF NOT EXISTS worker (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     pid INTEGER,
@@ -101,6 +116,8 @@ CREATE TABLE IF NOT EXISTS worker (
 # What turns a file of version N into one that SCHEMA (all IF NOT EXISTS) completes.
 MIGRATIONS = {
     1: "DROP INDEX IF EXISTS ledger_work;",
+    # 2 -> 3 adds the table `written` (SCHEMA creates it). Files written by version 2 were not
+    # recorded: erasure cannot attribute them (re-running build or simulate replaces them).
 }
 
 
@@ -109,9 +126,17 @@ def db_path(home: Path) -> Path:
 
 
 def connect(home: Path) -> sqlite3.Connection:
-    """Open (and create or upgrade) the state file under ``home``."""
-    home.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db_path(home), timeout=30, isolation_level=None)
+    """Open (and create or upgrade) the state file under ``home``.
+
+    The folder is made (or tightened to) 0700 and the file 0600 before SQLite opens it;
+    SQLite gives its -wal and -shm files the mode of the database file.
+    """
+    files.private_dir(home)
+    path = db_path(home)
+    files.touch_private(path)
+    for suffix in ("-wal", "-shm"):
+        files.tighten(path.with_name(path.name + suffix), files.FILE_MODE)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA secure_delete = ON")
@@ -179,3 +204,21 @@ def scrub(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.execute("VACUUM")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def record_files(conn: sqlite3.Connection, paths: Iterable[Path], *, contact_id: int, everyone: bool = False) -> None:
+    """Note files about to be written with a contact's data, so that erasure finds them.
+
+    Recorded before writing, so that a crash never leaves an unrecorded file; a path written
+    again for someone else is theirs from now on.
+    """
+    with transaction(conn):
+        conn.executemany("INSERT OR REPLACE INTO written (path, kind, contact_id, everyone) VALUES (?, 'file', ?, ?)",
+                         [(str(p.resolve()), contact_id, int(everyone)) for p in paths])
+
+
+def record_simulation(conn: sqlite3.Connection, folder: Path) -> None:
+    """Note a folder about to hold simulated messages to the imported contacts."""
+    with transaction(conn):
+        conn.execute("INSERT OR REPLACE INTO written (path, kind, contact_id, everyone) VALUES (?, 'simulation', NULL, 1)",
+                     (str(folder.resolve()),))

@@ -91,6 +91,13 @@ def transport_config(env: Mapping[str, str] | None = None) -> TransportConfig:
                            username=urllib.parse.unquote(parts.username or ""))
 
 
+def outbox_path(folder: Path, message_id: str, *, group: str = "") -> Path:
+    """Where the outbox keeps a message: named by its Message-ID, so that a resend overwrites it
+    and erasure finds a contact's messages from the ledger's Message-IDs."""
+    name = hashlib.sha256(message_id.encode()).hexdigest()[:24] + ".eml"
+    return (folder / group if group else folder) / name
+
+
 class OutboxTransport:
     """One ``.eml`` per message; the name comes from the Message-ID, so a resend overwrites."""
 
@@ -98,15 +105,18 @@ class OutboxTransport:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._made: set[Path] = set()
 
     def send(self, envelope: Envelope, *, group: str = "") -> str:
-        target = self.folder / group if group else self.folder
-        target.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256(envelope.message_id.encode()).hexdigest()[:24] + ".eml"
-        path = target / name
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(envelope.data)
-        os.replace(tmp, path)  # atomic: a crash never leaves half a message
+        from . import files
+
+        path = outbox_path(self.folder, envelope.message_id, group=group)
+        if path.parent not in self._made:
+            files.private_dir(self.folder)
+            files.private_dir(path.parent)
+            self._made.add(path.parent)
+        # Atomic (a crash never leaves half a message) and owner-only: it holds a contact's data.
+        files.write_private(path, envelope.data)
         return str(path)
 
     # The worker's two-phase interface: a file is written at once, so it is always ready.

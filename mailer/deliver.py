@@ -650,6 +650,13 @@ def send_test(
                 personal = personalise(rendered, chosen, settings=campaign.settings, optout_for=address)
                 envelope = build_message(personal, sender=deployment.sender, campaign=campaign.settings, now=now,
                                          test=True, to=address)
+                if config.kind == "outbox" and chosen.id is not None:
+                    # The file holds the contact's name, party and municipality: erasure must find it.
+                    from .transport import outbox_path
+
+                    with project.db() as conn:
+                        store.record_files(conn, [outbox_path(project.outbox, envelope.message_id, group="test")],
+                                           contact_id=chosen.id)
                 try:
                     where = transport.send(envelope, group="test")
                 except (TemporaryFailure, PermanentFailure, UnknownOutcome) as exc:

@@ -318,19 +318,13 @@ def _build_site(project: Project, *, contact: str | None, live: bool, version: s
     return pages
 
 
-# The static pages' contact picker lists every contact of the audience, so each page holds all
-# of their data; when the pages come to hold only the chosen contact, set this to False and
-# erasing someone else leaves them alone.
-PAGES_LIST_EVERY_CONTACT = True
-
-
 def _page_owner(project: Project, contact: str | None) -> int | None:
-    """The id of the imported contact the pages are made for; None for the example contacts."""
-    contacts, source = audience(project)
-    if source != "imported contacts":
-        return None
-    chosen = next((c for c in contacts if contact and c.key == contact.strip().casefold()), contacts[0])
-    return chosen.id
+    """The id of the imported contact the pages are made for; None for the example contacts.
+
+    Pages hold the chosen contact only (no picker lists the others), so only that person's
+    erasure removes them."""
+    chosen, source = chosen_contact(project, contact)
+    return chosen.id if source == "imported contacts" else None
 
 
 def write_site(project: Project, out: Path, *, contact: str | None = None) -> list[Path]:
@@ -342,7 +336,7 @@ def write_site(project: Project, out: Path, *, contact: str | None = None) -> li
     paths = [out / name for name in pages]
     if owner is not None:
         with project.db() as conn:
-            store.record_files(conn, paths, contact_id=owner, everyone=PAGES_LIST_EVERY_CONTACT)
+            store.record_files(conn, paths, contact_id=owner)
     files.private_dir(out, tighten_existing=project.owns_folder(out))
     for path, page in zip(paths, pages.values()):
         if path.parent != out:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailer import preview, store
+from mailer import store
 from mailer.deliver import Worker
 from mailer.project import Project
 from mailer.service import plan_campaign, schedule_campaign
@@ -102,10 +102,10 @@ def test_forget_removes_every_file_written_for_the_person_and_nothing_of_theirs_
     holding = [p for p, data in before.items() if any(t in data.lower() for t in traces)]
     # The set-up wrote the person's data in every kind of place the tool writes to (Sean's
     # builds and test mail too: the others were built for him).
-    places = [home / "outbox" / "gr2026" / "01", home / "simulation", root / "out" / "gr2026-preview",
-              elsewhere / "preview-sean", elsewhere / "simulation"]
+    places = [home / "outbox" / "gr2026" / "01", home / "simulation", elsewhere / "simulation"]
     if person == SEAN:
-        places += [home / "outbox" / "test", root / "out" / "gr2026", elsewhere / "build-sean"]
+        places += [home / "outbox" / "test", root / "out" / "gr2026", elsewhere / "build-sean",
+                   root / "out" / "gr2026-preview", elsewhere / "preview-sean"]
     for place in places:
         assert any(place in p.parents for p in holding), place
 
@@ -158,9 +158,8 @@ def test_forget_an_leaves_joan_byte_for_byte(run, home: Path, written):
         rows = list(csv.DictReader(t.open(encoding="utf-8")))
         assert [r for r in rows if r["contact_id"] == str(joan)] == joan_lines[t]
         assert not [r for r in rows if r["contact_id"] == str(an) or r["contact"] == "an@ok.nl"]
-    # Joan's preview lists every contact in its picker as long as the pages do so: then it held
-    # An's data and went too; once the pages hold only the chosen contact, it stays.
-    assert (elsewhere / "preview-joan" / "index.html").exists() is not preview.PAGES_LIST_EVERY_CONTACT
+    # Joan's preview holds Joan only, so erasing An leaves it as it was.
+    assert (elsewhere / "preview-joan" / "index.html").exists()
     assert statuses(run, root)["joan@ok.nl"] == "active"
     assert "an@ok.nl" not in statuses(run, root)
 

@@ -575,7 +575,8 @@ def _print_status(project, *, as_json: bool) -> None:
                          c["failed"], c["unknown"], c["suppressed"], m.resent])
         click.echo(table(rows, ["#", "theme", "planned", "state", "sent", "pending", "failed", "unknown",
                                 "suppressed", "resent"]))
-        flags = " (paused)" if report.paused else " (cancelled)" if report.cancelled else ""
+        # A campaign paused and then cancelled is cancelled: resume can no longer send it.
+        flags = " (cancelled)" if report.cancelled else " (paused)" if report.paused else ""
         click.echo(f"\nCampaign {report.campaign}{flags}; election day {dutch_date(report.election_day)}; "
                    f"transport: {report.transport}.")
     else:

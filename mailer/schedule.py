@@ -153,7 +153,14 @@ def reschedule(conn: sqlite3.Connection, campaign: str, mail: int, at: dt.dateti
 
 
 def set_paused(conn: sqlite3.Connection, campaign: str, paused: bool) -> None:
-    require_plan(conn, campaign)
+    """Pause or resume sending; a cancelled campaign has nothing to pause or resume."""
+    plan = require_plan(conn, campaign)
+    if plan.cancelled:
+        if paused:
+            raise StateError(f"campaign {campaign} is cancelled, so there is nothing to pause: no mail of it "
+                             "is sent any more; to send it after all, schedule it again with `campaign schedule`")
+        raise StateError(f"campaign {campaign} is cancelled, so there is nothing to resume and nothing would be "
+                         "sent; to send it after all, schedule it again with `campaign schedule`")
     with store.transaction(conn):
         conn.execute("UPDATE plans SET paused = ? WHERE campaign = ?", (int(paused), campaign))
 

@@ -582,7 +582,9 @@ def _print_status(project, *, as_json: bool) -> None:
     else:
         click.echo(f"Campaign {report.campaign}: not scheduled.")
     click.echo("Contacts: " + ", ".join(f"{n} {s}" for s, n in contact_counts.items()) + ".")
-    if report.worker_running:
+    if report.worker_running and report.worker_heartbeat is None:
+        click.echo(f"Worker: running (pid {report.worker_pid}, starting).")
+    elif report.worker_running:
         click.echo(f"Worker: running (pid {report.worker_pid}, last seen {report.worker_heartbeat:%H:%M:%S} UTC).")
     elif report.worker_heartbeat:
         click.echo(f"Worker: not running (last seen {report.worker_heartbeat:%Y-%m-%d %H:%M} UTC).")
@@ -660,10 +662,12 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
         signal.signal(signal.SIGINT, stop)
         # Commands that change the schedule or the contacts wake the worker with SIGUSR1.
         signal.signal(signal.SIGUSR1, lambda signum, frame: w.wake.set())
-        if not once:
+        def started() -> None:
             click.echo(f"Worker started for {project.campaign_name} (transport {w.config.label}, "
                        f"{w.rate}/min); SIGTERM or Ctrl-C stops it between two messages.", err=True)
-        stats = w.run(once=once)
+
+        # Said only once the lock is held and the transport accepted: a refused worker never started.
+        stats = w.run(once=once, started=None if once else started)
     click.echo(f"Sent {stats.sent}, deferred {stats.deferred} (4xx, retried later), failed {stats.failed}, "
                f"unknown {stats.unknown}; {stats.resent} resent after an interrupted run.")
     for n in stats.held:

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -108,6 +109,24 @@ class WorkerLock:
         if self.fh is not None:
             fcntl.flock(self.fh, fcntl.LOCK_UN)
             self.fh.close()
+
+
+@contextmanager
+def _take_worker_lock(home: Path, *, attempts: int = 3) -> Iterator[WorkerLock]:
+    """The worker lock, asked for a few times: ``status`` and ``notify_worker`` probe it by taking
+    it for a moment, and such a probe must not turn a worker away as if another one ran."""
+    for attempt in range(attempts):
+        try:
+            lock = WorkerLock(home).__enter__()
+            break
+        except StateError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+    try:
+        yield lock
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def check_transport(project: Project, config: TransportConfig, *, stored: str | None) -> None:
@@ -538,14 +557,20 @@ class Worker:
 
     # --- the long run ----------------------------------------------------------------------
 
-    def run(self, *, once: bool) -> RunStats:
-        """``once``: one pass and return. Otherwise run until stopped (SIGTERM, Ctrl-C)."""
-        with WorkerLock(self.project.home):
+    def run(self, *, once: bool, started: Callable[[], None] | None = None) -> RunStats:
+        """``once``: one pass and return. Otherwise run until stopped (SIGTERM, Ctrl-C).
+
+        ``started`` is called once this worker holds the lock and its transport was accepted:
+        only then may anyone be told that it started.
+        """
+        with _take_worker_lock(self.project.home):
             try:
                 plan = get_plan(self.conn, self.campaign.slug)
                 check_transport(self.project, self.config, stored=plan.transport if plan else None)
                 self.heartbeat()
                 self.recover()
+                if started:
+                    started()
                 if once:
                     self.tick()
                     return self.stats

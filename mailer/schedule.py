@@ -12,6 +12,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import store
@@ -20,7 +21,6 @@ from .plan import Plan
 from .render import RenderedMail
 
 LEDGER_STATES = ("pending", "sending", "sent", "failed", "unknown", "suppressed", "cancelled")
-WORKER_STALE = dt.timedelta(minutes=2)
 
 
 def fingerprint(mail: RenderedMail) -> str:
@@ -250,12 +250,45 @@ class StatusReport:
 
 
 def worker_seen(conn: sqlite3.Connection, *, now: dt.datetime) -> tuple[int | None, dt.datetime | None, bool]:
-    row = conn.execute("SELECT pid, heartbeat_at, stopped_at FROM worker WHERE id = 1").fetchone()
-    if row is None or row["heartbeat_at"] is None:
-        return None, None, False
-    beat = store.parse_iso(row["heartbeat_at"])
-    running = row["stopped_at"] is None and now - beat < WORKER_STALE
-    return row["pid"], beat, running
+    """The worker's pid, its last heartbeat and whether one runs now.
+
+    A worker runs exactly while a process holds the lock beside the database: a heartbeat
+    says nothing about a worker that died (a write error, a refused start) a moment ago.
+    """
+    holder = worker_lock_holder(_home_of(conn))
+    row = conn.execute("SELECT pid, heartbeat_at FROM worker WHERE id = 1").fetchone()
+    beat = store.parse_iso(row["heartbeat_at"]) if row is not None and row["heartbeat_at"] else None
+    if holder is not None:
+        return holder or (row["pid"] if row is not None else None), beat, True
+    return (row["pid"] if beat is not None else None), beat, False
+
+
+def _home_of(conn: sqlite3.Connection) -> Path:
+    # The lock lives beside the database file (both in $CAMPAIGN_HOME), so the connection says where.
+    return Path(conn.execute("PRAGMA database_list").fetchone()[2]).parent
+
+
+def worker_lock_holder(home: Path) -> int | None:
+    """None when no process holds the worker lock; else the pid written in it (0 when unreadable).
+
+    Probes the lock the way ``deliver.notify_worker`` does: a non-blocking flock that is
+    released at once when it succeeds.
+    """
+    import fcntl
+
+    path = home / "worker.lock"
+    try:
+        fh = open(path, "r")
+    except FileNotFoundError:
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = fh.read().strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
 
 
 def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerprints: dict[int, str] | None,

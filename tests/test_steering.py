@@ -1,0 +1,164 @@
+"""Steering does what it says, when it says it: pause/resume/cancel, the stored transport, the
+worker shown in status, and what a new schedule after a cancel does with mails already sent.
+
+Through the CLI with real SQLite files, a real SMTP server and real second processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import select
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from mailer.deliver import Worker, check_transport
+from mailer.errors import DeliveryError
+from mailer.project import Project
+from mailer.schedule import worker_seen
+from mailer.transport import transport_config
+
+from .conftest import ROOT
+from .smtp_server import Server
+
+ELECTION = (dt.date.today() + dt.timedelta(days=400)).isoformat()
+CLI = [sys.executable, "-c", "import cli; cli.cli()", "--project", str(ROOT)]
+
+
+def rows(home: Path, query: str, args: tuple = ()) -> list[tuple]:
+    conn = sqlite3.connect(home / "campaign.sqlite3")
+    try:
+        return conn.execute(query, args).fetchall()
+    finally:
+        conn.close()
+
+
+def scheduled(run) -> None:
+    assert run("contacts", "import", str(ROOT / "contacts/example.csv")).exit_code == 0
+    result = run("schedule", "--election-date", ELECTION, "--yes")
+    assert result.exit_code == 0, result.output
+
+
+def send_mail_1_now(run) -> None:
+    """Move mail 1 to now and let one worker pass send it to the five example contacts."""
+    assert run("reschedule", "--mail", "1", "--at", "now").exit_code == 0
+    result = run("worker", "--once")
+    assert result.exit_code == 0, result.output
+    assert "Sent 5," in result.output
+
+
+# A real second process that holds the worker lock the way a worker does, until its stdin closes.
+HOLDER = """
+import sys
+from pathlib import Path
+from mailer.deliver import WorkerLock
+with WorkerLock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextmanager
+def lock_holder(home: Path) -> Iterator[int]:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(home)], cwd=ROOT, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder.pid
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+# --- pause and resume after cancel ----------------------------------------------------------------
+
+def test_resume_and_pause_of_a_cancelled_campaign_are_refused(run, home: Path):
+    scheduled(run)
+    assert run("cancel").exit_code == 0
+    resumed = run("resume")
+    assert resumed.exit_code == 1
+    assert "Resumed" not in resumed.output
+    assert "Error: campaign gr2026 is cancelled, so there is nothing to resume" in resumed.output
+    assert "schedule it again with `campaign schedule`" in resumed.output
+    paused = run("pause")
+    assert paused.exit_code == 1
+    assert "Paused" not in paused.output
+    assert "Error: campaign gr2026 is cancelled, so there is nothing to pause" in paused.output
+    assert "schedule it again with `campaign schedule`" in paused.output
+    assert rows(home, "SELECT paused, cancelled FROM plans") == [(0, 1)]
+    status = run("status")
+    assert "(cancelled)" in status.output and "(paused)" not in status.output
+
+
+def test_a_campaign_paused_then_cancelled_shows_as_cancelled(run):
+    scheduled(run)
+    assert run("pause").exit_code == 0
+    assert run("cancel").exit_code == 0
+    status = run("status")
+    assert "Campaign gr2026 (cancelled);" in status.output
+
+
+# --- the worker in status ---------------------------------------------------------------------------
+
+def test_status_shows_a_worker_exactly_while_a_process_holds_the_lock(run, home: Path):
+    scheduled(run)
+    with lock_holder(home) as pid:
+        report = json.loads(run("status", "--json").output)
+        assert report["worker"]["running"] is True and report["worker"]["pid"] == pid
+        assert f"Worker: running (pid {pid}" in run("status").output
+    report = json.loads(run("status", "--json").output)
+    assert report["worker"]["running"] is False
+    assert "Worker: running" not in run("status").output
+
+
+def test_a_refused_second_worker_never_says_it_started(run, home: Path):
+    scheduled(run)
+    with lock_holder(home) as pid:
+        second = run("worker")
+        assert second.exit_code == 1
+        assert f"a worker is already running (pid {pid})" in second.output
+        assert "Worker started" not in second.output
+        assert json.loads(run("status", "--json").output)["worker"]["pid"] == pid
+
+
+def test_a_worker_refused_at_start_does_not_show_as_running(run, configured_home: Path, monkeypatch):
+    scheduled(run)  # the outbox
+    with Server() as smtp:
+        monkeypatch.setenv("CAMPAIGN_SMTP_URL", smtp.url)
+        once = run("worker", "--once")
+        assert once.exit_code == 1
+        report = json.loads(run("status", "--json").output)
+        assert report["worker"]["running"] is False
+        assert "Worker: running" not in run("status").output
+        refused = run("worker")
+        assert refused.exit_code == 1
+        assert "Worker started" not in refused.output
+        assert json.loads(run("status", "--json").output)["worker"]["running"] is False
+    assert smtp.recorder.count() == 0
+
+
+def test_the_started_signal_comes_once_the_lock_is_held(run, home: Path):
+    scheduled(run)
+    project = Project.at(ROOT)
+    seen = []
+
+    def started() -> None:
+        conn = project.connect()
+        try:
+            seen.append(worker_seen(conn, now=dt.datetime.now(dt.timezone.utc)))
+        finally:
+            conn.close()
+
+    Worker(project, clock=lambda: dt.datetime.now(dt.timezone.utc)).run(once=True, started=started)
+    assert len(seen) == 1
+    pid, _beat, running = seen[0]
+    assert running and pid == os.getpid()

@@ -29,7 +29,7 @@ from .personalise import personalise
 from .plan import closed_reason, window_close, window_open
 from .project import Project
 from .render import RenderedMail, Renderer
-from .schedule import fingerprint, get_plan
+from .schedule import fingerprint, get_plan, transport_mismatch
 from .transport import (
     PermanentFailure,
     TemporaryFailure,
@@ -132,11 +132,9 @@ def _take_worker_lock(home: Path, *, attempts: int = 3) -> Iterator[WorkerLock]:
 def check_transport(project: Project, config: TransportConfig, *, stored: str | None) -> None:
     """Refuse to deliver through another transport than the one the schedule was stored with,
     and to send beyond the outbox while the sender still holds example values."""
-    if stored is not None and stored != config.label:
-        raise DeliveryError(
-            f"the schedule was stored for transport {stored}, but this worker would use {config.label}; "
-            "refusing to deliver elsewhere (set CAMPAIGN_SMTP_URL as when you scheduled)"
-        )
+    mismatch = transport_mismatch(stored, config.label) if stored is not None else None
+    if mismatch:
+        raise DeliveryError(mismatch)
     if config.kind != "outbox":
         deployment = project.deployment()
         if not deployment.configured:

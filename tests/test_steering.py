@@ -107,6 +107,130 @@ def test_a_campaign_paused_then_cancelled_shows_as_cancelled(run):
     assert "Campaign gr2026 (cancelled);" in status.output
 
 
+# --- where mail goes, and switching it ------------------------------------------------------------
+
+def read_until(fd: int, marker: bytes | None, *, limit: float = 60.0) -> bytes:
+    """What a terminal shows until ``marker`` appears (or, with None, until the program ends)."""
+    seen = b""
+    deadline = time.monotonic() + limit  # a safety net against a hung child, not an assertion
+    while time.monotonic() < deadline and (marker is None or marker not in seen):
+        if not select.select([fd], [], [], 1.0)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def test_schedule_says_where_mail_goes_before_the_staff_member_confirms(home: Path):
+    import pty
+
+    env = {**os.environ, "CAMPAIGN_HOME": str(home)}
+    env.pop("CAMPAIGN_SMTP_URL", None)
+    master, slave = pty.openpty()
+    child = subprocess.Popen(CLI + ["schedule", "--election-date", ELECTION], cwd=ROOT, env=env,
+                             stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        before = read_until(master, b"Store this plan?").decode()
+        assert "Store this plan?" in before
+        os.write(master, b"n\n")
+        read_until(master, None)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        os.close(master)
+    asked = before[:before.index("Store this plan?")]
+    assert "Mail goes to the outbox" in asked and "nothing leaves this machine" in asked
+    assert child.returncode == 1  # declined: nothing stored
+    assert not (home / "campaign.sqlite3").exists() or rows(home, "SELECT COUNT(*) FROM plans") == [(0,)]
+
+
+def test_schedule_names_the_transport_it_stored(run, configured_home: Path, monkeypatch):
+    assert run("contacts", "import", str(ROOT / "contacts/example.csv")).exit_code == 0
+    result = run("schedule", "--election-date", ELECTION, "--yes")
+    assert result.exit_code == 0, result.output
+    assert "Mail goes to the outbox" in result.output
+    assert "Stored. The worker writes each mail to the outbox" in result.output
+    assert result.output.count("nothing leaves this machine") == 2  # before storing, and after
+    assert run("cancel").exit_code == 0
+    with Server() as smtp:
+        monkeypatch.setenv("CAMPAIGN_SMTP_URL", smtp.url)
+        again = run("schedule", "--election-date", ELECTION, "--yes")
+    assert again.exit_code == 0, again.output
+    assert f"Mail goes out through {smtp.url}" in again.output
+    assert f"Stored. The worker sends each mail through {smtp.url}" in again.output
+    assert "nothing leaves this machine" not in again.output
+
+
+def test_schedule_again_with_smtp_points_to_the_switch_instead_of_a_dead_end(run, configured_home: Path,
+                                                                              monkeypatch):
+    scheduled(run)  # without CAMPAIGN_SMTP_URL: the outbox
+    with Server() as smtp:
+        monkeypatch.setenv("CAMPAIGN_SMTP_URL", smtp.url)
+        again = run("schedule", "--election-date", ELECTION, "--yes")
+    assert again.exit_code == 1
+    assert "the plan is stored for the outbox" in again.output
+    assert smtp.url in again.output
+    assert "campaign schedule --switch-transport" in again.output
+    assert rows(configured_home, "SELECT transport FROM plans") == [("outbox",)]
+
+
+def test_switch_transport_keeps_the_reschedules_and_is_refused_once_mail_went_out(run, configured_home: Path,
+                                                                                 monkeypatch):
+    home = configured_home
+    scheduled(run)  # the outbox
+    when = (dt.date.fromisoformat(ELECTION) - dt.timedelta(days=30)).isoformat() + "T21:30"
+    assert run("reschedule", "--mail", "4", "--at", when).exit_code == 0
+    before = rows(home, "SELECT mail, due_at, state, outside_window FROM schedule ORDER BY mail")
+    with Server() as smtp:
+        monkeypatch.setenv("CAMPAIGN_SMTP_URL", smtp.url)
+        refused = run("worker", "--once")
+        assert refused.exit_code == 1
+        assert "campaign schedule --switch-transport" in refused.output
+        needs_yes = run("schedule", "--switch-transport")
+        assert needs_yes.exit_code == 2 and "--yes" in needs_yes.output
+        mixed = run("schedule", "--switch-transport", "--start", "2027-01-06", "--yes")
+        assert mixed.exit_code == 2 and "--switch-transport" in mixed.output
+        switched = run("schedule", "--switch-transport", "--yes")
+        assert switched.exit_code == 0, switched.output
+        assert f"from the outbox to {smtp.url}" in switched.output
+        assert rows(home, "SELECT transport FROM plans") == [(smtp.url,)]
+        assert rows(home, "SELECT mail, due_at, state, outside_window FROM schedule ORDER BY mail") == before
+        same = run("schedule", "--switch-transport", "--yes")
+        assert same.exit_code == 0 and "already stored for" in same.output
+        send_mail_1_now(run)
+        assert smtp.recorder.count() == 5
+    monkeypatch.delenv("CAMPAIGN_SMTP_URL")
+    back = run("schedule", "--switch-transport", "--yes")
+    assert back.exit_code == 1
+    assert f"5 message(s) of this campaign went out through {smtp.url} already" in back.output
+    assert "campaign cancel" in back.output
+    assert rows(home, "SELECT transport FROM plans") == [(smtp.url,)]
+
+
+def test_the_worker_refusal_names_both_transports_and_the_way_out(configured_home: Path):
+    project = Project.at(ROOT)
+    smtp = transport_config({"CAMPAIGN_SMTP_URL": "smtp://campagne@mail.example.nl:587"})
+    outbox = transport_config({})
+    with pytest.raises(DeliveryError) as stored_outbox:
+        check_transport(project, smtp, stored="outbox")
+    message = str(stored_outbox.value)
+    assert "stored for the outbox" in message and "smtp://campagne@mail.example.nl:587" in message
+    assert "campaign schedule --switch-transport" in message
+    assert "as when you scheduled" not in message
+    with pytest.raises(DeliveryError) as stored_smtp:
+        check_transport(project, outbox, stored="smtp://campagne@mail.example.nl:587")
+    message = str(stored_smtp.value)
+    assert "CAMPAIGN_SMTP_URL=smtp://campagne@mail.example.nl:587" in message
+    assert "outbox" in message and "campaign schedule --switch-transport" in message
+
+
 # --- the worker in status ---------------------------------------------------------------------------
 
 def test_status_shows_a_worker_exactly_while_a_process_holds_the_lock(run, home: Path):

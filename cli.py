@@ -697,6 +697,8 @@ def simulate(state: State, campaign_name: str | None, start: dt.datetime | None,
     click.echo(table(rows, ["#", "theme", "date", "from", "last message", "messages"]))
     click.echo(f"\nSimulated {sum(m.messages for m in result.mails)} messages for {result.contacts} contact(s) "
                f"from {result.contact_source}, on {result.plan_source}, at {result.rate_per_minute}/min.")
+    if result.skipped:
+        click.echo(f"Skipped {result.skipped} message(s) that the ledger records as sent already.")
     click.echo(f"Messages and timeline: {result.out} (timeline.csv). Nothing was sent or recorded as delivered.")
 
 

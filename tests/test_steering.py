@@ -286,3 +286,37 @@ def test_the_started_signal_comes_once_the_lock_is_held(run, home: Path):
     assert len(seen) == 1
     pid, _beat, running = seen[0]
     assert running and pid == os.getpid()
+
+
+# --- a new schedule after a cancel --------------------------------------------------------------------
+
+def test_a_new_schedule_after_cancel_keeps_sent_mails_sent_and_simulate_skips_them(run, home: Path):
+    scheduled(run)
+    send_mail_1_now(run)
+    assert run("cancel").exit_code == 0
+    again = run("schedule", "--election-date", ELECTION, "--yes")
+    assert again.exit_code == 0, again.output
+    assert "Mail 1 was sent completely before; it stays sent and is not sent again." in again.output
+    report = json.loads(run("status", "--json").output)
+    first = report["mails"][0]
+    assert (first["state"], first["sent"]) == ("sent", 5)
+    assert [m["state"] for m in report["mails"][1:]] == ["scheduled"] * 8
+    assert rows(home, "SELECT state FROM schedule WHERE mail = 1") == [("done",)]
+    assert "Sent 0," in run("worker", "--once").output  # nothing is due: mail 1 is not sent twice
+
+    result = run("simulate")
+    assert result.exit_code == 0, result.output
+    assert "Simulated 40 messages for 5 contact(s)" in result.output
+    assert "Skipped 5 message(s) that the ledger records as sent already." in result.output
+    with (home / "simulation" / "gr2026" / "timeline.csv").open(encoding="utf-8") as fh:
+        timeline = list(csv.DictReader(fh))
+    assert len(timeline) == 40 and {int(r["mail"]) for r in timeline} == set(range(2, 10))
+
+
+def test_simulate_skips_pairs_already_sent_for_this_campaign(run, home: Path):
+    scheduled(run)
+    send_mail_1_now(run)
+    result = run("simulate")
+    assert result.exit_code == 0, result.output
+    assert "Simulated 40 messages" in result.output
+    assert "Skipped 5 message(s)" in result.output

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from . import checks
 from .contacts import count_contacts, example_contacts
-from .errors import PlanError, SenderNotConfigured
+from .errors import PlanError, SenderNotConfigured, StateError
 from .message import build_message
 from .personalise import personalise
 from .plan import Plan, SendEstimate, estimate, make_plan
@@ -149,6 +149,9 @@ def switch_to_current_transport(project: Project, *, check_only: bool = False) -
     ask for confirmation only when the switch would happen.
     """
     config = transport_config()
+    if not project.db_exists:
+        raise StateError(f"campaign {project.campaign_name} is not scheduled, so it has no transport to switch "
+                         "(see `campaign plan` and `campaign schedule`)")
     conn = project.connect()
     try:
         old = switch_transport(conn, project.campaign_name, transport=config.label, check_only=True)

@@ -168,6 +168,13 @@ def test_schedule_names_the_transport_it_stored(run, configured_home: Path, monk
     assert "nothing leaves this machine" not in again.output
 
 
+def test_switch_transport_without_a_schedule_is_refused_and_creates_nothing(run, home: Path):
+    result = run("schedule", "--switch-transport", "--yes")
+    assert result.exit_code == 1
+    assert "Error: campaign gr2026 is not scheduled, so it has no transport to switch" in result.output
+    assert not (home / "campaign.sqlite3").exists()
+
+
 def test_schedule_again_with_smtp_points_to_the_switch_instead_of_a_dead_end(run, configured_home: Path,
                                                                               monkeypatch):
     scheduled(run)  # without CAMPAIGN_SMTP_URL: the outbox

@@ -733,6 +733,7 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
         signal.signal(signal.SIGINT, stop)
         # Commands that change the schedule or the contacts wake the worker with SIGUSR1.
         signal.signal(signal.SIGUSR1, lambda signum, frame: w.wake.set())
+
         def started() -> None:
             click.echo(f"Worker started for {project.campaign_name} (transport {w.config.label}, "
                        f"{w.rate}/min); SIGTERM or Ctrl-C stops it between two messages.", err=True)

@@ -431,17 +431,34 @@ def plan(state: State, campaign_name: str | None, start: dt.datetime | None, ele
 
 @cli.command()
 @plan_options
-@click.option("--yes", is_flag=True, help="Store the plan without asking.")
+@click.option("--yes", is_flag=True, help="Store the plan (or switch its transport) without asking.")
+@click.option("--switch-transport", is_flag=True,
+              help="Keep the stored plan, its moments and reschedules, but send it through the transport of "
+                   "this environment: CAMPAIGN_SMTP_URL, or the outbox when it is not set. Refused once "
+                   "anything went out through the stored transport.")
 @click.pass_obj
 @engine_errors
 def schedule(state: State, campaign_name: str | None, start: dt.datetime | None, election_date: dt.datetime | None,
-             yes: bool) -> None:
-    """Store the plan: from then on the worker sends each mail when it is due."""
-    from mailer.service import plan_campaign, schedule_campaign, stored_plan_exists
+             yes: bool, switch_transport: bool) -> None:
+    """Store the plan: from then on the worker sends each mail when it is due.
+
+    The transport is stored with the plan: CAMPAIGN_SMTP_URL when it is set, else the outbox
+    (nothing leaves this machine). `campaign schedule --switch-transport` changes it while
+    nothing has been sent.
+    """
+    from mailer.service import kept_as_sent, plan_campaign, schedule_campaign, stored_plan_exists
+    from mailer.transport import transport_config
 
     project = state.project(campaign_name)
+    if switch_transport:
+        if start or election_date:
+            raise click.UsageError("--switch-transport changes only where the stored plan's mail goes; "
+                                   "it takes no --start or --election-date")
+        _switch_transport(project, yes=yes)
+        return
+    config = transport_config()
     if stored_plan_exists(project):
-        from mailer.schedule import get_plan
+        from mailer.schedule import get_plan, transport_mismatch
         with project.db() as conn:
             stored = get_plan(conn, project.campaign_name)
         settings = project.load_campaign().settings
@@ -449,19 +466,71 @@ def schedule(state: State, campaign_name: str | None, start: dt.datetime | None,
                  "election_date": _date(election_date).isoformat() if election_date else None,
                  "election_day": (_date(election_date) or settings.election_day).isoformat()}
         if stored.options == asked:
+            mismatch = transport_mismatch(stored.transport, config.label)
+            if mismatch:
+                raise click.ClickException(mismatch)
             click.echo("This plan is already stored:\n")
             _print_status(project, as_json=False)
             return
     report = plan_campaign(project, now=now(), start=_date(start), election_date=_date(election_date))
     print_plan(report, project.load_campaign().settings.schedule.timezone)
+    kept = kept_as_sent(project)
+    if len(kept) == 1:
+        click.echo(f"Mail {kept[0]} was sent completely before; it stays sent and is not sent again.")
+    elif kept:
+        click.echo(f"Mails {', '.join(map(str, kept))} were sent completely before; they stay sent and are not "
+                   "sent again.")
+    click.echo(_where_mail_goes(project, config))
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("scheduling sends mail to real contacts: confirm on a terminal or pass --yes")
         click.confirm("\nStore this plan?", abort=True)
     created = schedule_campaign(project, report, now=now())
     _notify(project)
-    click.echo("Stored. Run `campaign worker` (or its cron line) to send each mail when it is due."
-               if created else "This plan was already stored.")
+    if not created:
+        click.echo("This plan was already stored.")
+    elif config.kind == "outbox":
+        click.echo(f"Stored. The worker writes each mail to the outbox ({project.outbox}) when it is due: nothing "
+                   "leaves this machine. Run `campaign worker` (or its cron line); to send for real later, set "
+                   "CAMPAIGN_SMTP_URL and run `campaign schedule --switch-transport`.")
+    else:
+        click.echo(f"Stored. The worker sends each mail through {config.label} when it is due: run "
+                   "`campaign worker` (or its cron line) with the same CAMPAIGN_SMTP_URL.")
+
+
+def _where_mail_goes(project, config) -> str:
+    if config.kind == "outbox":
+        return (f"Mail goes to the outbox ({project.outbox}): nothing leaves this machine. To send for real, "
+                "set CAMPAIGN_SMTP_URL (and CAMPAIGN_SMTP_PASSWORD) first.")
+    return f"Mail goes out through {config.label} to the contacts, each mail when it is due."
+
+
+def _switch_transport(project, *, yes: bool) -> None:
+    from mailer.service import switch_to_current_transport
+
+    planned = switch_to_current_transport(project, check_only=True)
+    new = planned.new
+    if not planned.changed:
+        where = "the outbox" if new.kind == "outbox" else new.label
+        click.echo(f"The plan is already stored for {where}; nothing to switch.")
+        return
+    click.echo(_where_mail_goes(project, new))
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("switching the transport changes where mail to real contacts goes: "
+                                   "confirm on a terminal or pass --yes")
+        click.confirm(f"\nSwitch the stored plan of {project.campaign_name} to this transport?", abort=True)
+    done = switch_to_current_transport(project)
+    if done.old == "outbox":
+        click.echo(f"Switched the stored plan from the outbox to {new.label}: a worker with this "
+                   "CAMPAIGN_SMTP_URL sends each mail when it is due; the moments and reschedules stay as they were.")
+    elif new.kind == "outbox":
+        click.echo(f"Switched the stored plan from {done.old} to the outbox: nothing leaves this machine; "
+                   "start the worker without CAMPAIGN_SMTP_URL. The moments and reschedules stay as they were.")
+    else:
+        click.echo(f"Switched the stored plan from {done.old} to {new.label}: a worker with this "
+                   "CAMPAIGN_SMTP_URL sends each mail when it is due; the moments and reschedules stay as they were.")
+    _notify(project)
 
 
 @cli.command()
@@ -589,13 +658,16 @@ def _print_status(project, *, as_json: bool) -> None:
                          c["failed"], c["unknown"], c["suppressed"], m.resent])
         click.echo(table(rows, ["#", "theme", "planned", "state", "sent", "pending", "failed", "unknown",
                                 "suppressed", "resent"]))
-        flags = " (paused)" if report.paused else " (cancelled)" if report.cancelled else ""
+        # A campaign paused and then cancelled is cancelled: resume can no longer send it.
+        flags = " (cancelled)" if report.cancelled else " (paused)" if report.paused else ""
         click.echo(f"\nCampaign {report.campaign}{flags}; election day {dutch_date(report.election_day)}; "
                    f"transport: {report.transport}.")
     else:
         click.echo(f"Campaign {report.campaign}: not scheduled.")
     click.echo("Contacts: " + ", ".join(f"{n} {s}" for s, n in contact_counts.items()) + ".")
-    if report.worker_running:
+    if report.worker_running and report.worker_heartbeat is None:
+        click.echo(f"Worker: running (pid {report.worker_pid}, starting).")
+    elif report.worker_running:
         click.echo(f"Worker: running (pid {report.worker_pid}, last seen {report.worker_heartbeat:%H:%M:%S} UTC).")
     elif report.worker_heartbeat:
         click.echo(f"Worker: not running (last seen {report.worker_heartbeat:%Y-%m-%d %H:%M} UTC).")
@@ -639,6 +711,8 @@ def simulate(state: State, campaign_name: str | None, start: dt.datetime | None,
     click.echo(table(rows, ["#", "theme", "date", "from", "last message", "messages"]))
     click.echo(f"\nSimulated {sum(m.messages for m in result.mails)} messages for {result.contacts} contact(s) "
                f"from {result.contact_source}, on {result.plan_source}, at {result.rate_per_minute}/min.")
+    if result.skipped:
+        click.echo(f"Skipped {result.skipped} message(s) that the ledger records as sent already.")
     click.echo(f"Messages and timeline: {result.out} (timeline.csv). Nothing was sent or recorded as delivered.")
 
 
@@ -673,10 +747,13 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
         signal.signal(signal.SIGINT, stop)
         # Commands that change the schedule or the contacts wake the worker with SIGUSR1.
         signal.signal(signal.SIGUSR1, lambda signum, frame: w.wake.set())
-        if not once:
+
+        def started() -> None:
             click.echo(f"Worker started for {project.campaign_name} (transport {w.config.label}, "
                        f"{w.rate}/min); SIGTERM or Ctrl-C stops it between two messages.", err=True)
-        stats = w.run(once=once)
+
+        # Said only once the lock is held and the transport accepted: a refused worker never started.
+        stats = w.run(once=once, started=None if once else started)
     click.echo(f"Sent {stats.sent}, deferred {stats.deferred} (4xx, retried later), failed {stats.failed}, "
                f"unknown {stats.unknown}; {stats.resent} resent after an interrupted run.")
     for n in stats.held:

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -28,7 +29,7 @@ from .personalise import personalise
 from .plan import closed_reason, window_close, window_open
 from .project import Project
 from .render import RenderedMail, Renderer
-from .schedule import fingerprint, get_plan
+from .schedule import fingerprint, get_plan, transport_mismatch
 from .transport import (
     PermanentFailure,
     TemporaryFailure,
@@ -112,14 +113,30 @@ class WorkerLock:
             self.fh.close()
 
 
+@contextmanager
+def _take_worker_lock(home: Path, *, attempts: int = 3) -> Iterator[WorkerLock]:
+    """The worker lock, asked for a few times: ``status`` and ``notify_worker`` probe it by taking
+    it for a moment, and such a probe must not turn a worker away as if another one ran."""
+    for attempt in range(attempts):
+        try:
+            lock = WorkerLock(home).__enter__()
+            break
+        except StateError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+    try:
+        yield lock
+    finally:
+        lock.__exit__(None, None, None)
+
+
 def check_transport(project: Project, config: TransportConfig, *, stored: str | None) -> None:
     """Refuse to deliver through another transport than the one the schedule was stored with,
     and to send beyond the outbox while the sender still holds example values."""
-    if stored is not None and stored != config.label:
-        raise DeliveryError(
-            f"the schedule was stored for transport {stored}, but this worker would use {config.label}; "
-            "refusing to deliver elsewhere (set CAMPAIGN_SMTP_URL as when you scheduled)"
-        )
+    mismatch = transport_mismatch(stored, config.label) if stored is not None else None
+    if mismatch:
+        raise DeliveryError(mismatch)
     if config.kind != "outbox":
         deployment = project.deployment()
         if not deployment.configured:
@@ -540,14 +557,20 @@ class Worker:
 
     # --- the long run ----------------------------------------------------------------------
 
-    def run(self, *, once: bool) -> RunStats:
-        """``once``: one pass and return. Otherwise run until stopped (SIGTERM, Ctrl-C)."""
-        with WorkerLock(self.project.home):
+    def run(self, *, once: bool, started: Callable[[], None] | None = None) -> RunStats:
+        """``once``: one pass and return. Otherwise run until stopped (SIGTERM, Ctrl-C).
+
+        ``started`` is called once this worker holds the lock and its transport was accepted:
+        only then may anyone be told that it started.
+        """
+        with _take_worker_lock(self.project.home):
             try:
                 plan = get_plan(self.conn, self.campaign.slug)
                 check_transport(self.project, self.config, stored=plan.transport if plan else None)
                 self.heartbeat()
                 self.recover()
+                if started:
+                    started()
                 if once:
                     self.tick()
                     return self.stats

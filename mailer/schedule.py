@@ -12,6 +12,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import store
@@ -20,7 +21,6 @@ from .plan import Plan
 from .render import RenderedMail
 
 LEDGER_STATES = ("pending", "sending", "sent", "failed", "unknown", "suppressed", "cancelled")
-WORKER_STALE = dt.timedelta(minutes=2)
 
 
 def fingerprint(mail: RenderedMail) -> str:
@@ -83,29 +83,107 @@ def store_schedule(
         existing = get_plan(conn, plan.campaign)
         if existing is not None and not existing.cancelled:
             if existing.options == options:
-                if existing.transport != transport:
-                    raise PlanError(f"the plan is stored with transport {existing.transport}, not {transport}; "
-                                    "cancel it first to change the transport")
+                mismatch = transport_mismatch(existing.transport, transport)
+                if mismatch:
+                    raise PlanError(mismatch)
                 return False
             raise PlanError(
                 "a different plan is already stored for this campaign "
                 f"(made with {_describe_options(existing.options)}); move single mails with "
                 "`campaign reschedule --mail N --at WHEN`, or `campaign cancel` and schedule again"
             )
+        done: set[int] = set()
         if existing is not None:
-            # Starting over after a cancel: sends that never happened may be planned anew;
-            # the ledger keeps every row that was sent, so nobody gets a mail twice.
-            conn.execute("DELETE FROM schedule WHERE campaign = ?", (plan.campaign,))
-            conn.execute("DELETE FROM ledger WHERE campaign = ? AND state = 'cancelled'", (plan.campaign,))
-            conn.execute("DELETE FROM plans WHERE campaign = ?", (plan.campaign,))
-        conn.execute("INSERT INTO plans (campaign, options, transport, created_at) VALUES (?, ?, ?, ?)",
-                     (plan.campaign, json.dumps(options, sort_keys=True), transport, store.iso(now)))
+            done = _start_over(conn, plan.campaign)
+            conn.execute("UPDATE plans SET options = ?, transport = ?, created_at = ?, paused = 0, cancelled = 0"
+                         " WHERE campaign = ?",
+                         (json.dumps(options, sort_keys=True), transport, store.iso(now), plan.campaign))
+        else:
+            conn.execute("INSERT INTO plans (campaign, options, transport, created_at) VALUES (?, ?, ?, ?)",
+                         (plan.campaign, json.dumps(options, sort_keys=True), transport, store.iso(now)))
         for s in plan.sends:
+            if s.mail in done:
+                continue
             conn.execute(
                 "INSERT INTO schedule (campaign, mail, theme, due_at, approved_fingerprint) VALUES (?, ?, ?, ?, ?)",
                 (plan.campaign, s.mail, s.theme, store.iso(s.at), fingerprints[s.mail]),
             )
     return True
+
+
+def _start_over(conn: sqlite3.Connection, campaign: str) -> set[int]:
+    """Clear a cancelled plan for a new one; returns the mails it had sent completely.
+
+    Sends that never happened may be planned anew. A mail that was sent completely stays
+    'done' (with the moment it went), so that status shows it as sent and nobody is sent it
+    again; the ledger keeps every row that was sent, so a partly sent mail goes only to the rest.
+    The plan row is updated, not replaced: deleting it would cascade to the kept schedule rows.
+    """
+    done = {r["mail"] for r in conn.execute("SELECT mail FROM schedule WHERE campaign = ? AND state = 'done'",
+                                            (campaign,))}
+    conn.execute("DELETE FROM schedule WHERE campaign = ? AND state != 'done'", (campaign,))
+    conn.execute("DELETE FROM ledger WHERE campaign = ? AND state = 'cancelled'", (campaign,))
+    return done
+
+
+def completed_mails(conn: sqlite3.Connection, campaign: str) -> list[int]:
+    """Mails of a cancelled plan that were sent completely: a new schedule keeps them as sent."""
+    plan = get_plan(conn, campaign)
+    if plan is None or not plan.cancelled:
+        return []
+    return [r["mail"] for r in conn.execute("SELECT mail FROM schedule WHERE campaign = ? AND state = 'done'"
+                                            " ORDER BY mail", (campaign,))]
+
+
+def transport_mismatch(stored: str, current: str) -> str | None:
+    """Why a worker with transport ``current`` refuses a plan stored for ``stored``, and the way
+    out; None when they agree. Used by the worker, ``schedule`` and ``status`` alike."""
+    if stored == current:
+        return None
+    if stored == "outbox":
+        return (f"the plan is stored for the outbox (nothing leaves this machine), but CAMPAIGN_SMTP_URL here "
+                f"gives {current}, so a worker started here refuses to send; to send through {current} instead, "
+                "run `campaign schedule --switch-transport` with this CAMPAIGN_SMTP_URL (possible while nothing "
+                "has been sent), or unset CAMPAIGN_SMTP_URL to keep writing the mails to the outbox")
+    if current == "outbox":
+        return (f"the plan is stored for {stored}, but CAMPAIGN_SMTP_URL is not set here, so a worker started "
+                f"here would write to the outbox instead and refuses to send; set CAMPAIGN_SMTP_URL={stored} "
+                "(and CAMPAIGN_SMTP_PASSWORD) as when you scheduled, or run `campaign schedule "
+                "--switch-transport` without it to keep the mails in the outbox (possible while nothing has "
+                "been sent)")
+    return (f"the plan is stored for {stored}, but CAMPAIGN_SMTP_URL here gives {current}, so a worker started "
+            f"here refuses to send; set CAMPAIGN_SMTP_URL={stored} as when you scheduled, or run `campaign "
+            f"schedule --switch-transport` with this CAMPAIGN_SMTP_URL to send through {current} instead "
+            "(possible while nothing has been sent)")
+
+
+def switch_transport(conn: sqlite3.Connection, campaign: str, *, transport: str, check_only: bool = False) -> str:
+    """Store another transport for the plan, keeping its moments and reschedules; returns the old one.
+
+    Refused for a cancelled plan and once anything went out through the stored transport:
+    'sent', 'sending' and 'unknown' rows may have reached someone that way.
+    ``check_only`` raises what a switch would raise, and changes nothing.
+    """
+    with store.transaction(conn):
+        plan = require_plan(conn, campaign)
+        if plan.cancelled:
+            raise StateError(f"campaign {campaign} is cancelled, so it has no transport to switch; "
+                             "schedule it again with `campaign schedule`, which stores the transport of this "
+                             "environment")
+        if plan.transport == transport:
+            return plan.transport
+        gone = conn.execute("SELECT COUNT(*) FROM ledger WHERE campaign = ? AND transport = ?"
+                            " AND state IN ('sent', 'sending', 'unknown')", (campaign, plan.transport)).fetchone()[0]
+        if gone:
+            raise StateError(
+                f"refused: {gone} message(s) of this campaign went out through {plan.transport} already, so its "
+                "transport can no longer be switched (the rest of the series would go another way than the "
+                f"mails before it); start the worker with the stored transport, or `campaign cancel` and "
+                f"`campaign schedule` again to send the mails not yet sent through {transport} (mails already "
+                "sent stay sent)")
+        if not check_only:
+            conn.execute("UPDATE plans SET transport = ? WHERE campaign = ?", (transport, campaign))
+    return plan.transport
 
 
 def _describe_options(options: dict) -> str:
@@ -153,7 +231,14 @@ def reschedule(conn: sqlite3.Connection, campaign: str, mail: int, at: dt.dateti
 
 
 def set_paused(conn: sqlite3.Connection, campaign: str, paused: bool) -> None:
-    require_plan(conn, campaign)
+    """Pause or resume sending; a cancelled campaign has nothing to pause or resume."""
+    plan = require_plan(conn, campaign)
+    if plan.cancelled:
+        if paused:
+            raise StateError(f"campaign {campaign} is cancelled, so there is nothing to pause: no mail of it "
+                             "is sent any more; to send it after all, schedule it again with `campaign schedule`")
+        raise StateError(f"campaign {campaign} is cancelled, so there is nothing to resume and nothing would be "
+                         "sent; to send it after all, schedule it again with `campaign schedule`")
     with store.transaction(conn):
         conn.execute("UPDATE plans SET paused = ? WHERE campaign = ?", (int(paused), campaign))
 
@@ -243,12 +328,45 @@ class StatusReport:
 
 
 def worker_seen(conn: sqlite3.Connection, *, now: dt.datetime) -> tuple[int | None, dt.datetime | None, bool]:
-    row = conn.execute("SELECT pid, heartbeat_at, stopped_at FROM worker WHERE id = 1").fetchone()
-    if row is None or row["heartbeat_at"] is None:
-        return None, None, False
-    beat = store.parse_iso(row["heartbeat_at"])
-    running = row["stopped_at"] is None and now - beat < WORKER_STALE
-    return row["pid"], beat, running
+    """The worker's pid, its last heartbeat and whether one runs now.
+
+    A worker runs exactly while a process holds the lock beside the database: a heartbeat
+    says nothing about a worker that died (a write error, a refused start) a moment ago.
+    """
+    holder = worker_lock_holder(_home_of(conn))
+    row = conn.execute("SELECT pid, heartbeat_at FROM worker WHERE id = 1").fetchone()
+    beat = store.parse_iso(row["heartbeat_at"]) if row is not None and row["heartbeat_at"] else None
+    if holder is not None:
+        return holder or (row["pid"] if row is not None else None), beat, True
+    return (row["pid"] if beat is not None else None), beat, False
+
+
+def _home_of(conn: sqlite3.Connection) -> Path:
+    # The lock lives beside the database file (both in $CAMPAIGN_HOME), so the connection says where.
+    return Path(conn.execute("PRAGMA database_list").fetchone()[2]).parent
+
+
+def worker_lock_holder(home: Path) -> int | None:
+    """None when no process holds the worker lock; else the pid written in it (0 when unreadable).
+
+    Probes the lock the way ``deliver.notify_worker`` does: a non-blocking flock that is
+    released at once when it succeeds.
+    """
+    import fcntl
+
+    path = home / "worker.lock"
+    try:
+        fh = open(path, "r")
+    except FileNotFoundError:
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = fh.read().strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
 
 
 def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerprints: dict[int, str] | None,
@@ -293,9 +411,9 @@ def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerp
             warnings.append(f"mail {n} changed after it was approved; it is held until `campaign approve --mail {n}`")
         mails.append(MailStatus(number=n, theme=row["theme"], due_at=due, state=shown, counts=c,
                                 resent=resent.get(n, 0), changed=changed))
-    if plan.transport != transport and not plan.cancelled:
-        warnings.append(f"the plan was stored for transport {plan.transport}, but this environment gives "
-                        f"{transport}; a worker started here refuses to send")
+    mismatch = transport_mismatch(plan.transport, transport)
+    if mismatch and not plan.cancelled:
+        warnings.append(mismatch)
     return StatusReport(campaign=campaign, scheduled=True, transport=plan.transport, paused=plan.paused,
                         cancelled=plan.cancelled, election_day=plan.election_day, mails=tuple(mails),
                         worker_pid=pid, worker_heartbeat=beat, worker_running=running, warnings=tuple(warnings))

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 from . import checks
 from .contacts import count_contacts, example_contacts
-from .errors import PlanError, SenderNotConfigured
+from .errors import PlanError, SenderNotConfigured, StateError
 from .message import build_message
 from .personalise import personalise
 from .plan import Plan, SendEstimate, estimate, make_plan
 from .project import Project
 from .render import RenderedMail, Renderer
-from .schedule import fingerprint, get_plan, store_schedule
-from .transport import transport_config
+from .schedule import completed_mails, fingerprint, get_plan, store_schedule, switch_transport
+from .transport import TransportConfig, transport_config
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,8 @@ def campaign_findings(project: Project) -> list[checks.Finding]:
     return findings
 
 
-def schedule_campaign(project: Project, report: PlanReport, *, now: dt.datetime) -> bool:
-    """Store the plan behind the send gate; returns False when the same plan was stored already."""
-    config = transport_config()
+def _send_gate(project: Project, config: TransportConfig) -> None:
+    """What must hold before mail may be planned to go out through ``config``."""
     errors = [f for f in campaign_findings(project) if f.level == "error"]
     if errors:
         listed = "\n".join(f"  mail {f.mail}: {f.message}" for f in errors)
@@ -97,6 +96,12 @@ def schedule_campaign(project: Project, report: PlanReport, *, now: dt.datetime)
         raise SenderNotConfigured(
             f"refused: the transport is {config.label} but the sender is not configured "
             f"({'; '.join(project.deployment().problems)})")
+
+
+def schedule_campaign(project: Project, report: PlanReport, *, now: dt.datetime) -> bool:
+    """Store the plan behind the send gate; returns False when the same plan was stored already."""
+    config = transport_config()
+    _send_gate(project, config)
     conn = project.connect()
     try:
         return store_schedule(conn, report.plan, fingerprints=fingerprints(project), transport=config.label, now=now)
@@ -113,3 +118,48 @@ def stored_plan_exists(project: Project) -> bool:
         return plan is not None and not plan.cancelled
     finally:
         conn.close()
+
+
+def kept_as_sent(project: Project) -> list[int]:
+    """Mails that a new schedule keeps as sent: sent completely before the campaign was cancelled."""
+    if not project.db_exists:
+        return []
+    conn = project.connect()
+    try:
+        return completed_mails(conn, project.campaign_name)
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class TransportSwitch:
+    old: str
+    new: TransportConfig
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new.label
+
+
+def switch_to_current_transport(project: Project, *, check_only: bool = False) -> TransportSwitch:
+    """Send the stored plan through this environment's transport (``CAMPAIGN_SMTP_URL``, or the
+    outbox without it), keeping its moments; refused once anything went out the stored way.
+
+    ``check_only`` raises what the switch would raise and changes nothing, so that the CLI can
+    ask for confirmation only when the switch would happen.
+    """
+    config = transport_config()
+    if not project.db_exists:
+        raise StateError(f"campaign {project.campaign_name} is not scheduled, so it has no transport to switch "
+                         "(see `campaign plan` and `campaign schedule`)")
+    conn = project.connect()
+    try:
+        old = switch_transport(conn, project.campaign_name, transport=config.label, check_only=True)
+        if old == config.label:
+            return TransportSwitch(old=old, new=config)
+        _send_gate(project, config)
+        if not check_only:
+            old = switch_transport(conn, project.campaign_name, transport=config.label)
+    finally:
+        conn.close()
+    return TransportSwitch(old=old, new=config)

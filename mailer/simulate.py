@@ -41,6 +41,8 @@ class Simulation:
     mails: tuple[SimulatedMail, ...]
     timeline: Path
     rate_per_minute: int
+    # (contact, mail) pairs left out because the ledger records them as sent for this campaign
+    skipped: int = 0
 
 
 def simulated_name(index: int, contact_id: int | None) -> str:
@@ -60,6 +62,19 @@ def _stored_sends(project: Project) -> list[PlannedSend] | None:
         return [PlannedSend(mail=r["mail"], theme=r["theme"], at=store.parse_iso(r["due_at"]))
                 for r in conn.execute("SELECT * FROM schedule WHERE campaign = ? AND state != 'cancelled' ORDER BY mail",
                                       (project.campaign_name,))]
+    finally:
+        conn.close()
+
+
+def _sent_pairs(project: Project, campaign: str) -> set[tuple[int, int]]:
+    """(mail, contact id) of every message the ledger records as sent for this campaign:
+    the worker never sends those again, so neither does the simulation."""
+    if not project.db_exists:
+        return set()
+    conn = project.connect()
+    try:
+        return {(r[0], r[1]) for r in conn.execute(
+            "SELECT mail, contact_id FROM ledger WHERE campaign = ? AND state = 'sent'", (campaign,))}
     finally:
         conn.close()
 
@@ -97,6 +112,9 @@ def simulate(
     contacts, source = audience(project)
     if source != "imported contacts":
         source += " (no contacts imported)"
+    sent = _sent_pairs(project, settings.slug)
+    recipients = {send.mail: [c for c in contacts if (send.mail, c.id) not in sent] for send in sends}
+    skipped = sum(len(contacts) - len(r) for r in recipients.values())
 
     renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
                         cache=project.render_cache)
@@ -109,7 +127,7 @@ def simulate(
     files.private_dir(out.parent, tighten_existing=project.owns_folder(out.parent))
     files.private_dir(out)
     timeline = out / "timeline.csv"
-    total = len(sends) * len(contacts)
+    total = sum(len(r) for r in recipients.values())
     results = []
     written = 0
     with files.open_private_text(timeline, newline="") as fh:
@@ -120,9 +138,9 @@ def simulate(
             rendered = renderer.render(campaign.mail(send.mail))
             folder = out / f"{send.mail:02d}-{rendered.slug}"
             files.private_dir(folder)
-            moments = send_moments(send.at_utc, len(contacts), rate_per_minute=rate, policy=policy)
+            moments = send_moments(send.at_utc, len(recipients[send.mail]), rate_per_minute=rate, policy=policy)
             first = last = send.at
-            for i, (contact, moment) in enumerate(zip(contacts, moments)):
+            for i, (contact, moment) in enumerate(zip(recipients[send.mail], moments)):
                 if i == 0:
                     first = moment
                 last = moment
@@ -137,6 +155,6 @@ def simulate(
                 if progress:
                     progress(written, total)
             results.append(SimulatedMail(number=send.mail, theme=send.theme, starts=first, finishes=last,
-                                         messages=len(contacts)))
+                                         messages=len(recipients[send.mail])))
     return Simulation(out=out, contacts=len(contacts), contact_source=source, plan_source=plan_source,
-                      mails=tuple(results), timeline=timeline, rate_per_minute=rate)
+                      mails=tuple(results), timeline=timeline, rate_per_minute=rate, skipped=skipped)

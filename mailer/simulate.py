@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import store
 from .contacts import audience
+from .errors import OutputError
 from .message import build_message
 from .personalise import personalise
 from .plan import Plan, PlannedSend, make_plan, send_moments
@@ -58,6 +59,19 @@ def _stored_sends(project: Project) -> list[PlannedSend] | None:
         conn.close()
 
 
+def _clear_output(out: Path) -> None:
+    """Empty the folder of an earlier simulation; refuse any other folder that holds something,
+    so that ``--out ~/Documents`` never deletes a person's files."""
+    if not out.exists() and not out.is_symlink():
+        return
+    folder = out.is_dir() and not out.is_symlink()
+    if folder and (out / "timeline.csv").is_file():
+        shutil.rmtree(out)
+    elif not folder or any(out.iterdir()):
+        raise OutputError(f"--out {out} exists and is not the folder of an earlier simulation (it has no "
+                          "timeline.csv); choose a new or empty folder")
+
+
 def simulate(
     project: Project,
     *,
@@ -94,9 +108,8 @@ def simulate(
 
     renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
                         cache=project.render_cache)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    _clear_output(out)
+    out.mkdir(parents=True, exist_ok=True)
     timeline = out / "timeline.csv"
     total = len(sends) * len(contacts)
     results = []

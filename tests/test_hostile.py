@@ -1,0 +1,357 @@
+"""Hostile input: every command, every option, odd environments and failing disks end in a
+sentence (``Error: ...``, exit 1 or 2), never in a Python traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+import cli
+from mailer import store
+
+from .conftest import CONFIGURED_SETTINGS, IN_CI, ROOT
+from .test_cli_schedule import ELECTION
+
+TEXT = ["", "../../etc/passwd", "x" * 3000, "a\x00b", "\x1b[2J\r\nBcc: x@example.org", "\u202eabc@example.org",
+        "nobody@", "-1"]
+INTEGER = ["-1", "0", "-5", "80000", "99999999999999999999", "abc", ""]
+DATE = ["9999-12-20", "0001-01-02", "9999-12-31", "0001-01-01", "2026-02-30", "", "\u202e2027-01-01"]
+CHOICE = ["", "nope", "a\x00b"]
+# Output paths: a virtual file system, a device that is always full, a file where a folder is
+# expected, a name too long. Never an existing system file (as root it would be overwritten), and
+# nothing that root could create outside the test's folder.
+OUT_PATH = ["/proc/x", "/dev/full/x", "../../etc/passwd", "/dev/full", "", "a\x00b", "{file}", "{file}/x", "x" * 5000]
+IN_PATH = ["/proc/x", "{missing}", "../../etc/passwd", "", "a\x00b", "{binary}", "{folder}", "{empty}", "x" * 5000]
+# Commands that would otherwise run until stopped.
+ALWAYS = {("worker",): ["--once"], ("preview",): ["--no-serve"]}
+
+
+def commands(group: click.Group = cli.cli, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    """Every command of the CLI, found by walking the groups: a command added later is covered too."""
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from commands(command, path + (name,))
+        else:
+            yield path + (name,), command
+
+
+def hostile_values(param: click.Parameter) -> list[str]:
+    kind = param.type
+    if isinstance(kind, click.types.IntParamType):
+        return INTEGER
+    if isinstance(kind, click.DateTime):
+        return DATE
+    if isinstance(kind, click.Choice):
+        return CHOICE
+    if isinstance(kind, click.Path):
+        return IN_PATH if kind.exists else OUT_PATH
+    return TEXT
+
+
+def benign_value(param: click.Parameter) -> str:
+    """For a required parameter while another one is hostile."""
+    kind = param.type
+    if isinstance(kind, click.types.IntParamType):
+        return "1"
+    if isinstance(kind, click.Path):
+        return str(ROOT / "contacts" / "example.csv")
+    if param.name == "at":
+        return "now"
+    return "nobody@example.org"
+
+
+def flag(param: click.Option) -> str:
+    return param.opts[0]
+
+
+def option(param: click.Parameter) -> list[str]:
+    return [param.opts[0]] if isinstance(param, click.Option) else []
+
+
+def invocations(path: tuple[str, ...], command: click.Command) -> Iterator[list[str]]:
+    """One hostile value at a time, the others left out (or benign when required); flags on and off."""
+    flags = [p for p in command.params if isinstance(p, click.Option) and p.is_flag]
+    values = [p for p in command.params if not (isinstance(p, click.Option) and p.is_flag)]
+    forced = ALWAYS.get(path, [])
+    yield [*path, *forced]
+    yield [*path, "--help"]
+    for param in values:
+        for i, value in enumerate(hostile_values(param)):
+            args = [*path, *forced]
+            if i % 2 == 0:
+                args += [flag(f) for f in flags if flag(f) not in forced]
+            for other in values:
+                if other is param:
+                    args += [*option(other), value]
+                elif other.required:
+                    args += [*option(other), benign_value(other)]
+            yield args
+
+
+def invoke(args: list[str], *, root: Path = ROOT) -> Result:
+    runner = CliRunner()
+    # Safety net: a command that starts serving or looping must fail this test, not hang it.
+    signal.alarm(60)
+    try:
+        return runner.invoke(cli.cli, ["--project", str(root), *args], catch_exceptions=True)
+    finally:
+        signal.alarm(0)
+
+
+def shown(args: list[str]) -> str:
+    return repr([a if len(a) < 60 else a[:20] + f"...({len(a)} characters)" for a in args])
+
+
+def problem(args: list[str], result: Result) -> str | None:
+    """What is wrong with how a command ended, or None when it ended with a sentence."""
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        trace = "".join(traceback.format_exception(*result.exc_info)) if result.exc_info else repr(result.exception)
+        return f"{shown(args)}: {type(result.exception).__name__}\n{trace[-1200:]}"
+    if result.exit_code not in (0, 1, 2):
+        return f"{shown(args)}: exit {result.exit_code}\n{result.output[-500:]}"
+    if "Traceback" in result.output:
+        return f"{shown(args)}: a traceback in the output\n{result.output[-1200:]}"
+    if result.exit_code != 0 and "Error" not in result.output and "Usage" not in result.output:
+        return f"{shown(args)}: exit {result.exit_code} without a sentence\n{result.output[-500:]}"
+    return None
+
+
+def fill(arg: str, files: dict[str, Path]) -> str:
+    """An argument with its placeholder ({file}, {missing}...) replaced by the test's own path."""
+    for key, path in files.items():
+        if arg.startswith(key):
+            return str(path) + arg[len(key):]
+    return arg
+
+
+@pytest.fixture
+def restore_signals() -> Iterator[None]:
+    """The worker command installs its own handlers; give pytest its own back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A project copy, plus two homes to copy from: empty, and configured with a stored plan."""
+    base = tmp_path_factory.mktemp("hostile")
+    project = base / "project"
+    for name in ("campaigns", "templates"):
+        shutil.copytree(ROOT / name, project / name)
+    (project / "contacts").mkdir()
+    shutil.copy(ROOT / "contacts" / "example.csv", project / "contacts" / "example.csv")
+    scheduled = base / "scheduled"
+    scheduled.mkdir()
+    (scheduled / "settings.toml").write_text(CONFIGURED_SETTINGS, encoding="utf-8")
+    env = {**os.environ, "CAMPAIGN_HOME": str(scheduled)}
+    env.pop("CAMPAIGN_SMTP_URL", None)
+    for args in (["contacts", "import", str(ROOT / "contacts" / "example.csv")],
+                 ["schedule", "--election-date", ELECTION, "--yes"]):
+        result = CliRunner().invoke(cli.cli, ["--project", str(project), *args], env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    return {"project": project, "scheduled": scheduled}
+
+
+COMMANDS = list(commands())
+
+
+@pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=[" ".join(p) for p, _ in COMMANDS])
+@pytest.mark.parametrize("state", ["fresh", "scheduled"])
+def test_every_command_survives_hostile_arguments(path: tuple[str, ...], state: str, prepared: dict[str, Path],
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  restore_signals: None) -> None:
+    command = dict(COMMANDS)[path]
+    home = tmp_path / "home"
+    if state == "scheduled":
+        shutil.copytree(prepared["scheduled"], home)
+    monkeypatch.setenv("CAMPAIGN_HOME", str(home))
+    monkeypatch.delenv("CAMPAIGN_SMTP_URL", raising=False)
+    monkeypatch.delenv("CAMPAIGN_SMTP_CA_FILE", raising=False)
+    # Relative paths such as ../../etc/passwd stay inside the test's folder.
+    cwd = tmp_path / "a" / "b" / "c"
+    cwd.mkdir(parents=True)
+    monkeypatch.chdir(cwd)
+    files = {"{file}": tmp_path / "a-file", "{binary}": tmp_path / "binary.csv", "{folder}": tmp_path / "a",
+             "{empty}": tmp_path / "empty.csv", "{missing}": tmp_path / "missing" / "dir" / "x"}
+    files["{file}"].write_text("not a folder\n")
+    files["{binary}"].write_bytes(b"e-mail;name\n\xff\xfe\x00\x01;\x00\n" * 20)
+    files["{empty}"].write_bytes(b"")
+    found = []
+    for args in invocations(path, command):
+        args = [fill(a, files) for a in args]
+        result = invoke(args, root=prepared["project"])
+        wrong = problem(args, result)
+        if wrong:
+            found.append(wrong)
+    assert not found, f"{len(found)} invocation(s) of `{' '.join(path)}` ended badly:\n\n" + "\n\n".join(found[:5])
+
+
+# --- single cases from the issues ---------------------------------------------------------------
+
+def campaign(*args: str, root: Path = ROOT) -> Result:
+    """Invoke ``campaign`` in-process; exceptions are caught so that a traceback fails the check."""
+    return invoke(list(args), root=root)
+
+
+def refused(result: Result, code: int, *words: str) -> None:
+    """The command ended with a sentence naming ``words``, with exit ``code``."""
+    wrong = problem(["..."], result)
+    assert wrong is None, wrong
+    assert result.exit_code == code, result.output
+    assert "Error: " in result.output, result.output
+    for word in words:
+        assert word in result.output, result.output
+
+
+def stored(home: Path, query: str) -> list[tuple]:
+    conn = sqlite3.connect(home / "campaign.sqlite3")
+    try:
+        return conn.execute(query).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def scheduled(configured_home: Path, restore_signals: None) -> Path:
+    """A configured home with the example contacts imported and the plan stored."""
+    assert campaign("contacts", "import", str(ROOT / "contacts" / "example.csv")).exit_code == 0
+    result = campaign("schedule", "--election-date", ELECTION, "--yes")
+    assert result.exit_code == 0, result.output
+    return configured_home
+
+
+@pytest.mark.parametrize(("ca_file", "reason"), [("/nonexistent.pem", "No such file"),
+                                                 ("/etc/passwd", "no certificate")])
+def test_a_bad_ca_file_is_named(configured_home: Path, monkeypatch: pytest.MonkeyPatch, ca_file: str, reason: str,
+                                restore_signals: None):
+    monkeypatch.setenv("CAMPAIGN_SMTP_URL", "smtp://127.0.0.1:1")
+    monkeypatch.setenv("CAMPAIGN_SMTP_CA_FILE", ca_file)
+    for args in (["send-test"], ["worker", "--once"], ["status"]):
+        refused(campaign(*args), 1, f"CAMPAIGN_SMTP_CA_FILE={ca_file}", reason)
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("smtp://u:hunter2@[::1:8587", ["not a valid URL"]),
+    ("smtp://mail.example.org:99999", ["port", "0-65535"]),
+    ("smtp://mail.example.org:abc", ["port"]),
+    ("ftp://mail.example.org", ["scheme 'ftp'"]),
+    ("smtp://", ["host"]),
+    ("smtp://u:hunter2@mail.example.org", ["CAMPAIGN_SMTP_PASSWORD"]),
+])
+def test_a_malformed_smtp_url_is_a_sentence_without_the_password(home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 url: str, words: list[str]):
+    monkeypatch.setenv("CAMPAIGN_SMTP_URL", url)
+    result = campaign("status")
+    refused(result, 1, "CAMPAIGN_SMTP_URL", *words)
+    assert "hunter2" not in result.output
+
+
+def test_settings_that_are_not_utf8_name_the_line(configured_home: Path):
+    path = configured_home / "settings.toml"
+    lines = CONFIGURED_SETTINGS.encode().splitlines(keepends=True)
+    lines[2] = b'address = "campagne@zender\xff.nl"\n'
+    path.write_bytes(b"".join(lines))
+    refused(campaign("send-test"), 1, f"{path}:3:", "UTF-8")
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("[test]\nrecipients = [42]\n", "test.recipients"),
+    ('[test]\nrecipients = ["a@example.nl", ["b@example.nl"]]\n', "test.recipients"),
+    ("[delivery]\nrate_per_minute = -5\n", "delivery.rate_per_minute"),
+    ("[delivery]\nrate_per_minute = 0\n", "delivery.rate_per_minute"),
+    ('[delivery]\nrate_per_minute = "60"\n', "delivery.rate_per_minute"),
+    ("[delivery]\nconnections = 0\n", "delivery.connections"),
+])
+def test_wrong_types_and_rates_in_settings_are_refused(configured_home: Path, text: str, key: str):
+    from mailer.errors import SettingsError
+    from mailer.settings import load_deployment_settings
+
+    body = CONFIGURED_SETTINGS.replace('[test]\nrecipients = ["staf@zender.test-org.nl"]\n', "")
+    (configured_home / "settings.toml").write_text(body + text, encoding="utf-8")
+    with pytest.raises(SettingsError, match=key.replace(".", r"\.")):
+        load_deployment_settings(configured_home)
+    refused(campaign("send-test"), 1, key)
+
+
+@pytest.mark.parametrize("args", [["worker", "--once", "--rate", "-5"], ["worker", "--once", "--rate", "0"],
+                                  ["simulate", "--rate", "0"], ["simulate", "--rate", "-5"]])
+def test_a_rate_below_one_is_a_usage_error(home: Path, args: list[str], restore_signals: None):
+    result = campaign(*args)
+    assert result.exit_code == 2, result.output
+    assert "--rate" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("port", ["80000", "-1"])
+def test_a_port_out_of_range_is_a_usage_error_before_serving(home: Path, port: str):
+    result = campaign("preview", "--port", port)
+    assert result.exit_code == 2, result.output
+    assert "--port" in result.output and "0<=x<=65535" in result.output
+
+
+@pytest.mark.parametrize("args", [["--start", "9999-12-20"], ["--election-date", "0001-01-02"],
+                                  ["--start", "0001-01-01"], ["--election-date", "9999-12-31"]])
+@pytest.mark.parametrize("command", ["plan", "simulate", "schedule"])
+def test_dates_that_would_overflow_are_a_usage_error(home: Path, command: str, args: list[str]):
+    result = campaign(command, *args, "--yes") if command == "schedule" else campaign(command, *args)
+    assert result.exit_code == 2, result.output
+    assert args[0] in result.output and "2000-01-01" in result.output and "Traceback" not in result.output
+
+
+def test_retry_and_approve_refuse_a_mail_the_campaign_does_not_have(scheduled: Path):
+    from mailer.errors import StateError
+    from mailer.schedule import approve, retry
+
+    before = stored(scheduled, "SELECT * FROM schedule ORDER BY mail")
+    refused(campaign("retry", "--mail", "999"), 1, "campaign gr2026 has no mail 999; its mails are 1-9")
+    refused(campaign("approve", "--mail", "12"), 1, "campaign gr2026 has no mail 12; its mails are 1-9")
+    for args in (["retry", "--mail", "0"], ["approve", "--mail", "0"], ["cancel", "--mail", "-1"],
+                 ["reschedule", "--mail", "99999999999999999999", "--at", "now"]):
+        result = campaign(*args)
+        assert result.exit_code == 2 and "--mail" in result.output, result.output
+    conn = store.connect(scheduled)
+    try:
+        with pytest.raises(StateError, match="no mail 10"):
+            retry(conn, "gr2026", mail=10, now=store.now_utc())
+        with pytest.raises(StateError, match="no mail 0"):
+            approve(conn, "gr2026", {}, mails=[3, 0])
+    finally:
+        conn.close()
+    assert stored(scheduled, "SELECT * FROM schedule ORDER BY mail") == before
+
+
+@pytest.mark.parametrize(("path", "reason"), [("{tmp}/nonexistent/dir/x.ics", "No such file or directory"),
+                                              ("/dev/full", "No space left on device")])
+def test_an_ics_file_that_cannot_be_written_is_a_sentence(home: Path, tmp_path: Path, path: str, reason: str):
+    path = path.replace("{tmp}", str(tmp_path))
+    refused(campaign("plan", "--election-date", ELECTION, "--ics", path), 1, f"could not write {path}: {reason}")
+
+
+@pytest.mark.parametrize("args", [["build", "--out", "/proc/foo"], ["simulate", "--out", "/proc/x"],
+                                  ["preview", "--no-serve", "--out", "/proc/x"], ["build", "--out", "/dev/full"]])
+def test_an_output_folder_that_cannot_be_made_is_a_sentence(home: Path, args: list[str]):
+    refused(campaign(*args), 1, args[-1])
+
+
+def test_simulate_does_not_empty_a_folder_it_did_not_write(home: Path, tmp_path: Path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work\n")
+    refused(campaign("simulate", "--out", str(precious)), 1, str(precious))
+    assert (precious / "thesis.txt").read_text() == "years of work\n"
+    ours = tmp_path / "simulation"
+    assert campaign("simulate", "--out", str(ours)).exit_code == 0
+    again = campaign("simulate", "--out", str(ours))  # its own earlier output is replaced
+    assert again.exit_code == 0, again.output

@@ -74,7 +74,7 @@ def _database_problem(exc: Exception) -> str:
     if "locked" in reason or "busy" in reason:
         return (f"the state database {path} is locked by another process (a worker or another command); "
                 "try again when it has finished")
-    if "full" in reason:
+    if "full" in reason or ("I/O" in reason and _disk_full(path.parent)):
         return (f"could not write the state database {path}: the disk is full; the change was rolled back "
                 "and nothing after it was done")
     if "readonly" in reason or "read-only" in reason:
@@ -83,6 +83,16 @@ def _database_problem(exc: Exception) -> str:
     if "unable to open" in reason:
         return f"cannot open the state database {path} ({reason}); $CAMPAIGN_HOME must be a folder you can write"
     return f"the state database {path} failed: {reason}; the change was rolled back and nothing after it was done"
+
+
+def _disk_full(folder: Path) -> bool:
+    """SQLite reports a full disk under WAL as a mere 'disk I/O error': look for ourselves."""
+    import os
+
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _disk_problem(exc: OSError) -> str:

@@ -111,12 +111,22 @@ class OutboxTransport:
 
     def send(self, envelope: Envelope, *, group: str = "") -> str:
         target = self.folder / group if group else self.folder
-        target.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(envelope.message_id.encode()).hexdigest()[:24] + ".eml"
         path = target / name
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(envelope.data)
-        os.replace(tmp, path)  # atomic: a crash never leaves half a message
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(envelope.data)
+            os.replace(tmp, path)  # atomic: a crash never leaves half a message
+        except OSError as exc:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            # A DeliveryError, not a failure of this message: the next one would fail the same
+            # way, so the worker puts it back in the queue and stops instead of failing everyone.
+            raise DeliveryError(f"could not write {exc.filename or path}: {exc.strerror}; the message was not "
+                                "written to the outbox") from None
         return str(path)
 
     # The worker's two-phase interface: a file is written at once, so it is always ready.

@@ -3,6 +3,7 @@ sentence (``Error: ...``, exit 1 or 2), never in a Python traceback."""
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import signal
@@ -355,3 +356,137 @@ def test_simulate_does_not_empty_a_folder_it_did_not_write(home: Path, tmp_path:
     assert campaign("simulate", "--out", str(ours)).exit_code == 0
     again = campaign("simulate", "--out", str(ours))  # its own earlier output is replaced
     assert again.exit_code == 0, again.output
+
+
+# --- a locked database, a database that cannot be written, a full disk -------------------------
+
+def test_a_locked_database_is_a_sentence_and_changes_nothing(scheduled: Path, monkeypatch: pytest.MonkeyPatch):
+    # The busy timeout (30 s in use) is shortened; the lock itself is real: a second
+    # connection, as another process would hold it, inside BEGIN EXCLUSIVE.
+    monkeypatch.setattr(store, "BUSY_TIMEOUT", 0.2)
+    query = "SELECT * FROM plans, schedule USING (campaign) ORDER BY mail"
+    before = stored(scheduled, query), stored(scheduled, "SELECT email, status FROM contacts ORDER BY id")
+    holder = sqlite3.connect(scheduled / "campaign.sqlite3", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for args in (["pause"], ["reschedule", "--mail", "2", "--at", "now"], ["retry", "--mail", "1"],
+                     ["contacts", "unsubscribe", "jan.jansen@example.nl"],
+                     ["contacts", "import", str(ROOT / "contacts" / "example.csv")], ["worker", "--once"]):
+            refused(campaign(*args), 1, f"the state database {scheduled / 'campaign.sqlite3'} is locked by "
+                    "another process (a worker or another command); try again when it has finished")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert (stored(scheduled, query), stored(scheduled, "SELECT email, status FROM contacts ORDER BY id")) == before
+    assert campaign("pause").exit_code == 0  # once the lock is gone
+
+
+@pytest.fixture
+def mount(tmp_path: Path) -> Iterator:
+    """``mount(path, size)``: a real small tmpfs at ``path`` (root only); unmounted afterwards."""
+    mounted: list[Path] = []
+
+    def make(path: Path, size: str) -> Path:
+        if os.geteuid() != 0:
+            if IN_CI:
+                pytest.fail("this test mounts a small tmpfs and needs root; .ci/run runs as root")
+            pytest.skip("mounting a tmpfs needs root")
+        path.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            if IN_CI:
+                pytest.fail(f"mount -t tmpfs failed: {done.stderr}")
+            pytest.skip(f"mount -t tmpfs is not allowed here: {done.stderr.strip()}")
+        mounted.append(path)
+        return path
+
+    yield make
+    gc.collect()  # connections of a command that failed, still held by its traceback
+    for path in reversed(mounted):
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(path)], check=True)
+
+
+def fill_disk(folder: Path) -> Path:
+    """Fill the file system of ``folder`` to the last byte; returns the filler file."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 4096, 1):  # down to the last partial block
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def due_now(home: Path) -> None:
+    """Import the example contacts, store the plan and make mail 1 due at once."""
+    (home / "settings.toml").write_text(CONFIGURED_SETTINGS, encoding="utf-8")
+    for args in (["contacts", "import", str(ROOT / "contacts" / "example.csv")],
+                 ["schedule", "--election-date", ELECTION, "--yes"], ["reschedule", "--mail", "1", "--at", "now"]):
+        result = campaign(*args)
+        assert result.exit_code == 0, result.output
+
+
+def ledger_states(home: Path) -> dict[str, int]:
+    return dict(stored(home, "SELECT state, COUNT(*) FROM ledger GROUP BY state"))
+
+
+def test_a_full_outbox_stops_the_worker_with_every_message_still_queued(home: Path, mount, restore_signals: None):
+    home.mkdir()
+    due_now(home)
+    outbox = mount(home / "outbox", "1m")
+    filler = fill_disk(outbox)
+    result = campaign("worker", "--once")
+    refused(result, 1, "could not write", "No space left on device", "not written to the outbox")
+    # Nobody was marked failed: the worker stopped at the first message and put it back.
+    assert ledger_states(home) == {"pending": 5}
+    assert stored(home, "SELECT MAX(attempts) FROM ledger") == [(0,)]
+    filler.unlink()
+    again = campaign("worker", "--once", "--rate", "100000")
+    assert again.exit_code == 0, again.output
+    assert ledger_states(home) == {"sent": 5}
+    assert len(list((outbox / "gr2026" / "01").glob("*.eml"))) == 5
+    assert not list(outbox.rglob("*.tmp"))
+
+
+def test_a_full_disk_under_the_database_is_a_sentence_and_the_ledger_holds(tmp_path: Path, monkeypatch, mount,
+                                                                          restore_signals: None):
+    home = mount(tmp_path / "small", "2m")
+    monkeypatch.setenv("CAMPAIGN_HOME", str(home))
+    due_now(home)
+    before = stored(home, "SELECT * FROM schedule ORDER BY mail")
+    filler = fill_disk(home)
+    results = [campaign(*args) for args in (["contacts", "import", str(ROOT / "contacts" / "example.csv")],
+                                            ["worker", "--once"], ["simulate"])]
+    for result in results:
+        wrong = problem(["..."], result)
+        assert wrong is None, wrong
+        assert result.exit_code == 1 and "Error: " in result.output, result.output
+        assert "No space left on device" in result.output or "the disk is full" in result.output, result.output
+    filler.unlink()
+    assert "failed" not in ledger_states(home)
+    again = campaign("worker", "--once", "--rate", "100000")
+    assert again.exit_code == 0, again.output
+    # Each contact got mail 1 exactly once, whatever the full disk interrupted.
+    assert ledger_states(home) == {"sent": 5}
+    assert len(list((home / "outbox" / "gr2026" / "01").glob("*.eml"))) == 5
+    assert [r[:4] for r in stored(home, "SELECT * FROM schedule WHERE mail > 1 ORDER BY mail")] == \
+        [r[:4] for r in before[1:]]
+
+
+def test_a_database_that_cannot_be_written_is_a_sentence(tmp_path: Path, monkeypatch, mount, restore_signals: None):
+    home = mount(tmp_path / "readonly", "4m")
+    monkeypatch.setenv("CAMPAIGN_HOME", str(home))
+    due_now(home)
+    before = (home / "campaign.sqlite3").read_bytes()
+    subprocess.run(["mount", "-o", "remount,ro", str(home)], check=True)
+    for args in (["pause"], ["contacts", "import", str(ROOT / "contacts" / "example.csv")], ["worker", "--once"],
+                 ["status"]):
+        refused(campaign(*args), 1, str(home / "campaign.sqlite3"))
+    assert (home / "campaign.sqlite3").read_bytes() == before

@@ -252,7 +252,7 @@ def warn_sender(problems: tuple[str, ...] | list[str]) -> None:
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
-@click.option("--project", "root", type=FilePath(file_okay=False, path_type=Path), default=None,
+@click.option("--project", "root", type=FilePath(exists=True, file_okay=False, path_type=Path), default=None,
               envvar="CAMPAIGN_PROJECT", help="Project folder with campaigns/ and templates/ (default: current folder).")
 @click.option("--campaign", "campaign", metavar="NAME", type=CampaignName(), default="gr2026", show_default=True,
               help="Campaign folder under campaigns/.")

@@ -490,3 +490,35 @@ def test_a_database_that_cannot_be_written_is_a_sentence(tmp_path: Path, monkeyp
                  ["status"]):
         refused(campaign(*args), 1, str(home / "campaign.sqlite3"))
     assert (home / "campaign.sqlite3").read_bytes() == before
+
+
+# --- hostile environments ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("variable", "value", "words"), [
+    ("CAMPAIGN_HOME", "{file}", ["CAMPAIGN_HOME=", "is not a folder"]),
+    ("CAMPAIGN_HOME", "/proc/campaign", ["/proc/campaign"]),
+    ("CAMPAIGN_HOME", "/dev/full/campaign", ["/dev/full/campaign"]),
+    ("CAMPAIGN_PROJECT", "{tmp}/no/such/project", ["'--project'", "no/such/project", "does not exist"]),
+    ("CAMPAIGN_SMTP_URL", "smtp://mail.example.org:0x1F", ["CAMPAIGN_SMTP_URL", "port"]),
+    ("CAMPAIGN_SMTP_URL", "smtps://u:hunter2@", ["CAMPAIGN_SMTP_URL"]),
+    ("CAMPAIGN_SMTP_URL", "http://mail.example.org", ["CAMPAIGN_SMTP_URL", "scheme 'http'"]),
+    ("CAMPAIGN_SMTP_URL", "smtp://[fe80::1%25eth0", ["CAMPAIGN_SMTP_URL"]),
+    ("CAMPAIGN_SMTP_CA_FILE", "{tmp}", ["CAMPAIGN_SMTP_CA_FILE="]),
+])
+def test_a_hostile_environment_is_named(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        restore_signals: None, variable: str, value: str, words: list[str]):
+    (tmp_path / "a-file").write_text("not a folder\n")
+    value = value.replace("{file}", str(tmp_path / "a-file")).replace("{tmp}", str(tmp_path))
+    monkeypatch.setenv(variable, value)
+    if variable == "CAMPAIGN_SMTP_CA_FILE":
+        monkeypatch.setenv("CAMPAIGN_SMTP_URL", "smtp://127.0.0.1:1")
+    for args in (["status"], ["init"], ["contacts", "list"], ["worker", "--once"], ["send-test"]):
+        # The group's --project is given by invoke(); CAMPAIGN_PROJECT only counts without it.
+        result = (CliRunner().invoke(cli.cli, args, catch_exceptions=True) if variable == "CAMPAIGN_PROJECT"
+                  else campaign(*args))
+        wrong = problem(args, result)
+        assert wrong is None, wrong
+        if args[0] in ("init", "contacts") and variable.startswith("CAMPAIGN_SMTP"):
+            continue  # these send nothing and need no transport
+        refused(result, 2 if variable == "CAMPAIGN_PROJECT" else 1, *words)
+    assert "hunter2" not in result.output

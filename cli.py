@@ -8,6 +8,7 @@ inside the commands so that ``campaign --help`` answers at once.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import functools
 import json
 import sys
@@ -53,6 +54,8 @@ def engine_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except sqlite3.DatabaseError as exc:
             raise click.ClickException(_database_problem(exc)) from None
         except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # output piped into `head`: click ends quietly
             raise click.ClickException(_disk_problem(exc)) from None
 
     return wrapper
@@ -82,7 +85,10 @@ def _database_problem(exc: Exception) -> str:
                 "rolled back and nothing after it was done")
     if "unable to open" in reason:
         return f"cannot open the state database {path} ({reason}); $CAMPAIGN_HOME must be a folder you can write"
-    return f"the state database {path} failed: {reason}; the change was rolled back and nothing after it was done"
+    if "not a database" in reason or "malformed" in reason:
+        return (f"the state database {path} is damaged or not a database ({reason}); restore it from a backup, "
+                "or point CAMPAIGN_HOME elsewhere")
+    return f"the state database {path} failed: {reason}; nothing after that was done"
 
 
 def _disk_full(folder: Path) -> bool:

@@ -25,7 +25,7 @@ from .conftest import CONFIGURED_SETTINGS, IN_CI, ROOT
 from .test_cli_schedule import ELECTION
 
 TEXT = ["", "../../etc/passwd", "x" * 3000, "a\x00b", "\x1b[2J\r\nBcc: x@example.org", "\u202eabc@example.org",
-        "nobody@", "-1"]
+        "nobody@", "-1", "\u00b2", "\u0663", "jan@\u0430\u0440\u0440le.com", "'; DROP TABLE ledger; --"]
 INTEGER = ["-1", "0", "-5", "80000", "99999999999999999999", "abc", ""]
 DATE = ["9999-12-20", "0001-01-02", "9999-12-31", "0001-01-01", "2026-02-30", "", "\u202e2027-01-01"]
 CHOICE = ["", "nope", "a\x00b"]
@@ -198,6 +198,23 @@ def test_every_command_survives_hostile_arguments(path: tuple[str, ...], state: 
         if wrong:
             found.append(wrong)
     assert not found, f"{len(found)} invocation(s) of `{' '.join(path)}` ended badly:\n\n" + "\n\n".join(found[:5])
+
+
+@pytest.mark.parametrize("args", [[], ["no-such-command"], ["--campaign"], *[["--campaign", v, "status"] for v in TEXT],
+                                  *[["--project", v, "status"] for v in IN_PATH if not v.startswith("{")]])
+def test_the_group_survives_hostile_arguments(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              args: list[str]):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(args)
+    wrong = problem(args, result)
+    assert wrong is None, wrong
+
+
+def test_a_state_database_that_is_not_one_is_named(home: Path):
+    home.mkdir()
+    (home / "campaign.sqlite3").write_bytes(b"this is not a database\n" * 100)
+    for args in (["status"], ["contacts", "list"], ["pause"]):
+        refused(campaign(*args), 1, f"the state database {home / 'campaign.sqlite3'} is damaged or not a database")
 
 
 # --- single cases from the issues ---------------------------------------------------------------

@@ -61,13 +61,22 @@ def engine_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _database_file() -> Path:
-    from mailer.settings import campaign_home
-    from mailer.store import DB_NAME
+def _state_home() -> Path | None:
+    """The $CAMPAIGN_HOME the failed command used, for naming it in an error."""
+    from mailer.errors import CampaignError
 
     ctx = click.get_current_context(silent=True)
     state = ctx.find_object(State) if ctx else None
-    return campaign_home(state.root if state else None) / DB_NAME
+    try:
+        return state.project().home if state else None
+    except CampaignError:
+        return None
+
+
+def _database_file() -> Path:
+    from mailer.store import DB_NAME
+
+    return (_state_home() or Path("$CAMPAIGN_HOME")) / DB_NAME
 
 
 def _database_problem(exc: Exception) -> str:
@@ -103,14 +112,11 @@ def _disk_full(folder: Path) -> bool:
 
 def _disk_problem(exc: OSError) -> str:
     """One sentence for a file that could not be written (disk full, read-only, no permission...)."""
-    from mailer.settings import campaign_home
-
     where = exc.filename if exc.filename is not None else "a file"
     reason = exc.strerror or str(exc)
-    ctx = click.get_current_context(silent=True)
-    state = ctx.find_object(State) if ctx else None
-    if exc.filename is not None and Path(exc.filename) == campaign_home(state.root if state else None):
-        return f"cannot create the state folder {where} ($CAMPAIGN_HOME): {reason}; point CAMPAIGN_HOME at a folder you can write"
+    if exc.filename is not None and Path(exc.filename) == _state_home():
+        return (f"cannot create the state folder {where} ($CAMPAIGN_HOME): {reason}; point CAMPAIGN_HOME at a "
+                "folder you can write")
     return f"could not write {where}: {reason}; nothing after that was done"
 
 

@@ -141,12 +141,21 @@ class CampaignName(click.ParamType):
 
 
 class FilePath(click.Path):
-    """click.Path that refuses a NUL byte (which os functions reject with a ValueError)."""
+    """click.Path that refuses a NUL byte (which os functions reject with a ValueError) and, for a
+    file to read, a device: /dev/zero or /dev/urandom would be read until memory runs out."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import os
+        import stat
+
         if isinstance(value, str) and "\0" in value:
             self.fail(f"{_shown(value)} contains a NUL byte", param, ctx)
-        return super().convert(value, param, ctx)
+        path = super().convert(value, param, ctx)
+        if self.exists and not self.dir_okay:
+            mode = os.stat(path).st_mode
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                self.fail(f"{_shown(str(value))} is a device, not a file", param, ctx)
+        return path
 
 
 class PlanDate(click.DateTime):

@@ -210,6 +210,14 @@ def test_the_group_survives_hostile_arguments(home: Path, tmp_path: Path, monkey
     assert wrong is None, wrong
 
 
+@pytest.mark.parametrize("args", [["contacts", "import", "/dev/null"], ["contacts", "unsubscribe", "--from", "/dev/null"]])
+def test_a_device_is_not_read_as_a_file(home: Path, args: list[str]):
+    # /dev/null stands in for /dev/zero, which the old code read until memory ran out.
+    result = campaign(*args)
+    assert result.exit_code == 2, result.output
+    assert "'/dev/null' is a device, not a file" in result.output
+
+
 def test_a_state_database_that_is_not_one_is_named(home: Path):
     home.mkdir()
     (home / "campaign.sqlite3").write_bytes(b"this is not a database\n" * 100)

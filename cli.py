@@ -8,6 +8,7 @@ inside the commands so that ``campaign --help`` answers at once.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import functools
 import json
 import sys
@@ -34,22 +35,165 @@ class State:
 
 
 def engine_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the engine's errors into ``Error: ...`` and exit code 1."""
+    """Turn the engine's errors into ``Error: ...`` and exit code 1.
+
+    A locked or unwritable state database and a failing disk are caught here too, as a last
+    line of defence: each transaction rolls back on its own, so the ledger stays as it was.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import sqlite3
+
         from mailer.errors import CampaignError
 
         try:
             return fn(*args, **kwargs)
         except CampaignError as exc:
             raise click.ClickException(str(exc)) from None
+        except sqlite3.DatabaseError as exc:
+            raise click.ClickException(_database_problem(exc)) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # output piped into `head`: click ends quietly
+            raise click.ClickException(_disk_problem(exc)) from None
 
     return wrapper
 
 
+def _state_home() -> Path | None:
+    """The $CAMPAIGN_HOME the failed command used, for naming it in an error."""
+    from mailer.errors import CampaignError
+
+    ctx = click.get_current_context(silent=True)
+    state = ctx.find_object(State) if ctx else None
+    try:
+        return state.project().home if state else None
+    except CampaignError:
+        return None
+
+
+def _database_file() -> Path:
+    from mailer.store import DB_NAME
+
+    return (_state_home() or Path("$CAMPAIGN_HOME")) / DB_NAME
+
+
+def _database_problem(exc: Exception) -> str:
+    """One sentence for an SQLite error that no engine function could foresee."""
+    path = _database_file()
+    reason = str(exc)
+    if "locked" in reason or "busy" in reason:
+        return (f"the state database {path} is locked by another process (a worker or another command); "
+                "try again when it has finished")
+    if "full" in reason or ("I/O" in reason and _disk_full(path.parent)):
+        return (f"could not write the state database {path}: the disk is full; the change was rolled back "
+                "and nothing after it was done")
+    if "readonly" in reason or "read-only" in reason:
+        return (f"could not write the state database {path}: it is read-only ({reason}); the change was "
+                "rolled back and nothing after it was done")
+    if "unable to open" in reason:
+        return f"cannot open the state database {path} ({reason}); $CAMPAIGN_HOME must be a folder you can write"
+    if "not a database" in reason or "malformed" in reason:
+        return (f"the state database {path} is damaged or not a database ({reason}); restore it from a backup, "
+                "or point CAMPAIGN_HOME elsewhere")
+    return f"the state database {path} failed: {reason}; nothing after that was done"
+
+
+def _disk_full(folder: Path) -> bool:
+    """SQLite reports a full disk under WAL as a mere 'disk I/O error': look for ourselves."""
+    import os
+
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
+
+
+def _disk_problem(exc: OSError) -> str:
+    """One sentence for a file that could not be written (disk full, read-only, no permission...)."""
+    where = exc.filename if exc.filename is not None else "a file"
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None and Path(exc.filename) == _state_home():
+        return (f"cannot create the state folder {where} ($CAMPAIGN_HOME): {reason}; point CAMPAIGN_HOME at a "
+                "folder you can write")
+    return f"could not write {where}: {reason}; nothing after that was done"
+
+
+def _shown(value: str) -> str:
+    """A typed value as it can be shown in an error: control characters escaped, long ones cut."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:40] + f"...' ({len(value)} characters)"
+
+
+class CampaignName(click.ParamType):
+    """A folder name under campaigns/: no path separators, control characters or '..'."""
+
+    name = "name"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        import re
+
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+            self.fail(f"{_shown(str(value))} is not a campaign folder name (up to 64 letters, digits, "
+                      "'.', '-' or '_')", param, ctx)
+        return value
+
+
+class FilePath(click.Path):
+    """click.Path that refuses a NUL byte (which os functions reject with a ValueError) and, for a
+    file to read, a device: /dev/zero or /dev/urandom would be read until memory runs out."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import os
+        import stat
+
+        if isinstance(value, str) and "\0" in value:
+            self.fail(f"{_shown(value)} contains a NUL byte", param, ctx)
+        path = super().convert(value, param, ctx)
+        if self.exists and not self.dir_okay:
+            mode = os.stat(path).st_mode
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                self.fail(f"{_shown(str(value))} is a device, not a file", param, ctx)
+        return path
+
+
+class PlanDate(click.DateTime):
+    """A YYYY-MM-DD date in a range the planner can count from without leaving the calendar."""
+
+    FIRST = dt.datetime(2000, 1, 1)
+    LAST = dt.datetime(2999, 12, 31)
+
+    def __init__(self) -> None:
+        super().__init__(["%Y-%m-%d"])
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        moment = super().convert(value, param, ctx)
+        if not self.FIRST <= moment <= self.LAST:
+            self.fail(f"{moment:%Y-%m-%d} is out of range: give a date from {self.FIRST:%Y-%m-%d} "
+                      f"to {self.LAST:%Y-%m-%d}", param, ctx)
+        return moment
+
+
+class MailOrAll(click.ParamType):
+    """A mail number (1-999) or the word 'all'."""
+
+    name = "N|all"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if text != "all" and not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAIL_NUMBER.max):
+            self.fail(f"{_shown(text)} is not a mail number (1-{MAIL_NUMBER.max}) or 'all'", param, ctx)
+        return text
+
+
+# A mail number: bounded, so that no number too large for SQLite reaches the engine.
+MAIL_NUMBER = click.IntRange(1, 999)
+RATE = click.IntRange(min=1)
+
+
 def campaign_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--campaign", "campaign_name", metavar="NAME", default=None,
+    return click.option("--campaign", "campaign_name", metavar="NAME", type=CampaignName(), default=None,
                         help="Campaign folder under campaigns/ (default: gr2026).")(fn)
 
 
@@ -129,9 +273,9 @@ def warn_sender(problems: tuple[str, ...] | list[str]) -> None:
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
-@click.option("--project", "root", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--project", "root", type=FilePath(exists=True, file_okay=False, path_type=Path), default=None,
               envvar="CAMPAIGN_PROJECT", help="Project folder with campaigns/ and templates/ (default: current folder).")
-@click.option("--campaign", "campaign", metavar="NAME", default="gr2026", show_default=True,
+@click.option("--campaign", "campaign", metavar="NAME", type=CampaignName(), default="gr2026", show_default=True,
               help="Campaign folder under campaigns/.")
 @click.version_option("0.1.0", prog_name="campaign")
 @click.pass_context
@@ -167,7 +311,7 @@ def init(state: State, force: bool) -> None:
 
 @cli.command()
 @campaign_option
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=FilePath(file_okay=False, path_type=Path), default=None,
               help="Output folder (default: out/<campaign>/).")
 @click.option("--contact", metavar="EMAIL", default=None,
               help="Personalise for this contact (default: the first imported, else the first example).")
@@ -207,7 +351,7 @@ def contacts() -> None:
 
 
 @contacts.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=FilePath(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Show what would change; store nothing.")
 @click.option("--skip-invalid", is_flag=True, help="Store the valid rows and list the refused ones.")
 @click.pass_obj
@@ -300,7 +444,7 @@ def _addresses(emails: tuple[str, ...], from_file: Path | None) -> list[str]:
 
 @contacts.command("unsubscribe")
 @click.argument("emails", nargs=-1)
-@click.option("--from", "from_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--from", "from_file", type=FilePath(exists=True, dir_okay=False, path_type=Path),
               help="A file of addresses (one per line, or a CSV with an e-mail column).")
 @click.option("--reason", default="opt-out", show_default=True, help="Why: shown with the opt-out.")
 @click.pass_obj
@@ -371,9 +515,9 @@ def contacts_forget(state: State, email: str, yes: bool, not_imported: bool) -> 
 # --- plan and schedule ------------------------------------------------------------------------
 
 def plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--election-date", type=click.DateTime(["%Y-%m-%d"]), default=None,
+    fn = click.option("--election-date", type=PlanDate(), default=None,
                       help="Plan for this election day instead (planning only; the mails keep their text).")(fn)
-    fn = click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None,
+    fn = click.option("--start", type=PlanDate(), default=None,
                       help="Send mail 1 on this date and the rest at the cadence (default: count back from election day).")(fn)
     return campaign_option(fn)
 
@@ -410,7 +554,7 @@ def print_plan(report, tz: str) -> None:
 
 @cli.command()
 @plan_options
-@click.option("--ics", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--ics", type=FilePath(dir_okay=False, path_type=Path), default=None,
               help="Also write the plan as an iCalendar file.")
 @click.pass_obj
 @engine_errors
@@ -425,7 +569,12 @@ def plan(state: State, campaign_name: str | None, start: dt.datetime | None, ele
     settings = project.load_campaign().settings
     print_plan(report, settings.schedule.timezone)
     if ics:
-        ics.write_text(to_ics(report.plan, name=settings.name, estimates=report.estimates), encoding="utf-8", newline="")
+        try:
+            ics.write_text(to_ics(report.plan, name=settings.name, estimates=report.estimates), encoding="utf-8",
+                           newline="")
+        except OSError as exc:
+            raise click.ClickException(f"could not write {ics}: {exc.strerror}; the plan was shown above, "
+                                       "but no complete calendar file was written") from None
         click.echo(f"Wrote {ics}.")
 
 
@@ -535,7 +684,7 @@ def _switch_transport(project, *, yes: bool) -> None:
 
 @cli.command()
 @campaign_option
-@click.option("--mail", "mail", type=int, required=True, help="The mail to move (1-9).")
+@click.option("--mail", "mail", type=MAIL_NUMBER, required=True, help="The mail to move (1-9).")
 @click.option("--at", "at", required=True, metavar="WHEN",
               help="An ISO date-time (e.g. 2027-02-03T10:00, campaign time zone) or 'now'.")
 @click.pass_obj
@@ -585,7 +734,7 @@ _simple_state_command("resume", "Continue sending after `pause`.", _resume)
 
 @cli.command()
 @campaign_option
-@click.option("--mail", "mail", type=int, default=None, help="Cancel only this mail (default: the whole campaign).")
+@click.option("--mail", "mail", type=MAIL_NUMBER, default=None, help="Cancel only this mail (default: the whole campaign).")
 @click.pass_obj
 @engine_errors
 def cancel(state: State, campaign_name: str | None, mail: int | None) -> None:
@@ -601,7 +750,7 @@ def cancel(state: State, campaign_name: str | None, mail: int | None) -> None:
 
 @cli.command()
 @campaign_option
-@click.option("--mail", "mail", type=int, required=True, help="The mail whose failed and unknown sends to retry.")
+@click.option("--mail", "mail", type=MAIL_NUMBER, required=True, help="The mail whose failed and unknown sends to retry.")
 @click.pass_obj
 @engine_errors
 def retry(state: State, campaign_name: str | None, mail: int) -> None:
@@ -617,7 +766,7 @@ def retry(state: State, campaign_name: str | None, mail: int) -> None:
 
 @cli.command()
 @campaign_option
-@click.option("--mail", "mails", type=int, multiple=True, help="Approve only this mail (repeatable; default: all).")
+@click.option("--mail", "mails", type=MAIL_NUMBER, multiple=True, help="Approve only this mail (repeatable; default: all).")
 @click.pass_obj
 @engine_errors
 def approve(state: State, campaign_name: str | None, mails: tuple[int, ...]) -> None:
@@ -689,9 +838,9 @@ def status(state: State, campaign_name: str | None, as_json: bool) -> None:
 
 @cli.command()
 @plan_options
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=FilePath(file_okay=False, path_type=Path), default=None,
               help="Folder for the simulated messages (default: $CAMPAIGN_HOME/simulation/<campaign>).")
-@click.option("--rate", type=int, default=None, help="Messages per minute (default: the settings').")
+@click.option("--rate", type=RATE, default=None, help="Messages per minute (default: the settings').")
 @click.pass_obj
 @engine_errors
 def simulate(state: State, campaign_name: str | None, start: dt.datetime | None, election_date: dt.datetime | None,
@@ -721,7 +870,7 @@ def simulate(state: State, campaign_name: str | None, start: dt.datetime | None,
 @cli.command()
 @campaign_option
 @click.option("--once", is_flag=True, help="Send what is due now and exit (for cron and tests).")
-@click.option("--rate", type=int, default=None, metavar="N", help="Messages per minute (default: the settings').")
+@click.option("--rate", type=RATE, default=None, metavar="N", help="Messages per minute (default: the settings').")
 @click.option("--connections", type=click.IntRange(1, 20), default=None, metavar="N",
               help="SMTP connections side by side, one message in flight each (default: the settings', or 1).")
 @click.pass_obj
@@ -764,7 +913,8 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
 @cli.command("send-test")
 @campaign_option
 @click.option("--to", "to", multiple=True, metavar="ADDR", help="Recipient (repeatable; default: the settings' test recipients).")
-@click.option("--mail", "mail", default="all", show_default=True, metavar="N|all", help="Which mail to send.")
+@click.option("--mail", "mail", type=MailOrAll(), default="all", show_default=True, metavar="N|all",
+              help="Which mail to send.")
 @click.option("--contact", metavar="EMAIL", default=None,
               help="Personalise as for this contact (default: the first imported, else the first example).")
 @click.pass_obj
@@ -826,10 +976,11 @@ def check(state: State, campaign_name: str | None, as_json: bool) -> None:
 
 @cli.command()
 @campaign_option
-@click.option("--port", type=int, default=8600, show_default=True, help="Port on 127.0.0.1 (0 picks a free one).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8600, show_default=True,
+              help="Port on 127.0.0.1 (0 picks a free one).")
 @click.option("--contact", metavar="EMAIL", default=None, help="Show the mails as this contact gets them.")
 @click.option("--no-serve", is_flag=True, help="Write static pages instead of serving them (with --out).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=FilePath(file_okay=False, path_type=Path), default=None,
               help="Folder for --no-serve (default: out/<campaign>-preview/).")
 @click.pass_obj
 @engine_errors

@@ -65,3 +65,7 @@ class DeliveryError(CampaignError):
 
 class SenderNotConfigured(DeliveryError):
     """The deployment settings still hold example values and the action needs a real sender."""
+
+
+class OutputError(CampaignError):
+    """An output file or folder cannot be written, or holds something that is not ours to replace."""

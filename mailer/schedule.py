@@ -259,9 +259,19 @@ def cancel(conn: sqlite3.Connection, campaign: str, *, mail: int | None, now: dt
     return n
 
 
+def require_mails(conn: sqlite3.Connection, campaign: str, mails: Iterable[int]) -> None:
+    """Refuse a mail number that the stored schedule of the campaign does not have."""
+    known = [row[0] for row in conn.execute("SELECT mail FROM schedule WHERE campaign = ? ORDER BY mail", (campaign,))]
+    for mail in mails:
+        if mail not in known:
+            span = f"{known[0]}-{known[-1]}" if known else "none"
+            raise StateError(f"campaign {campaign} has no mail {mail}; its mails are {span}")
+
+
 def retry(conn: sqlite3.Connection, campaign: str, *, mail: int, now: dt.datetime) -> int:
     """Put failed and unknown sends of a mail back in the queue; returns how many."""
     require_plan(conn, campaign)
+    require_mails(conn, campaign, [mail])
     with store.transaction(conn):
         n = conn.execute(
             "UPDATE ledger SET state = 'pending', next_attempt_at = NULL, error = '', updated_at = ?"
@@ -278,6 +288,7 @@ def approve(conn: sqlite3.Connection, campaign: str, fingerprints: dict[int, str
     """Approve the current version of changed mails; returns the mails whose approval changed."""
     require_plan(conn, campaign)
     wanted = set(mails) if mails is not None else None
+    require_mails(conn, campaign, sorted(wanted or ()))
     changed = []
     with store.transaction(conn):
         for row in conn.execute("SELECT mail, approved_fingerprint FROM schedule WHERE campaign = ?", (campaign,)).fetchall():

@@ -24,6 +24,9 @@ def campaign_home(root: Path | None = None) -> Path:
     """The folder for local state: ``$CAMPAIGN_HOME``, or ``var/`` under the project root."""
     env = os.environ.get("CAMPAIGN_HOME")
     if env:
+        if Path(env).exists() and not Path(env).is_dir():
+            raise SettingsError(f"CAMPAIGN_HOME={env} is not a folder; point it at a folder (one that does not "
+                                "exist yet is created)")
         return Path(env)
     return (root or Path.cwd()) / DEFAULT_HOME
 
@@ -131,10 +134,19 @@ def _get(table: dict[str, Any], key: str, kind: type, path: Path, prefix: str, d
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise SettingsError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot be read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise SettingsError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                            "save the file as UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: {exc}") from None
 
@@ -178,8 +190,11 @@ def _schedule(table: dict[str, Any], path: Path) -> SchedulePolicy:
             raise SettingsError(f"{_where(path, key)}: 'to' is before 'from'")
         blackouts.append(Blackout(b["from"], b["to"], str(b.get("reason", ""))))
     cadence = _get(table, "cadence_days", int, path, p, 7)
-    if cadence < 1:
-        raise SettingsError(f"{_where(path, p + 'cadence_days')}: must be at least 1")
+    if not 1 <= cadence <= 365:
+        raise SettingsError(f"{_where(path, p + 'cadence_days')}: must be 1 to 365")
+    # Beyond a year the planner would count off the end of the calendar.
+    if not 0 <= _get(table, "min_days_before_election", int, path, p, 14) <= 365:
+        raise SettingsError(f"{_where(path, p + 'min_days_before_election')}: must be 0 to 365")
     rate = _get(table, "rate_per_minute", int, path, p, 60)
     if rate < 1:
         raise SettingsError(f"{_where(path, p + 'rate_per_minute')}: must be at least 1")
@@ -300,8 +315,15 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
             raise SettingsError(f"{_where(path, 'sender.' + key)}: {value!r} is not a mail address")
     test = _get(data, "test", dict, path, "", {})
     recipients = tuple(_get(test, "recipients", list, path, "test.", []))
+    for value in recipients:
+        if not isinstance(value, str):
+            raise SettingsError(f"{_where(path, 'test.recipients')}: expected a list of addresses in quotes, "
+                                f"got {value!r}")
     delivery = _get(data, "delivery", dict, path, "", {})
     rate = _get(delivery, "rate_per_minute", int, path, "delivery.", None)
+    if rate is not None and rate < 1:
+        raise SettingsError(f"{_where(path, 'delivery.rate_per_minute')}: must be at least 1 "
+                            "(leave it out to use the campaign's rate)")
     connections = _get(delivery, "connections", int, path, "delivery.", 1)
     if not 1 <= connections <= 20:
         raise SettingsError(f"{_where(path, 'delivery.connections')}: must be 1 to 20")

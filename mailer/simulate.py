@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import files, store
 from .contacts import audience
+from .errors import OutputError
 from .message import build_message
 from .personalise import personalise
 from .plan import Plan, PlannedSend, make_plan, send_moments
@@ -79,6 +80,19 @@ def _sent_pairs(project: Project, campaign: str) -> set[tuple[int, int]]:
         conn.close()
 
 
+def _clear_output(out: Path) -> None:
+    """Empty the folder of an earlier simulation; refuse any other folder that holds something,
+    so that ``--out ~/Documents`` never deletes a person's files."""
+    if not out.exists() and not out.is_symlink():
+        return
+    folder = out.is_dir() and not out.is_symlink()
+    if folder and (out / "timeline.csv").is_file():
+        shutil.rmtree(out)
+    elif not folder or any(out.iterdir()):
+        raise OutputError(f"--out {out} exists and is not the folder of an earlier simulation (it has no "
+                          "timeline.csv); choose a new or empty folder")
+
+
 def simulate(
     project: Project,
     *,
@@ -118,8 +132,7 @@ def simulate(
 
     renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
                         cache=project.render_cache)
-    if out.exists():
-        shutil.rmtree(out)
+    _clear_output(out)
     if source == "imported contacts":
         # Recorded before writing, so that `contacts forget` finds this folder even after a crash.
         with project.db() as conn:

@@ -17,6 +17,9 @@ from . import files
 
 DB_NAME = "campaign.sqlite3"
 SCHEMA_VERSION = 3
+# Seconds a connection waits for another process's write (a worker's commit takes
+# milliseconds) before it gives up with "database is locked". Tests shorten it.
+BUSY_TIMEOUT = 30.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -136,7 +139,15 @@ def connect(home: Path) -> sqlite3.Connection:
     files.touch_private(path)
     for suffix in ("-wal", "-shm"):
         files.tighten(path.with_name(path.name + suffix), files.FILE_MODE)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+    try:
+        return _prepare(conn)
+    except BaseException:
+        conn.close()  # a file that cannot be set up (locked, read-only, full) is not left open
+        raise
+
+
+def _prepare(conn: sqlite3.Connection) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA secure_delete = ON")
@@ -168,8 +179,16 @@ class transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error:
+                # A commit that fails (disk full, locked) leaves the transaction open: end it,
+                # so that the connection's next step does not fail on it instead.
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+        elif self.conn.in_transaction:
+            # SQLite may have rolled back already (SQLITE_FULL does); the first error is the one to show.
             self.conn.execute("ROLLBACK")
 
 

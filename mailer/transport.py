@@ -77,17 +77,27 @@ def transport_config(env: Mapping[str, str] | None = None) -> TransportConfig:
     url = env.get("CAMPAIGN_SMTP_URL", "").strip()
     if not url:
         return TransportConfig(kind="outbox")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        hostname = parts.hostname
+    except ValueError as exc:
+        # The URL is not repeated: it may hold a password.
+        raise DeliveryError(f"CAMPAIGN_SMTP_URL is not a valid URL ({exc}); expected smtp://[user@]host[:port] "
+                            "or smtps://[user@]host[:port]") from None
+    if parts.scheme not in ("smtp", "smtps"):
         raise DeliveryError(f"CAMPAIGN_SMTP_URL: expected smtp://[user@]host[:port] or smtps://..., got scheme {parts.scheme!r}")
+    if not hostname:
+        raise DeliveryError("CAMPAIGN_SMTP_URL names no host; expected smtp://[user@]host[:port] or smtps://...")
     if parts.password:
         raise DeliveryError("CAMPAIGN_SMTP_URL holds a password; put it in CAMPAIGN_SMTP_PASSWORD instead")
     implicit = parts.scheme == "smtps"
     try:
         port = parts.port or (465 if implicit else 587)
     except ValueError:
-        raise DeliveryError("CAMPAIGN_SMTP_URL: the port is not a number") from None
-    return TransportConfig(kind="smtp", host=parts.hostname, port=port, implicit_tls=implicit,
+        raise DeliveryError("CAMPAIGN_SMTP_URL: the port must be a number from 0-65535 (e.g. 587 or 465)") from None
+    # A bad CA file shows now, in any command, rather than when the first message is due.
+    _ssl_context(env)
+    return TransportConfig(kind="smtp", host=hostname, port=port, implicit_tls=implicit,
                            username=urllib.parse.unquote(parts.username or ""))
 
 
@@ -111,12 +121,18 @@ class OutboxTransport:
         from . import files
 
         path = outbox_path(self.folder, envelope.message_id, group=group)
-        if path.parent not in self._made:
-            files.private_dir(self.folder)
-            files.private_dir(path.parent)
-            self._made.add(path.parent)
-        # Atomic (a crash never leaves half a message) and owner-only: it holds a contact's data.
-        files.write_private(path, envelope.data)
+        try:
+            if path.parent not in self._made:
+                files.private_dir(self.folder)
+                files.private_dir(path.parent)
+                self._made.add(path.parent)
+            # Atomic (a crash never leaves half a message) and owner-only: it holds a contact's data.
+            files.write_private(path, envelope.data)
+        except OSError as exc:
+            # A DeliveryError, not a failure of this message: the next one would fail the same
+            # way, so the worker puts it back in the queue and stops instead of failing everyone.
+            raise DeliveryError(f"could not write {exc.filename or path}: {exc.strerror}; the message was not "
+                                "written to the outbox") from None
         return str(path)
 
     # The worker's two-phase interface: a file is written at once, so it is always ready.
@@ -137,7 +153,14 @@ def _ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ca = env.get("CAMPAIGN_SMTP_CA_FILE")
     if ca:
-        ctx.load_verify_locations(cafile=ca)
+        try:
+            ctx.load_verify_locations(cafile=ca)
+        except ssl.SSLError as exc:  # before OSError, of which it is a kind
+            raise DeliveryError(f"CAMPAIGN_SMTP_CA_FILE={ca}: no certificate could be read from it "
+                                f"({exc.reason or exc}); it must hold PEM certificates") from None
+        except OSError as exc:
+            raise DeliveryError(f"CAMPAIGN_SMTP_CA_FILE={ca}: {exc.strerror}; point it at a PEM file of "
+                                "CA certificates, or unset it to trust the system's") from None
     return ctx
 
 

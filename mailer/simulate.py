@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import store
 from .contacts import audience
+from .errors import ContactsError
 from .message import build_message
 from .personalise import personalise
 from .plan import Plan, PlannedSend, make_plan, send_moments
@@ -58,6 +59,16 @@ def _stored_sends(project: Project) -> list[PlannedSend] | None:
         conn.close()
 
 
+def _refuse_unsendable(contacts: list) -> None:
+    """Before anything is deleted: every contact's values must be able to go into a message."""
+    from .checks import check_contacts
+
+    problems = [f.message for f in check_contacts(contacts)]
+    if problems:
+        raise ContactsError("nothing was simulated and the previous simulation is kept: these contacts cannot be "
+                            "sent (`campaign check` lists them too)", problems)
+
+
 def simulate(
     project: Project,
     *,
@@ -94,6 +105,7 @@ def simulate(
 
     renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
                         cache=project.render_cache)
+    _refuse_unsendable(contacts)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

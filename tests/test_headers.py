@@ -321,3 +321,88 @@ def test_simulate_validates_before_it_deletes_the_previous_simulation(run, home:
     assert "contact r***@example.nl: name contains a bidi control character (U+202E)" in result.output
     assert "Traceback" not in result.output
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+# --- import: contacts that could never be sent are refused, with line and column ------------------
+
+def test_import_refuses_values_that_cannot_stand_in_a_header(run, tmp_path: Path):
+    f = tmp_path / "lijst.csv"
+    rows = [
+        "naam,email,partij,gemeente,functie,wijk",
+        '"Jan\tJansen",jan@example.nl,A,Ede,,',
+        "Piet\x85Pietersen,piet@example.nl,A,Ede,,",
+        "L" * 5000 + ",lang@example.nl,A,Ede,,",
+        "Roos,roos@example.nl,Partij\u202eA,Ede,,",
+        "Gem,gem@example.nl,A," + "G" * 201 + ",,",
+        "Rol,rol@example.nl,A,Ede,raads\u200flid,",
+        "Wijk,wijk@example.nl,A,Ede,," + "W" * 1001,
+        "Goed,goed@example.nl,A,Ede,raadslid,Noord",
+        "Zoë,zoë@example.nl,A,Ede,,",
+    ]
+    f.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = run("contacts", "import", str(f))
+    assert result.exit_code == 1
+    out = result.output
+    assert "nothing was imported" in out
+    assert f"{f}:2: column 'naam': contains a control character (U+0009)" in out
+    assert f"{f}:3: column 'naam': contains a line break" in out  # U+0085, NEL
+    assert f"{f}:4: column 'naam': is 5000 characters long; at most 200 are allowed" in out
+    assert f"{f}:5: column 'partij': contains a bidi control character (U+202E)" in out
+    assert f"{f}:6: column 'gemeente': is 201 characters long; at most 200 are allowed" in out
+    assert f"{f}:7: column 'functie': contains a bidi control character (U+200F)" in out
+    assert f"{f}:8: column 'wijk': is 1001 characters long; at most 1000 are allowed" in out
+    assert f"{f}:10: column 'email'" in out  # a non-ASCII local part needs SMTPUTF8
+    assert f"{f}:9:" not in out
+    assert run("contacts", "import", "--skip-invalid", str(f)).exit_code == 0
+    listed = json.loads(run("contacts", "list", "--json").output)
+    assert [r["email"] for r in listed] == ["goed@example.nl"]
+
+
+# --- the worker: a contact stored before these rules is skipped and recorded, not sent ----------
+
+def test_the_worker_records_an_unsendable_stored_contact_and_sends_the_rest(configured_home, tmp_path, monkeypatch):
+    from .smtp_server import Server
+    from .test_deliver import MAIL1, ledger, prepare, run_worker
+
+    with Server() as smtp:
+        project = prepare(tmp_path, monkeypatch, ["a@example.nl", "b@example.nl"], smtp_url=smtp.url)
+        store_contact_as_before(configured_home, "roos@example.nl", name="Roos\u202eJansen")
+        store_contact_as_before(configured_home, "tab@example.nl", name="Tab\tTabsma")
+        stats = run_worker(project, MAIL1)
+        assert stats.sent == 2 and stats.failed == 2
+        assert sorted(m["To"].addresses[0].addr_spec for m in smtp.recorder.messages) == ["a@example.nl", "b@example.nl"]
+        assert ledger(project) == {"sent": 2, "failed": 2}
+        conn = sqlite3.connect(configured_home / "campaign.sqlite3")
+        errors = sorted(r[0] for r in conn.execute("SELECT error FROM ledger WHERE state = 'failed'"))
+        conn.close()
+        assert errors[0].startswith("HeaderError: contact r***@example.nl: name contains a bidi control character (U+202E)")
+        assert errors[1].startswith("HeaderError: contact t***@example.nl: name contains a control character (U+0009)")
+        assert not any("roos@" in e or "tab@" in e for e in errors)
+
+
+# --- an IDN contact: import, build, simulate and send ------------------------------------------------
+
+def test_an_idn_contact_is_built_simulated_and_sent_in_its_ascii_form(run, configured_home, tmp_path, monkeypatch):
+    from .smtp_server import Server
+    from .test_deliver import MAIL1, prepare, run_worker
+
+    ascii_form = "piet@xn--bcher-kva.nl"
+    with Server() as smtp:
+        project = prepare(tmp_path, monkeypatch, ["Piet@Bücher.nl"], smtp_url=smtp.url)
+        stats = run_worker(project, MAIL1)
+        assert stats.sent == 1 and stats.failed == 0
+        assert smtp.recorder.rcpts == ["Piet@xn--bcher-kva.nl"]
+        [msg] = smtp.recorder.messages
+        assert msg["To"].addresses[0].addr_spec.lower() == ascii_form
+        assert "body=Piet@xn--bcher-kva.nl" in msg["List-Unsubscribe"]
+    out = tmp_path / "build"
+    result = run("build", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    built = parse((out / "01-wonen-eerst.eml").read_bytes())
+    assert built["To"].addresses[0].addr_spec.lower() == ascii_form
+    result = run("build", "--out", str(out), "--contact", "piet@bücher.nl")
+    assert result.exit_code == 0, result.output
+    result = run("simulate", "--election-date", "2027-04-14")
+    assert result.exit_code == 0, result.output
+    first = sorted((configured_home / "simulation" / "gr2026").glob("01-*/*.eml"))[0]
+    assert parse(first.read_bytes())["To"].addresses[0].addr_spec.lower() == ascii_form

@@ -406,3 +406,19 @@ def test_an_idn_contact_is_built_simulated_and_sent_in_its_ascii_form(run, confi
     assert result.exit_code == 0, result.output
     first = sorted((configured_home / "simulation" / "gr2026").glob("01-*/*.eml"))[0]
     assert parse(first.read_bytes())["To"].addresses[0].addr_spec.lower() == ascii_form
+
+
+@pytest.mark.parametrize("subject, expected", [
+    ("Wonen \\u202Eeerst", "field 'subject': contains a bidi control character (U+202E)"),
+    ("Wonen\\teerst", "field 'subject': contains a control character (U+0009)"),
+    ("W" * 201, "field 'subject': is 201 characters long; at most 200 are allowed"),
+])
+def test_a_subject_that_cannot_stand_in_a_header_is_refused_with_file_and_line(run, project_copy: Path, subject, expected):
+    mail = project_copy / "campaigns/gr2026/mails/01-wonen-eerst.md"
+    lines = mail.read_text(encoding="utf-8").splitlines()
+    n = next(i for i, line in enumerate(lines) if line.startswith("subject = "))
+    lines[n] = f'subject = "{subject}"'
+    mail.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run("check", root=project_copy)
+    assert result.exit_code == 1
+    assert f"Error: {mail}:{n + 1}: {expected}" in result.output

@@ -233,10 +233,10 @@ def phrase(name: str) -> str:
 
 
 def named(field: str, name: str, angle: str) -> str:
-    """``name <angle>`` for header ``field`` (an address, or a List-Id), folded within 78
-    where the name has spaces to fold at."""
+    """``name <angle>`` (or ``<angle>``) for header ``field`` (an address, or a List-Id), folded
+    within 78 where the name has spaces to fold at."""
     if not name:
-        return f"<{angle}>" if field == "List-Id" else angle
+        return f"<{angle}>"
     if "=?" not in name and _ATOMS.fullmatch(name) and len(field) + len(name) + len(angle) + 5 <= LINE_MAX:
         return f"{name} <{angle}>"  # most names: plain words, short
     tokens = _phrase_tokens(name) + [f"<{angle}>"]

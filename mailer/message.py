@@ -21,7 +21,6 @@ from functools import lru_cache
 
 from . import headers as _headers
 from .errors import HeaderError
-from .headers import encode_words  # noqa: F401  (kept importable from here)
 from .personalise import PersonalMail, literals, text_literals
 from .settings import CampaignSettings, Sender
 
@@ -74,7 +73,7 @@ def format_address(name: str, display: str, addr: str) -> str:
             or any(c in addr for c in " <>\"(),;:\\[]")):
         shown = f"{addr[:1]}***@{domain}" if at else repr(addr)
         raise HeaderError(f"{where}: {shown} is not a mail address this sender can use")
-    return _headers.named(name, display, addr)
+    return _headers.named(name, display, addr) if display else addr
 
 
 @lru_cache(maxsize=8)

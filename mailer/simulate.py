@@ -59,14 +59,18 @@ def _stored_sends(project: Project) -> list[PlannedSend] | None:
         conn.close()
 
 
-def _refuse_unsendable(contacts: list) -> None:
+def _refuse_unsendable(contacts: list, out: Path) -> None:
     """Before anything is deleted: every contact's values must be able to go into a message."""
     from .checks import check_contacts
 
     problems = [f.message for f in check_contacts(contacts)]
-    if problems:
-        raise ContactsError("nothing was simulated and the previous simulation is kept: these contacts cannot be "
-                            "sent (`campaign check` lists them too)", problems)
+    if not problems:
+        return
+    if out.exists():
+        raise ContactsError(f"nothing was simulated and the previous simulation in {out} is kept: these contacts "
+                            "cannot be sent (`campaign check` lists them too)", problems)
+    raise ContactsError("nothing was simulated: these contacts cannot be sent (`campaign check` lists them too)",
+                        problems)
 
 
 def simulate(
@@ -105,7 +109,7 @@ def simulate(
 
     renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
                         cache=project.render_cache)
-    _refuse_unsendable(contacts)
+    _refuse_unsendable(contacts, out)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

@@ -316,7 +316,7 @@ def test_simulate_validates_before_it_deletes_the_previous_simulation(run, home:
     store_contact_as_before(home, "roos@example.nl", name="Roos\u202eJansen")
     result = run("simulate")
     assert result.exit_code == 1
-    assert "nothing was simulated and the previous simulation is kept" in result.output
+    assert f"nothing was simulated and the previous simulation in {out} is kept" in result.output
     assert "contact t***@example.nl: name contains a control character (U+0009)" in result.output
     assert "contact r***@example.nl: name contains a bidi control character (U+202E)" in result.output
     assert "Traceback" not in result.output

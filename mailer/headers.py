@@ -70,6 +70,7 @@ def value_problem(value: str) -> str | None:
 
 
 def length_problem(value: str, limit: int) -> str | None:
+    """Why ``value`` is too long (a phrase to follow the field name), or None."""
     if len(value) > limit:
         return f"is {len(value)} characters long; at most {limit} are allowed"
     return None
@@ -257,6 +258,8 @@ def _fold_ascii(text: str, offset: int) -> str | None:
         lines.append(text[:cut])
         text = text[cut:]  # the space starts the next line: unfolding gives the text back
         room = LINE_MAX
+    if lines and not text.strip():
+        return None  # a last line of only whitespace is not allowed
     lines.append(text)
     return "\r\n".join(lines)
 

@@ -422,3 +422,20 @@ def test_a_subject_that_cannot_stand_in_a_header_is_refused_with_file_and_line(r
     result = run("check", root=project_copy)
     assert result.exit_code == 1
     assert f"Error: {mail}:{n + 1}: {expected}" in result.output
+
+
+def test_many_generated_names_decode_exactly_and_add_no_header(setup):
+    import random
+
+    rng = random.Random(11)
+    alphabet = "abcXYZ019 ._-'\"\\(),:;<>@[]=?!#$%&*+/^`{|}~éëüçøßЖжΩ中😀"
+    for _ in range(400):
+        name = " ".join(rng.choice(alphabet) * rng.randint(1, 3) + "".join(rng.choices(alphabet, k=rng.randint(0, 30)))
+                        for _ in range(rng.randint(1, 8))).strip()
+        name = " ".join(word for word in name.split(" ") if word) or "x"  # single spaces: see the test above
+        env = build(setup, Contact(email="jan@example.nl", name=name, party="P", municipality="M"))
+        msg = parse(env.data)
+        [to] = msg["To"].addresses
+        assert (to.display_name, to.addr_spec) == (name, "jan@example.nl"), env.data.split(b"\r\n\r\n")[0]
+        assert set(msg.keys()) == EXPECTED_FIELDS
+        assert all(len(line) <= 998 for line in env.data.split(b"\r\n\r\n")[0].split(b"\r\n"))

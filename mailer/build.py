@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import checks, files, store
-from .contacts import Contact, audience, email_key, example_contacts, get_contact, mask
+from .contacts import Contact, audience, email_key, example_contacts, get_contact, mask, normalise_address
 from .errors import UnknownContact
 from .message import build_message
 from .personalise import personalise
@@ -42,6 +42,8 @@ def choose_contact(project: Project, address: str | None) -> tuple[Contact, str]
     if address is None:
         contacts, source = audience(project)
         return contacts[0], source
+    # Typed by a person: the stored form (an IDN domain in ASCII), as import made it.
+    address = normalise_address(address)
     if project.db_exists:
         with project.db() as conn:
             try:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+from .contacts import Contact
 from .message import Envelope
 from .personalise import PersonalMail
 from .render import RenderedMail
@@ -113,6 +115,31 @@ def check_mail(mail: RenderedMail, personal: PersonalMail, envelope: Envelope, *
 def _sender_optout(envelope: Envelope) -> str:
     m = re.search(rb"List-Unsubscribe:.*?<mailto:([^?>]+)", envelope.data, re.S)
     return m.group(1).decode() if m else "\0"
+
+
+CONTACTS_LISTED = 20  # more unsendable contacts than this are counted, not listed
+
+
+def check_contacts(contacts: Iterable[Contact]) -> list[Finding]:
+    """The contacts whose stored values could not be imported today (they came in before the
+    rules did): named by masked address and reason; the worker skips them."""
+    from .headers import contact_problems
+
+    found: list[Finding] = []
+    more = 0
+    for contact in contacts:
+        problems = contact_problems(contact)
+        if not problems:
+            continue
+        if len(found) == CONTACTS_LISTED:
+            more += 1
+            continue
+        found.append(Finding("error", None, f"contact {contact.masked}: {'; '.join(problems)}; it cannot be "
+                                            "sent: correct it and import the list again, or remove it"))
+    if more:
+        found.append(Finding("error", None, f"{more} more contacts cannot be sent for the same kind of reasons; "
+                                            "correct the list and import it again"))
+    return found
 
 
 def check_schedule(rows: list[dict], *, policy, election_day) -> list[Finding]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ContentError
+from .headers import TEXT_MAX, length_problem, value_problem
 from .settings import CampaignSettings, load_campaign_settings
 
 FRONT_MATTER_FIELDS = {"number": int, "theme": str, "subject": str, "preheader": str}
@@ -100,6 +101,10 @@ def parse_mail(path: Path) -> Mail:
             raise ContentError(f"{path}:{field_line(name)}: field '{name}': expected {kind.__name__}, got {value!r}")
         if kind is str and (not value.strip() or _CONTROL.search(value) or "\n" in value):
             raise ContentError(f"{path}:{field_line(name)}: field '{name}': empty or holds a line break")
+        if name == "subject":
+            problem = value_problem(value) or length_problem(value.strip(), TEXT_MAX)
+            if problem:
+                raise ContentError(f"{path}:{field_line(name)}: field 'subject': {problem}")
     unknown = sorted(set(meta) - set(FRONT_MATTER_FIELDS))
     if unknown:
         raise ContentError(f"{path}:{field_line(unknown[0])}: field '{unknown[0]}': unknown (expected {', '.join(FRONT_MATTER_FIELDS)})")

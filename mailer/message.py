@@ -10,7 +10,6 @@ RFC 2047/5322 here and the tests parse every message back with the email package
 
 from __future__ import annotations
 
-import base64
 import binascii
 import datetime as dt
 import hashlib
@@ -20,15 +19,12 @@ from dataclasses import dataclass
 from email.utils import format_datetime
 from functools import lru_cache
 
+from . import headers as _headers
 from .errors import HeaderError
 from .personalise import PersonalMail, literals, text_literals
 from .settings import CampaignSettings, Sender
 
 TEST_PREFIX = "[TEST] "
-_UNSAFE_HEADER = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
-# RFC 5322 atext plus space: a display name of only these needs no quoting.
-_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*")
-_WORD_BYTES = 45  # 45 bytes -> 60 base64 characters: an encoded-word stays within 75
 
 
 @dataclass(frozen=True)
@@ -64,42 +60,20 @@ def message_id(campaign: str, mail: int, address: str, domain: str) -> str:
     return f"<{campaign}.{mail}.{digest}@{domain}>"
 
 
-def _checked(name: str, value: str) -> str:
-    if _UNSAFE_HEADER.search(value):
-        raise HeaderError(f"header {name}: the value holds a line break or control character; refused")
-    return value
-
-
-def encode_words(text: str) -> str:
-    """RFC 2047: ASCII stays as it is; anything else becomes UTF-8 base64 encoded-words, folded."""
-    if text.isascii() and "=?" not in text:
-        return text
-    words, chunk = [], b""
-    for ch in text:
-        b = ch.encode("utf-8")
-        if len(chunk) + len(b) > _WORD_BYTES:  # never split a character across two words
-            words.append(chunk)
-            chunk = b""
-        chunk += b
-    words.append(chunk)
-    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
+def _checked(name: str, value: str, where: str = "header") -> str:
+    return _headers.check_header_value(name, value, where=where)
 
 
 def format_address(name: str, display: str, addr: str) -> str:
-    _checked(name, display)
-    _checked(name, addr)
+    """``display <addr>`` for header ``name``: the display name quoted or encoded, folded."""
+    where = f"header {name}"
+    _checked(name, display, where)
     local, at, domain = addr.rpartition("@")
-    if not local or not at or not domain or not addr.isascii() or any(c in addr for c in " <>\"(),;:\\[]"):
-        raise HeaderError(f"header {name}: {addr!r} is not a mail address this sender can use")
-    if not display:
-        return addr
-    if not display.isascii():
-        phrase = encode_words(display)
-    elif _PLAIN_PHRASE.fullmatch(display):
-        phrase = display
-    else:
-        phrase = '"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return f"{phrase} <{addr}>"
+    if (not local or not at or not domain or not addr.isascii() or _headers.value_problem(addr)
+            or any(c in addr for c in " <>\"(),;:\\[]")):
+        shown = f"{addr[:1]}***@{domain}" if at else repr(addr)
+        raise HeaderError(f"{where}: {shown} is not a mail address this sender can use")
+    return _headers.named(name, display, addr) if display else addr
 
 
 @lru_cache(maxsize=8)
@@ -115,11 +89,20 @@ def _date_header(second: int) -> str:
 @lru_cache(maxsize=8)
 def _fixed_headers(sender: Sender, campaign: CampaignSettings) -> tuple[str, str, str]:
     """From, Reply-To ('' when the same) and List-Id: the same for every contact of a campaign."""
+    # Settings are checked when read; this also covers values made in code (tests, tools).
+    _checked("sender.name", sender.name, "settings")
+    _checked("name", campaign.name, "campaign")
+    problem = _headers.list_id_problem(campaign.list_id)
+    if problem:
+        raise HeaderError(f"campaign: list_id: {problem}")
+    if sender.optout_url and (problem := _headers.url_problem(sender.optout_url)):
+        raise HeaderError(f"settings: sender.optout_url: {problem}")
     reply_to = ""
     if sender.reply_to and sender.reply_to != sender.address:
         reply_to = format_address("Reply-To", sender.name, sender.reply_to)
+    format_address("List-Unsubscribe", "", sender.optout_address)
     return (format_address("From", sender.name, sender.address), reply_to,
-            f"{encode_words(_checked('List-Id', campaign.name))} <{campaign.list_id}>")
+            _headers.named("List-Id", campaign.name, campaign.list_id))
 
 
 def list_unsubscribe(sender: Sender, campaign: CampaignSettings, recipient: str) -> tuple[str, str | None]:
@@ -212,6 +195,10 @@ def build_message(
     """The complete message for ``personal``; ``test`` marks the subject and ``to`` redirects it.
     ``mid``: the Message-ID the ledger holds for it (else computed, the same way)."""
     contact = personal.contact
+    problem = _headers.contact_problem(contact)
+    if problem:
+        # A contact imported before the import refused such values: never sent, recorded.
+        raise HeaderError(f"contact {contact.masked}: {problem}; correct it and import the list again")
     recipient = to or contact.email
     subject = (TEST_PREFIX if test else "") + personal.subject
     # A test copy's opt-out names its own recipient, never the contact it was personalised as;
@@ -230,10 +217,10 @@ def build_message(
     if reply_to:
         headers.append(("Reply-To", reply_to))
     headers += [
-        ("Subject", encode_words(_checked("Subject", subject))),
+        ("Subject", _headers.unstructured("Subject", _checked("Subject", subject))),
         ("Date", _date_header(int(now.timestamp()))),
         ("Message-ID", mid),
-        ("List-Unsubscribe", _checked("List-Unsubscribe", unsubscribe)),
+        ("List-Unsubscribe", _headers.fold_list("List-Unsubscribe", _checked("List-Unsubscribe", unsubscribe))),
     ]
     if post:
         headers.append(("List-Unsubscribe-Post", post))
@@ -248,6 +235,9 @@ def build_message(
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]
     head = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("ascii")
+    if len(head) > _HEAD_CHECK and _headers.longest_line(head) > _headers.LINE_HARD_MAX:
+        raise HeaderError(f"contact {contact.masked}: a header line of the message would exceed "
+                          f"{_headers.LINE_HARD_MAX} characters; shorten the value that fills it")
     b = f"--{boundary}\r\n".encode("ascii")
     plain = [head, b"\r\n", b, _PART_HEAD_TEXT]
     stuffed = [_stuff(head), b"\r\n", b, _PART_HEAD_TEXT]
@@ -264,6 +254,8 @@ def build_message(
                     stuffed=b"".join(stuffed))
 
 
+# Most header blocks are shorter than one line may be: only longer ones are measured.
+_HEAD_CHECK = 998
 _PART_HEAD = "Content-Type: text/{}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
 _PART_HEAD_TEXT = _PART_HEAD.format("plain").encode("ascii")
 _PART_HEAD_HTML = _PART_HEAD.format("html").encode("ascii")

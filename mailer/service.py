@@ -71,9 +71,11 @@ def campaign_findings(project: Project) -> list[checks.Finding]:
         findings.append(checks.Finding("warning", None, f"sender not configured: {problem}"))
     if project.db_exists:
         from . import store
+        from .contacts import active_contacts
 
         conn = project.connect()
         try:
+            findings += checks.check_contacts(active_contacts(conn))
             plan = get_plan(conn, project.campaign_name)
             if plan is not None and not plan.cancelled:
                 rows = [{"mail": r["mail"], "due_at": store.parse_iso(r["due_at"]), "outside_window": r["outside_window"]}
@@ -90,7 +92,7 @@ def _send_gate(project: Project, config: TransportConfig) -> None:
     """What must hold before mail may be planned to go out through ``config``."""
     errors = [f for f in campaign_findings(project) if f.level == "error"]
     if errors:
-        listed = "\n".join(f"  mail {f.mail}: {f.message}" for f in errors)
+        listed = "\n".join(f"  mail {f.mail}: {f.message}" if f.mail else f"  {f.message}" for f in errors)
         raise PlanError(f"refused: `campaign check` finds errors:\n{listed}")
     if config.kind != "outbox" and not project.deployment().configured:
         raise SenderNotConfigured(

@@ -7,7 +7,7 @@ import datetime as dt
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +211,23 @@ def _schedule(table: dict[str, Any], path: Path) -> SchedulePolicy:
     )
 
 
+def _check_header_values(path: Path, *, name: str, list_id: str) -> None:
+    """The campaign values that reach headers (List-Id, List-Unsubscribe): refused with the key."""
+    import urllib.parse
+
+    from .headers import CAMPAIGN_NAME_MAX, LINE_HARD_MAX, check_header_value, list_id_problem
+
+    check_header_value("name", name, where=str(path), max_length=CAMPAIGN_NAME_MAX, error=SettingsError)
+    # The name is URL-encoded into the List-Unsubscribe mailto:; non-ASCII triples in length there.
+    encoded = len(urllib.parse.quote(name, safe=""))
+    if encoded > LINE_HARD_MAX // 2:
+        raise SettingsError(f"{_where(path, 'name')}: URL-encoded for the List-Unsubscribe header it is {encoded} "
+                            f"characters; at most {LINE_HARD_MAX // 2} fit, so shorten the name")
+    problem = list_id_problem(list_id)
+    if problem:
+        raise SettingsError(f"{_where(path, 'list_id')}: {problem}")
+
+
 def load_campaign_settings(folder: Path) -> CampaignSettings:
     """Read ``campaign.toml`` from a campaign folder."""
     path = folder / "campaign.toml"
@@ -224,12 +241,15 @@ def load_campaign_settings(folder: Path) -> CampaignSettings:
     contacts = _get(data, "contacts", dict, path, "", {})
     utm = _get(links, "utm", dict, path, "links.", {})
     website = _get(org, "website", str, path, "organisation.")
+    name = _get(data, "name", str, path, "")
+    list_id = _get(data, "list_id", str, path, "", f"{folder.name}.campaign")
+    _check_header_values(path, name=name, list_id=list_id)
     if not website.startswith("https://"):
         raise SettingsError(f"{_where(path, 'organisation.website')}: must be an https:// address")
     return CampaignSettings(
         slug=folder.name,
         folder=folder,
-        name=_get(data, "name", str, path, ""),
+        name=name,
         election_name=_get(data, "election_name", str, path, "", "gemeenteraadsverkiezingen"),
         election_day=election,
         organisation=_get(org, "name", str, path, "organisation."),
@@ -242,7 +262,7 @@ def load_campaign_settings(folder: Path) -> CampaignSettings:
         salutation_fallback=_get(copy, "salutation_fallback", str, path, "copy.", "Geachte heer, mevrouw,"),
         default_basis=_get(contacts, "default_basis", str, path, "contacts.", "published-address"),
         schedule=_schedule(_get(data, "schedule", dict, path, "", {}), path),
-        list_id=_get(data, "list_id", str, path, "", f"{folder.name}.campaign"),
+        list_id=list_id,
     )
 
 
@@ -292,6 +312,31 @@ def _sender_problems(sender: Sender, recipients: tuple[str, ...]) -> list[str]:
     return problems
 
 
+def _checked_sender(sender: Sender, path: Path) -> Sender:
+    """The sender with its addresses in their normal form; every value that reaches a header
+    checked (errors name the file and the key)."""
+    from .contacts import normalise_address
+    from .errors import InvalidAddress
+    from .headers import TEXT_MAX, check_header_value, url_problem
+
+    check_header_value("sender.name", sender.name, where=str(path), max_length=TEXT_MAX, error=SettingsError)
+    addresses = {}
+    for key in ("address", "reply_to", "optout_address"):
+        value = getattr(sender, key)
+        try:
+            addresses[key] = normalise_address(value)
+        except InvalidAddress as exc:
+            # normalise_address says "<masked> is not a usable address: <reason>"; the sender's
+            # own address is no personal data, so it is shown in full.
+            reason = str(exc).partition(": ")[2] or str(exc)
+            raise SettingsError(f"{_where(path, 'sender.' + key)}: {value!r} is not a usable mail address: {reason}") from None
+    if sender.optout_url:
+        problem = url_problem(sender.optout_url)
+        if problem:
+            raise SettingsError(f"{_where(path, 'sender.optout_url')}: {problem}")
+    return replace(sender, **addresses)
+
+
 def load_deployment_settings(home: Path) -> DeploymentSettings:
     """Read ``settings.toml`` under the home folder; without one, the example values, flagged."""
     path = home / "settings.toml"
@@ -307,12 +352,7 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
         optout_address=_get(s, "optout_address", str, path, p),
         optout_url=_get(s, "optout_url", str, path, p, ""),
     )
-    if sender.optout_url and not sender.optout_url.startswith("https://"):
-        raise SettingsError(f"{_where(path, 'sender.optout_url')}: must be an https:// address or empty")
-    for key in ("address", "reply_to", "optout_address"):
-        value = getattr(sender, key)
-        if value.count("@") != 1 or any(c.isspace() for c in value):
-            raise SettingsError(f"{_where(path, 'sender.' + key)}: {value!r} is not a mail address")
+    sender = _checked_sender(sender, path)
     test = _get(data, "test", dict, path, "", {})
     recipients = tuple(_get(test, "recipients", list, path, "test.", []))
     for value in recipients:

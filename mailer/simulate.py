@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import files, store
 from .contacts import audience
-from .errors import OutputError
+from .errors import ContactsError, OutputError
 from .message import build_message
 from .personalise import personalise
 from .plan import Plan, PlannedSend, make_plan, send_moments
@@ -93,6 +93,20 @@ def _clear_output(out: Path) -> None:
                           "timeline.csv); choose a new or empty folder")
 
 
+def _refuse_unsendable(contacts: list, out: Path) -> None:
+    """Before anything is deleted: every contact's values must be able to go into a message."""
+    from .checks import check_contacts
+
+    problems = [f.message for f in check_contacts(contacts)]
+    if not problems:
+        return
+    if out.exists():
+        raise ContactsError(f"nothing was simulated and the previous simulation in {out} is kept: these contacts "
+                            "cannot be sent (`campaign check` lists them too)", problems)
+    raise ContactsError("nothing was simulated: these contacts cannot be sent (`campaign check` lists them too)",
+                        problems)
+
+
 def simulate(
     project: Project,
     *,
@@ -132,6 +146,7 @@ def simulate(
 
     renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
                         cache=project.render_cache)
+    _refuse_unsendable(contacts, out)
     _clear_output(out)
     if source == "imported contacts":
         # Recorded before writing, so that `contacts forget` finds this folder even after a crash.

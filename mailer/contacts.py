@@ -277,6 +277,10 @@ def _csv_records(text: str, delimiter: str) -> Iterator[Record]:
     """
     lines = io.StringIO(text, newline="").readlines()
     n = len(lines)
+    feed = _Lines(lines)
+    # One reader for the file: it takes lines from ``feed`` only while it reads a record, so
+    # each record can start wherever this loop puts ``feed.pos``.
+    reader = csv.reader(feed, delimiter=delimiter, strict=True)
     width: int | None = None
     limit = csv.field_size_limit()
     # An over-long field is reported with its column by read_contacts, not lost in a csv error.
@@ -290,15 +294,14 @@ def _csv_records(text: str, delimiter: str) -> Iterator[Record]:
                 record = line.rstrip("\r\n").split(delimiter)
                 used = 1
             else:
-                end = min(n, i + MAX_RECORD_LINES)
-                reader = csv.reader((lines[k] for k in range(i, end)), delimiter=delimiter, strict=True)
+                feed.pos, feed.end = i, min(n, i + MAX_RECORD_LINES)
                 try:
                     record = next(reader)
                 except csv.Error as exc:
                     yield i + 1, None, _csv_reason(str(exc), delimiter)
                     i += 1
                     continue
-                used = reader.line_num
+                used = feed.pos - i
                 if used > 1 and width is not None and len(record) != width and any(v.strip() for v in record):
                     yield i + 1, None, (f"a quoted field starts here and runs over {used} lines, leaving "
                                         f"{len(record)} fields where the header has {width}; the quote is "
@@ -311,6 +314,24 @@ def _csv_records(text: str, delimiter: str) -> Iterator[Record]:
             i += used
     finally:
         csv.field_size_limit(limit)
+
+
+class _Lines:
+    """The lines of a file, handed to csv from ``pos`` up to (not including) ``end``."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.pos = 0
+        self.end = 0
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= self.end:
+            raise StopIteration
+        self.pos += 1
+        return self.lines[self.pos - 1]
 
 
 def _csv_reason(error: str, delimiter: str) -> str:
@@ -685,10 +706,14 @@ def get_contact(conn: sqlite3.Connection, address: str) -> Contact:
 
 
 def show_contact(conn: sqlite3.Connection, address: str) -> dict:
-    """Every stored field of one contact, where it came from, and what it was sent."""
-    row = conn.execute("SELECT * FROM contacts WHERE email_key = ?", (email_key(address),)).fetchone()
+    """Every stored field of one contact, where it came from, and what it was sent.
+
+    ``address`` is as a person typed it: it goes through ``normalise_address`` (InvalidAddress).
+    """
+    key = address_key(address)
+    row = conn.execute("SELECT * FROM contacts WHERE email_key = ?", (key,)).fetchone()
     if row is None:
-        raise UnknownContact(f"no contact {mask(address)}")
+        raise UnknownContact(f"no contact {mask(key)}")
     info = {k: row[k] for k in row.keys() if k not in ("id", "email_key")}
     info["extra"] = json.loads(row["extra"])
     info["sends"] = [

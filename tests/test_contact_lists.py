@@ -171,6 +171,16 @@ def test_a_bounce_never_overrides_an_opt_out(run, home: Path, tmp_path: Path):
     assert "only the person" in result.output and listed(run)["a@example.nl"]["status"] == "unsubscribed"
 
 
+def test_show_takes_an_address_as_a_person_types_it(run, tmp_path: Path):
+    f = write(tmp_path / "a.csv", "email,party,municipality\nverkoop@bücher.nl,A,Ede\n")
+    run("contacts", "import", str(f))
+    result = run("contacts", "show", "Verkoop@Bücher.NL")
+    assert result.exit_code == 0, result.output
+    assert "verkoop@xn--bcher-kva.nl" in result.output
+    result = run("contacts", "show", "verkoop@@bücher.nl")
+    assert result.exit_code == 1 and "is not a usable address" in result.output
+
+
 def test_reactivate_refuses_erased_opted_out_unknown_and_active(run, tmp_path: Path):
     f = write(tmp_path / "a.csv", "email,party,municipality\na@example.nl,A,Ede\n")
     run("contacts", "import", str(f))

@@ -7,12 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import sqlite3
 import zipfile
 from pathlib import Path
 
 import openpyxl
-import pytest
 
 from mailer import store
 from mailer.contacts import import_contacts, set_status

@@ -354,10 +354,12 @@ def contacts() -> None:
 @click.argument("file", type=FilePath(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Show what would change; store nothing.")
 @click.option("--skip-invalid", is_flag=True, help="Store the valid rows and list the refused ones.")
+@click.option("--sheet", metavar="NAME", default=None, help="The sheet of an Excel workbook to read (default: the first).")
 @click.pass_obj
 @engine_errors
-def contacts_import(state: State, file: Path, dry_run: bool, skip_invalid: bool) -> None:
-    """Import a CSV contact list (comma or semicolon, UTF-8 or Windows-1252).
+def contacts_import(state: State, file: Path, dry_run: bool, skip_invalid: bool, sheet: str | None) -> None:
+    """Import a contact list: CSV or text (comma, semicolon or tab; UTF-8, Windows-1252 or
+    UTF-16) or an Excel workbook (.xlsx).
 
     All or nothing: if any row is wrong, nothing is stored and every problem is listed,
     unless --skip-invalid is given. Re-importing updates contacts by address; opt-outs stay.
@@ -368,13 +370,20 @@ def contacts_import(state: State, file: Path, dry_run: bool, skip_invalid: bool)
     settings = project.load_campaign().settings
     with project.db() as conn:
         result = import_contacts(conn, file, default_basis=settings.default_basis, dry_run=dry_run,
-                                 skip_invalid=skip_invalid)
+                                 skip_invalid=skip_invalid, sheet=sheet)
     verb = "Would import" if dry_run else "Imported"
-    click.echo(f"{verb} {file} ({result.encoding}, delimiter {result.delimiter!r}): "
+    read_as = f"{result.encoding}, delimiter {result.delimiter!r}" if result.delimiter else result.encoding
+    click.echo(f"{verb} {file} ({read_as}): "
                f"{result.added} added, {result.updated} updated, {result.unchanged} unchanged, "
-               f"{result.kept_status} kept as opted out or bounced, {result.suppressed} refused as erased, "
-               f"{len(result.refused)} invalid.")
+               f"{result.kept_status} kept as opted out or bounced, {result.opted_out} refused as opted out, "
+               f"{result.suppressed} refused as erased, {len(result.refused)} invalid.")
+    if result.name_from:
+        click.echo(f"Name made from the columns {', '.join(result.name_from)}.")
+    if result.extras:
+        click.echo(f"Kept as extra fields (contact.extra.NAME in templates): {', '.join(result.extras)}.")
     for problem in result.refused:
+        click.secho(f"  refused: {problem}", fg="yellow", err=True)
+    for problem in result.withheld:
         click.secho(f"  refused: {problem}", fg="yellow", err=True)
     if dry_run:
         click.echo("Dry run: nothing was stored. Run again without --dry-run to import.")
@@ -450,15 +459,50 @@ def _addresses(emails: tuple[str, ...], from_file: Path | None) -> list[str]:
 @click.pass_obj
 @engine_errors
 def contacts_unsubscribe(state: State, emails: tuple[str, ...], from_file: Path | None, reason: str) -> None:
-    """Record opt-outs: no later mail goes to these addresses."""
-    from mailer.contacts import mask, set_status
+    """Record opt-outs: no later mail goes to these addresses.
+
+    An address that is not a contact (yet) is kept as a one-way hash, and every later
+    import refuses it.
+    """
+    from mailer.contacts import unsubscribe
 
     addresses = _addresses(emails, from_file)
-    with state.project().db() as conn:
-        changed, unknown = set_status(conn, addresses, status="unsubscribed", reason=reason)
-    click.echo(f"Unsubscribed {changed} contact{'s' if changed != 1 else ''}.")
-    for address in unknown:
-        click.secho(f"  not a contact: {mask(address)}", fg="yellow", err=True)
+    project = state.project()
+    with project.db() as conn:
+        result = unsubscribe(conn, addresses, reason=reason)
+    n, m, k = result.unsubscribed, len(result.recorded), result.already
+    click.echo(f"Unsubscribed {n} contact{'s' if n != 1 else ''}.")
+    if m == 1:
+        click.echo("Recorded 1 opt-out for an address that is not a contact; a later import refuses it.")
+    elif m:
+        click.echo(f"Recorded {m} opt-outs for addresses that are not contacts; a later import refuses them.")
+    for masked in result.recorded:
+        click.secho(f"  not a contact: {masked}", fg="yellow", err=True)
+    if k:
+        click.echo(f"{k} of the addresses had opted out already; nothing changed for them.")
+    if n:
+        _notify(project)
+
+
+@contacts.command("reactivate")
+@click.argument("email")
+@click.pass_obj
+@engine_errors
+def contacts_reactivate(state: State, email: str) -> None:
+    """Make a bounced or removed contact active again (recorded with who and when).
+
+    Its sends that the bounce held back go out again while their mail is still being sent.
+    An opt-out or an erasure is never undone.
+    """
+    from mailer.contacts import current_user, reactivate
+
+    project = state.project()
+    with project.db() as conn:
+        done = reactivate(conn, email, by=current_user(), now=now())
+    n = done.restored
+    click.echo(f"Reactivated {done.masked} (was {done.was}), recorded as done by {done.by} at {done.at}; "
+               f"{n} unsent mail{'s' if n != 1 else ''} put back in the queue.")
+    _notify(project)
 
 
 @contacts.command("remove")

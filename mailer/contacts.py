@@ -6,6 +6,7 @@ erasure leaves only a salted one-way hash on the suppression list.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import hashlib
@@ -22,7 +23,7 @@ from . import store
 
 if TYPE_CHECKING:
     from .project import Project
-from .errors import ContactsError, InvalidAddress, UnknownContact
+from .errors import ContactsError, InvalidAddress, StateError, UnknownContact
 
 STANDARD = ("email", "name", "party", "municipality", "role", "basis")
 REQUIRED = ("email", "party", "municipality")
@@ -36,6 +37,7 @@ ALIASES = {
     "basis": "basis", "grondslag": "basis",
 }
 STATUSES = ("active", "unsubscribed", "bounced", "removed")
+OPT_OUT = "opt-out"  # the reason stored with the hash of an address that opted out while not a contact
 
 
 @dataclass(frozen=True)
@@ -109,21 +111,101 @@ class ParsedFile:
     problems: tuple[str, ...]
     encoding: str
     delimiter: str
+    extras: tuple[str, ...] = ()  # columns kept only as extra fields (header labels)
+    name_from: tuple[str, ...] = ()  # split name columns that make the name
 
 
 def _decode(raw: bytes, path: Path) -> tuple[str, str]:
-    if raw.startswith(b"\xef\xbb\xbf"):
-        return raw[3:].decode("utf-8"), "utf-8 (BOM)"
+    """The text of a file as spreadsheets save it, and the name of its encoding.
+
+    Refuses, naming the line, what would otherwise be stored garbled: bytes that are no
+    known encoding, and files that mix UTF-8 with Windows-1252.
+    """
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # Excel's "Unicode text": UTF-16 with a byte order mark, tab-separated.
+        try:
+            return _refuse_mojibake(raw.decode("utf-16"), path), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise ContactsError(f"{path}: starts as UTF-16 text but is not valid UTF-16 ({exc.reason}); "
+                                "save it again as 'Unicode text' or as 'CSV UTF-8'") from None
+    if raw.startswith(codecs.BOM_UTF8):
+        try:
+            return _refuse_mojibake(raw[3:].decode("utf-8"), path), "utf-8 (BOM)"
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start + 3].count(b"\n") + 1
+            raise ContactsError(f"{path}:{line}: this line is not UTF-8, although the file is marked as UTF-8: "
+                                "the file mixes encodings; save it again as 'CSV UTF-8' and import that file") from None
+    if b"\x00" in raw:
+        utf16 = _utf16_without_mark(raw)
+        if utf16 is None:
+            line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+            raise ContactsError(f"{path}:{line}: contains NUL bytes, so it is not a text file; "
+                                "save the list as CSV or as an Excel workbook (.xlsx)")
+        return _refuse_mojibake(utf16, path), "utf-16"
     try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+        return _refuse_mojibake(raw.decode("utf-8"), path), "utf-8"
+    except UnicodeDecodeError as exc:
+        first_bad = raw[: exc.start].count(b"\n") + 1
     # Dutch Excel saves "CSV (puntkomma)" in Windows-1252; five bytes are undefined there.
     try:
-        return raw.decode("cp1252"), "windows-1252"
+        text = raw.decode("cp1252")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ContactsError(f"{path}:{line}: neither UTF-8 nor Windows-1252 text") from None
+    found = _first_mojibake(text)
+    if found is not None:
+        line, garbled, meant = found
+        raise ContactsError(
+            f"{path}:{line}: this line is UTF-8 ('{meant}' written as '{garbled}'), but line {first_bad} is "
+            "Windows-1252: the file mixes two encodings, so nothing was read; save it again as 'CSV UTF-8' "
+            "and import that file")
+    return text, "windows-1252"
+
+
+def _utf16_without_mark(raw: bytes) -> str | None:
+    """UTF-16 text saved without a byte order mark, recognised by its NUL bytes; else None."""
+    if len(raw) % 2:
+        return None
+    for encoding, nuls in (("utf-16-le", raw[1::2]), ("utf-16-be", raw[0::2])):
+        if nuls.count(0) * 10 >= len(nuls) * 9:
+            try:
+                return raw.decode(encoding)
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+# A character from U+00C2..U+00F4 followed by what Windows-1252 makes of UTF-8 continuation
+# bytes: "Ã©" for "é", "â€™" for "’". Checked by decoding before it counts as garbled.
+_MOJIBAKE = re.compile("[\u00c2-\u00f4][\u00a0-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6"
+                       "\u02dc\u2013\u2014\u2018\u2019\u201a\u201c\u201d\u201e\u2020-\u2022\u2026\u2030"
+                       "\u2039\u203a\u20ac\u2122]+")
+
+
+def _first_mojibake(text: str) -> tuple[int, str, str] | None:
+    """(line, garbled, meant) for the first UTF-8 sequence that was read as Windows-1252."""
+    for match in _MOJIBAKE.finditer(text):
+        garbled = match.group()
+        try:
+            meant = garbled.encode("cp1252").decode("utf-8")
+        except UnicodeError:
+            continue
+        line = len(io.StringIO(text[: match.start()], newline="").readlines()) or 1
+        if text[: match.start()].endswith(("\n", "\r")):
+            line += 1
+        return line, garbled, meant
+    return None
+
+
+def _refuse_mojibake(text: str, path: Path) -> str:
+    found = _first_mojibake(text)
+    if found is not None:
+        line, garbled, meant = found
+        raise ContactsError(
+            f"{path}:{line}: '{garbled}' is what '{meant}' looks like when UTF-8 is read as Windows-1252: "
+            "the list was converted wrongly (or mixes encodings), so nothing was read; save it again as "
+            "'CSV UTF-8' from the original and import that file")
+    return text
 
 
 def _delimiter(header: str) -> str:
@@ -136,28 +218,253 @@ def _column_key(header: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", header.strip().lower()).strip("_")
 
 
-def read_contacts(path: Path, *, default_basis: str) -> ParsedFile:
-    """Read and check a contact file without storing anything. Problems are collected, not raised."""
+# A record read from a file: the line (or sheet row) it starts on, its fields, and, when it
+# could not be read, None and the reason.
+Record = tuple[int, "list[str] | None", str]
+
+# Longer than any real name, party or note; what is longer is a broken export.
+MAX_FIELD = 10_000
+# A quoted field may run over a few lines (an address block); one that runs further is an
+# unclosed quote, and the lines after it are read on their own.
+MAX_RECORD_LINES = 100
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A contact file opened for reading: its header and a stream of the records below it."""
+
+    header: list[str]
+    header_line: int
+    records: Iterator[Record]
+    encoding: str
+    delimiter: str
+
+
+def _open_table(path: Path, *, sheet: str | None) -> _Table:
+    """Open a CSV/text file or an Excel workbook (recognised by its content, not its name)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ContactsError(f"{path}: cannot read: {exc.strerror}") from None
+    if raw.startswith(_ZIP_MAGIC):
+        return _xlsx_table(path, raw, sheet=sheet)
+    if raw.startswith(_OLE_MAGIC):
+        raise ContactsError(f"{path}: is an Excel 97-2003 workbook (.xls) or a password-protected workbook, "
+                            "which cannot be read; save it as an Excel workbook (.xlsx) without a password, "
+                            "or as CSV")
+    if sheet is not None:
+        raise ContactsError(f"{path}: --sheet applies to Excel workbooks, and this is a text file; "
+                            "leave --sheet out")
+    text, encoding = _decode(raw, path)
+    if not text.strip():
+        raise ContactsError(f"{path}: the file is empty")
+    delimiter = _delimiter(text.splitlines()[0])
+    records = _csv_records(text, delimiter)
+    line, header, reason = next(records)
+    if header is None:
+        raise ContactsError(f"{path}:{line}: header: {reason}")
+    return _Table(header=header, header_line=line, records=records, encoding=encoding, delimiter=delimiter)
+
+
+def _csv_records(text: str, delimiter: str) -> Iterator[Record]:
+    """Every record with the line it starts on, the header first.
+
+    csv stops for good at its first error; here a record that cannot be read is named and
+    reading goes on at the next line, so that one bad record never hides the ones after it.
+    """
+    lines = io.StringIO(text, newline="").readlines()
+    n = len(lines)
+    feed = _Lines(lines)
+    # One reader for the file: it takes lines from ``feed`` only while it reads a record, so
+    # each record can start wherever this loop puts ``feed.pos``.
+    reader = csv.reader(feed, delimiter=delimiter, strict=True)
+    width: int | None = None
+    limit = csv.field_size_limit()
+    # An over-long field is reported with its column by read_contacts, not lost in a csv error.
+    csv.field_size_limit(max(limit, len(text) + 1))
+    try:
+        i = 0
+        while i < n:
+            line = lines[i]
+            if '"' not in line:
+                # Without quotes a line is a whole record: split it without csv's overhead.
+                record = line.rstrip("\r\n").split(delimiter)
+                used = 1
+            else:
+                feed.pos, feed.end = i, min(n, i + MAX_RECORD_LINES)
+                try:
+                    record = next(reader)
+                except csv.Error as exc:
+                    yield i + 1, None, _csv_reason(str(exc), delimiter)
+                    i += 1
+                    continue
+                used = feed.pos - i
+                if used > 1 and width is not None and len(record) != width and any(v.strip() for v in record):
+                    yield i + 1, None, (f"a quoted field starts here and runs over {used} lines, leaving "
+                                        f"{len(record)} fields where the header has {width}; the quote is "
+                                        "probably not closed (the lines after it were read on their own)")
+                    i += 1
+                    continue
+            if width is None:
+                width = len(record)
+            yield i + 1, record, ""
+            i += used
+    finally:
+        csv.field_size_limit(limit)
+
+
+class _Lines:
+    """The lines of a file, handed to csv from ``pos`` up to (not including) ``end``."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.pos = 0
+        self.end = 0
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= self.end:
+            raise StopIteration
+        self.pos += 1
+        return self.lines[self.pos - 1]
+
+
+def _csv_reason(error: str, delimiter: str) -> str:
+    """csv's terse error as a sentence a person can fix the file with."""
+    if "expected after" in error:
+        return (f"a field that starts with a quote must end with it before the next {delimiter!r}; "
+                "put the whole field in quotes and double each quote inside it (\"\")")
+    if "end of data" in error:
+        return "a quote opens a field here that is never closed (the lines after it were read on their own)"
+    return f"cannot be read as CSV ({error})"
+
+
+def _xlsx_table(path: Path, raw: bytes, *, sheet: str | None) -> _Table:
+    """The first sheet (or ``sheet``) of an Excel workbook, its rows as text records."""
+    name, rows = _xlsx_sheet_rows(path, raw, sheet=sheet)
+    for number, cells in rows:
+        if any(cells):
+            header = list(cells)
+            while header and not header[-1]:
+                header.pop()
+            return _Table(header=header, header_line=number, records=_xlsx_records(rows, len(header)),
+                          encoding=f"Excel workbook, sheet '{name}'", delimiter="")
+    raise ContactsError(f"{path}: sheet '{name}' is empty")
+
+
+def _xlsx_sheet_rows(path: Path, raw: bytes, *, sheet: str | None) -> tuple[str, Iterator[tuple[int, list[str]]]]:
+    """The name of the sheet to read and its rows (numbered as Excel numbers them) as text."""
+    if b"opendocument" in raw[:100]:
+        raise ContactsError(f"{path}: is an OpenDocument spreadsheet (LibreOffice .ods), which cannot be read; "
+                            "save it as .xlsx or as CSV")
+    from openpyxl import load_workbook
+
+    try:
+        # read_only streams the rows; data_only gives the values Excel stored for formulas.
+        workbook = load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds for a file it cannot read
+        raise ContactsError(f"{path}: is a ZIP file but cannot be read as an Excel workbook ({exc}); "
+                            "save it as .xlsx or as CSV") from None
+    names = workbook.sheetnames
+    if not names or (sheet is not None and sheet not in names):
+        workbook.close()
+        if not names:
+            raise ContactsError(f"{path}: the workbook has no sheets")
+        raise ContactsError(f"{path}: has no sheet '{sheet}' (its sheets: {', '.join(repr(n) for n in names)})")
+    name = sheet or names[0]
+    worksheet = workbook[name]
+    # Some programs write a wrong size into the sheet; read what is really there.
+    worksheet.reset_dimensions()
+    return name, _xlsx_rows(path, workbook, worksheet.iter_rows(values_only=True), name)
+
+
+def _xlsx_rows(path: Path, workbook, rows: Iterator[tuple], name: str) -> Iterator[tuple[int, list[str]]]:
+    number = 0
+    try:
+        for number, values in enumerate(rows, start=1):
+            yield number, [_cell_text(v) for v in values]
+    except Exception as exc:  # a damaged sheet: say where reading stopped
+        raise ContactsError(f"{path}: sheet '{name}' cannot be read after row {number} ({exc}); "
+                            "open it in Excel and save it again") from None
+    finally:
+        workbook.close()
+
+
+def _xlsx_records(rows: Iterator[tuple[int, list[str]]], width: int) -> Iterator[Record]:
+    from openpyxl.utils import get_column_letter
+
+    for number, cells in rows:
+        beyond = next((i for i in range(width, len(cells)) if cells[i].strip()), None)
+        if beyond is not None:
+            yield number, None, (f"column {get_column_letter(beyond + 1)} has a value, but the header has "
+                                 f"{width} columns")
+            continue
+        yield number, (cells + [""] * (width - len(cells)))[:width], ""
+
+
+# Split name columns as Dutch and English exports have them, each group in order of preference.
+NAME_PARTS = (
+    ("voornaam", "roepnaam", "first_name", "firstname", "given_name", "voorletters", "initials"),
+    ("tussenvoegsel", "tussenvoegsels", "tussenvoegsel_s", "middle_name"),
+    ("achternaam", "last_name", "lastname", "surname", "family_name", "familienaam"),
+)
+
+
+def _name_parts(columns: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """The split name columns present, grouped as first name, infix and last name."""
+    groups = tuple(tuple(key for key in group if key in columns) for group in NAME_PARTS)
+    return groups if any(groups) else ()
+
+
+def _joined_name(values: dict[str, str], parts: tuple[tuple[str, ...], ...]) -> str:
+    """``Jan`` + ``van der`` + ``Berg`` -> ``Jan van der Berg``."""
+    chosen = (next((values[key] for key in group if values.get(key)), "") for group in parts)
+    return " ".join(part for part in chosen if part)
+
+
+def _overlong_field(record: list[str]) -> int | None:
+    for i, value in enumerate(record):
+        if len(value) > MAX_FIELD:
+            return i
+    return None
+
+
+def _cell_text(value: object) -> str:
+    """A cell as the text Excel shows for it (numbers without a trailing .0, dates as ISO)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        return f"{value:.15g}"  # Excel shows 15 significant digits
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time():
+            return value.date().isoformat()
+        return value.isoformat(sep=" ", timespec="minutes" if not value.second else "seconds")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def read_contacts(path: Path, *, default_basis: str, sheet: str | None = None) -> ParsedFile:
+    """Read and check a contact file (CSV/text or Excel workbook) without storing anything.
+
+    Problems are collected, not raised: every record is either read or named with its line.
+    """
     from email_validator import EmailNotValidError, validate_email
 
     from .headers import CONTACT_EXTRA_MAX, CONTACT_VALUE_MAX, length_problem, value_problem
 
     # The address has its own limit (email-validator's, 254); the others are ours.
     limits = {"email": 254, "basis": CONTACT_VALUE_MAX, **dict.fromkeys(STANDARD[1:], CONTACT_VALUE_MAX)}
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ContactsError(f"{path}: cannot read: {exc.strerror}") from None
-    text, encoding = _decode(raw, path)
-    if not text.strip():
-        raise ContactsError(f"{path}: the file is empty")
-    first_line = text.splitlines()[0]
-    delimiter = _delimiter(first_line)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    try:
-        header = next(reader)
-    except csv.Error as exc:
-        raise ContactsError(f"{path}:1: header: {exc}") from None
+    table = _open_table(path, sheet=sheet)
+    header, encoding, delimiter, at = table.header, table.encoding, table.delimiter, table.header_line
     columns: list[str] = []
     seen: dict[str, str] = {}
     problems: list[str] = []
@@ -165,16 +472,16 @@ def read_contacts(path: Path, *, default_basis: str) -> ParsedFile:
         name = raw_name.strip()
         key = ALIASES.get(name.lower()) or _column_key(name)
         if not key:
-            problems.append(f"{path}:1: column {len(columns) + 1}: has no name")
+            problems.append(f"{path}:{at}: column {len(columns) + 1}: has no name")
         elif key in seen:
-            problems.append(f"{path}:1: column '{name}': means the same as column '{seen[key]}'")
+            problems.append(f"{path}:{at}: column '{name}': means the same as column '{seen[key]}'")
         seen[key] = name
         columns.append(key)
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         found = ", ".join(repr(h.strip()) for h in header)
         raise ContactsError(
-            f"{path}:1: missing required column{'s' if len(missing) > 1 else ''} "
+            f"{path}:{at}: missing required column{'s' if len(missing) > 1 else ''} "
             + ", ".join(f"'{c}'" for c in missing)
             + f" (found {found}; e-mail may be called email, e-mail or e-mailadres)"
         )
@@ -182,24 +489,23 @@ def read_contacts(path: Path, *, default_basis: str) -> ParsedFile:
         raise ContactsError(f"{path}: the header is not usable", problems)
     label = {key: seen[key] for key in columns}
     extra_columns = tuple(c for c in columns if c not in STANDARD)
+    name_parts = _name_parts(columns)
 
     rows: list[ParsedRow] = []
     first_seen: dict[str, int] = {}
-    line = 2  # the line on which the next record starts
-    while True:
-        start = reader.line_num + 1
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            problems.append(f"{path}:{start}: {exc}")
-            break
-        line = start
+    for line, record, reason in table.records:
+        if record is None:
+            problems.append(f"{path}:{line}: {reason}")
+            continue
         if not any(v.strip() for v in record):
             continue
         if len(record) != len(columns):
             problems.append(f"{path}:{line}: has {len(record)} fields, the header has {len(columns)}")
+            continue
+        overlong = _overlong_field(record)
+        if overlong is not None:
+            problems.append(f"{path}:{line}: column '{label[columns[overlong]]}': is {len(record[overlong]):,} "
+                            f"characters long, more than the {MAX_FIELD:,} a contact field may hold")
             continue
         values = {key: value.strip() for key, value in zip(columns, record)}
         row_problems = []
@@ -224,12 +530,17 @@ def read_contacts(path: Path, *, default_basis: str) -> ParsedFile:
                     row_problems.append(f"{path}:{line}: column '{label['email']}': repeats the address of line {first_seen[k]}")
                 else:
                     first_seen[k] = line
+        name = values.get("name") or _joined_name(values, name_parts)
+        if not values.get("name") and name and length_problem(name, CONTACT_VALUE_MAX):
+            # Each part passed on its own; the name they make goes into the To header whole.
+            parts = "+".join(label[key] for part in name_parts for key in part if values.get(key))
+            row_problems.append(f"{path}:{line}: columns {parts}: {length_problem(name, CONTACT_VALUE_MAX)}")
         if row_problems:
             problems.extend(row_problems)
             continue
         rows.append(ParsedRow(line=line, contact=Contact(
             email=address,
-            name=values.get("name", ""),
+            name=name,
             party=values["party"],
             municipality=values["municipality"],
             role=values.get("role", ""),
@@ -238,8 +549,10 @@ def read_contacts(path: Path, *, default_basis: str) -> ParsedFile:
         )))
     if not rows and not problems:
         raise ContactsError(f"{path}: no contacts below the header")
+    used = {key for part in name_parts for key in part}
     return ParsedFile(path=path, rows=tuple(rows), problems=tuple(problems), encoding=encoding,
-                      delimiter=delimiter)
+                      delimiter=delimiter, extras=tuple(c for c in extra_columns if c not in used),
+                      name_from=() if "name" in columns else tuple(label[key] for part in name_parts for key in part))
 
 
 @dataclass(frozen=True)
@@ -256,6 +569,10 @@ class ImportResult:
     dry_run: bool
     encoding: str
     delimiter: str
+    opted_out: int = 0  # opted out earlier while not a contact: refused
+    withheld: tuple[str, ...] = ()  # ``FILE:LINE: ...`` for each row refused as opted out or erased
+    extras: tuple[str, ...] = ()  # columns kept only as extra fields
+    name_from: tuple[str, ...] = ()  # split name columns that made the name
 
 
 def suppression_hash(conn: sqlite3.Connection, address: str) -> str:
@@ -269,33 +586,44 @@ def import_contacts(
     default_basis: str,
     dry_run: bool = False,
     skip_invalid: bool = False,
+    sheet: str | None = None,
     now: dt.datetime | None = None,
 ) -> ImportResult:
     """Import a contact file: all or nothing unless ``skip_invalid``; nothing stored on ``dry_run``.
 
     Raises :class:`ContactsError` listing every problem when the file has any and
-    ``skip_invalid`` is off; in that case nothing is stored.
+    ``skip_invalid`` is off; in that case nothing is stored. Addresses on the suppression
+    list (opted out while not a contact, or erased) are refused and named by line.
     """
-    parsed = read_contacts(path, default_basis=default_basis)
+    parsed = read_contacts(path, default_basis=default_basis, sheet=sheet)
     if parsed.problems and not skip_invalid:
         n = len(parsed.problems)
         raise ContactsError(f"{path}: {n} problem{'s' if n > 1 else ''}; nothing was imported "
                             "(fix the file, or use --skip-invalid to import the valid rows)", parsed.problems)
     moment = store.iso(now or store.now_utc())
     source = path.name
-    added = updated = unchanged = kept = suppressed = 0
+    added = updated = unchanged = kept = suppressed = opted_out = 0
+    withheld: list[str] = []
     salt_value = store.salt(conn)
     with store.transaction(conn):
         existing = {
             row["email_key"]: row
             for row in conn.execute("SELECT id, email_key, email, name, party, municipality, role, extra, basis, status FROM contacts")
         }
-        blocked = {row[0] for row in conn.execute("SELECT hash FROM suppressions")}
+        blocked = {row[0]: row[1] for row in conn.execute("SELECT hash, reason FROM suppressions")}
         for row in parsed.rows:
             c = row.contact
             key = c.key
-            if hashlib.sha256((salt_value + key).encode()).hexdigest() in blocked:
-                suppressed += 1
+            reason = blocked.get(hashlib.sha256((salt_value + key).encode()).hexdigest())
+            if reason is not None:
+                if _is_opt_out(reason):
+                    opted_out += 1
+                    withheld.append(f"{path}:{row.line}: this address opted out earlier (while it was not a "
+                                    "contact); an import never adds it")
+                else:
+                    suppressed += 1
+                    withheld.append(f"{path}:{row.line}: this person was erased on request; the address is "
+                                    "never imported again")
                 continue
             extra = json.dumps(dict(c.extra), ensure_ascii=False, sort_keys=True)
             old = existing.get(key)
@@ -331,7 +659,13 @@ def import_contacts(
     return ImportResult(
         path=path, added=added, updated=updated, unchanged=unchanged, kept_status=kept, suppressed=suppressed,
         refused=parsed.problems, dry_run=dry_run, encoding=parsed.encoding, delimiter=parsed.delimiter,
+        opted_out=opted_out, withheld=tuple(withheld), extras=parsed.extras, name_from=parsed.name_from,
     )
+
+
+def _is_opt_out(reason: str) -> bool:
+    """Whether a suppression records an opt-out; any other reason (erasure) counts as erased."""
+    return reason.startswith(OPT_OUT)
 
 
 def _row_to_contact(row: sqlite3.Row) -> Contact:
@@ -381,10 +715,14 @@ def get_contact(conn: sqlite3.Connection, address: str) -> Contact:
 
 
 def show_contact(conn: sqlite3.Connection, address: str) -> dict:
-    """Every stored field of one contact, where it came from, and what it was sent."""
-    row = conn.execute("SELECT * FROM contacts WHERE email_key = ?", (email_key(address),)).fetchone()
+    """Every stored field of one contact, where it came from, and what it was sent.
+
+    ``address`` is as a person typed it: it goes through ``normalise_address`` (InvalidAddress).
+    """
+    key = address_key(address)
+    row = conn.execute("SELECT * FROM contacts WHERE email_key = ?", (key,)).fetchone()
     if row is None:
-        raise UnknownContact(f"no contact {mask(address)}")
+        raise UnknownContact(f"no contact {mask(key)}")
     info = {k: row[k] for k in row.keys() if k not in ("id", "email_key")}
     info["extra"] = json.loads(row["extra"])
     info["sends"] = [
@@ -419,6 +757,9 @@ def set_status(
             # An opt-out outranks a staff removal; a removal never hides an opt-out.
             if status == "removed" and row["status"] in ("unsubscribed", "bounced"):
                 continue
+            # A bounce must not hide an opt-out either: a bounced contact can be reactivated.
+            if status == "bounced" and row["status"] == "unsubscribed":
+                continue
             conn.execute("UPDATE contacts SET status=?, status_at=?, status_reason=? WHERE id=?",
                          (status, moment, reason, row["id"]))
             conn.execute("UPDATE ledger SET state='suppressed', updated_at=? WHERE contact_id=? AND state='pending'",
@@ -427,11 +768,164 @@ def set_status(
     return changed, unknown
 
 
+@dataclass(frozen=True)
+class UnsubscribeResult:
+    """What ``unsubscribe`` did with the addresses it was given."""
+
+    unsubscribed: int  # contacts whose status became 'unsubscribed'
+    recorded: tuple[str, ...]  # masked addresses that are not contacts: kept as a salted hash
+    already: int  # opted out (or erased) before: left as they were
+
+
+def unsubscribe(
+    conn: sqlite3.Connection,
+    addresses: Sequence[str],
+    *,
+    reason: str = "",
+    now: dt.datetime | None = None,
+) -> UnsubscribeResult:
+    """Record opt-outs, for contacts and for addresses that are not (yet) contacts alike.
+
+    Every address is checked first (``normalise_address``): one that is not usable raises
+    :class:`InvalidAddress` and nothing is changed. A contact's pending sends are suppressed at
+    once; an address that is not a contact is kept as a salted hash in ``suppressions``, so that
+    a later import refuses it.
+    """
+    keys: dict[str, None] = {}
+    for address in addresses:
+        try:
+            keys[address_key(address)] = None
+        except InvalidAddress as exc:
+            raise InvalidAddress(f"{exc}; nothing was changed") from None
+    moment = store.iso(now or store.now_utc())
+    unsubscribed = already = 0
+    recorded: list[str] = []
+    with store.transaction(conn):
+        for key in keys:
+            row = conn.execute("SELECT id, status FROM contacts WHERE email_key = ?", (key,)).fetchone()
+            if row is None:
+                # INSERT OR IGNORE: an erasure recorded earlier keeps its reason.
+                inserted = conn.execute("INSERT OR IGNORE INTO suppressions (hash, reason, created_at) VALUES (?, ?, ?)",
+                                        (suppression_hash(conn, key), OPT_OUT, moment)).rowcount
+                if inserted:
+                    recorded.append(mask(key))
+                already += 1 - inserted
+                continue
+            if row["status"] == "unsubscribed":
+                already += 1  # the first opt-out keeps its moment and reason
+                continue
+            conn.execute("UPDATE contacts SET status = 'unsubscribed', status_at = ?, status_reason = ? WHERE id = ?",
+                         (moment, reason, row["id"]))
+            conn.execute("UPDATE ledger SET state = 'suppressed', updated_at = ? WHERE contact_id = ? AND state = 'pending'",
+                         (moment, row["id"]))
+            unsubscribed += 1
+    return UnsubscribeResult(unsubscribed=unsubscribed, recorded=tuple(recorded), already=already)
+
+
+@dataclass(frozen=True)
+class Reactivated:
+    """A contact made active again by staff, and how many unsent mails went back in the queue."""
+
+    masked: str
+    was: str
+    by: str
+    at: str
+    restored: int
+
+
+def current_user() -> str:
+    """Who is at the keyboard, for the record of a reactivation; never fails."""
+    import getpass
+
+    try:
+        return getpass.getuser() or "unknown user"
+    except Exception:  # no user name in the environment nor in the password database
+        return "unknown user"
+
+
+def reactivate(conn: sqlite3.Connection, address: str, *, by: str, now: dt.datetime | None = None) -> Reactivated:
+    """Make a bounced (or removed) contact active again, recording who did it and when.
+
+    An opt-out is the person's own wish and only they can undo it; an erased person is gone.
+    Both are refused, as is an active contact. Sends suppressed by the bounce go back to
+    pending for the mails that are still scheduled or sending; finished ones stay as they were.
+    """
+    key = address_key(address)
+    masked = mask(key)
+    moment = store.iso(now or store.now_utc())
+    with store.transaction(conn):
+        row = conn.execute("SELECT id, status, status_reason FROM contacts WHERE email_key = ?", (key,)).fetchone()
+        if row is None:
+            hit = conn.execute("SELECT reason FROM suppressions WHERE hash = ?", (suppression_hash(conn, key),)).fetchone()
+            if hit is not None and _is_opt_out(hit[0]):
+                raise StateError(f"{masked} opted out, and only the person can undo an opt-out (by asking for "
+                                 "the mails again); nothing was changed")
+            if hit is not None:
+                raise StateError(f"{masked} was erased on request and cannot be reactivated; nothing was changed")
+            raise UnknownContact(f"no contact {masked}")
+        if row["status"] == "unsubscribed":
+            raise StateError(f"{masked} opted out, and only the person can undo an opt-out (by asking for "
+                             "the mails again); the contact stays unsubscribed")
+        if row["status"] == "active":
+            raise StateError(f"{masked} is already active; nothing was changed")
+        was = row["status"]
+        note = f"reactivated by {by} (was {was}" + (f": {row['status_reason']})" if row["status_reason"] else ")")
+        conn.execute("UPDATE contacts SET status = 'active', status_at = ?, status_reason = ? WHERE id = ?",
+                     (moment, note[:300], row["id"]))
+        restored = conn.execute(
+            "UPDATE ledger SET state = 'pending', updated_at = ? WHERE contact_id = ? AND state = 'suppressed'"
+            " AND EXISTS (SELECT 1 FROM schedule s JOIN plans p USING (campaign) WHERE s.campaign = ledger.campaign"
+            " AND s.mail = ledger.mail AND s.state IN ('scheduled', 'sending') AND p.cancelled = 0)",
+            (moment, row["id"])).rowcount
+    return Reactivated(masked=masked, was=was, by=by, at=moment, restored=restored)
+
+
+# Anything shaped like an address; control characters never belong to one.
+_ADDRESS_LIKE = re.compile(r"[^\s,;<>\"'()\[\]\x00-\x1f\x7f]+@[^\s,;<>\"'()\[\]\x00-\x1f\x7f]+")
+
+
 def read_address_list(path: Path) -> list[str]:
-    """Addresses from a file: one per line, or the e-mail column of a CSV file."""
-    text, _ = _decode(path.read_bytes(), path)
-    found = re.findall(r"[^\s,;<>\"']+@[^\s,;<>\"']+", text)
-    return [a.strip(".") for a in found]
+    """Addresses from a file (one per line, a CSV or text export, or an Excel workbook), normalised.
+
+    Reads the encodings an import reads (UTF-16 too). Raises :class:`ContactsError` naming the
+    line of an address that is not usable, and when the file holds no address at all.
+    """
+    found: list[str] = []
+    problems: list[str] = []
+    for number, line in _text_lines(path):
+        for candidate in _ADDRESS_LIKE.findall(line):
+            candidate = candidate.strip(".")
+            if candidate.lower().startswith("mailto:"):
+                candidate = candidate[len("mailto:"):]
+            try:
+                found.append(normalise_address(candidate))
+            except InvalidAddress as exc:
+                problems.append(f"{path}:{number}: {exc}")
+    if problems:
+        n = len(problems)
+        raise ContactsError(f"{path}: {n} address{'es are' if n > 1 else ' is'} not usable; nothing was changed",
+                            problems)
+    if not found:
+        raise ContactsError(f"{path} holds no e-mail address, so nothing was changed "
+                            "(give one address per line, or a CSV, text or Excel list with an e-mail column)")
+    return found
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The lines of a text file, or the rows of a workbook's first sheet, with their numbers."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ContactsError(f"{path}: cannot read: {exc.strerror}") from None
+    if raw.startswith(_ZIP_MAGIC):
+        _, rows = _xlsx_sheet_rows(path, raw, sheet=None)
+        for number, cells in rows:
+            yield number, "\t".join(cells)
+        return
+    if raw.startswith(_OLE_MAGIC):
+        _open_table(path, sheet=None)  # raises the sentence for an old or protected workbook
+    text, _ = _decode(raw, path)
+    yield from enumerate(io.StringIO(text, newline="").readlines(), start=1)
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def test_preview_lists_nine_mails_and_switches_views(browser, preview):
     page = offline_page(browser, 1300)
     page.goto(server.url)
     assert page.locator("tr[data-mail]").count() == 9
-    assert "Samen leven doe je niet alleen" in page.inner_text("tr[data-mail='4']")
+    assert "Samen leven: ontmoetingsplekken in elke wijk" in page.inner_text("tr[data-mail='4']")
     page.click("tr[data-mail='3'] a")
     page.wait_for_selector("iframe.phone")
     assert page.locator("iframe.desktop").get_attribute("width") == "600"

@@ -53,8 +53,8 @@ def test_a_campaign_for_2030_names_that_election_and_never_2026(project_copy: Pa
     assert " ".join(first_text.split()).count("richting de gemeenteraadsverkiezingen van 2030") == 1
 
 
-def test_the_bundled_campaign_names_its_own_election(project_copy: Path):
-    [(first, personal), *_] = rendered(ROOT)
+def test_the_bundled_campaign_names_its_own_election():
+    [(_, personal), *_] = rendered(ROOT)
     assert "Op woensdag 18 maart 2026 worden de gemeenteraadsverkiezingen gehouden." in personal.html
     assert "richting de gemeenteraadsverkiezingen van 2026" in personal.html
 

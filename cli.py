@@ -572,7 +572,7 @@ def _print_status(project, *, as_json: bool) -> None:
             local = _local(m.due_at, tz)
             c = m.counts
             rows.append([m.number, m.theme[:34], f"{local:%a %Y-%m-%d %H:%M}", m.state, c["sent"], c["pending"],
-                         c["failed"], c["unknown"], c["suppressed"], m.resent])
+                         c["failed"], c["unknown"], c["suppressed"] + c.get("excluded", 0), m.resent])
         click.echo(table(rows, ["#", "theme", "planned", "state", "sent", "pending", "failed", "unknown",
                                 "suppressed", "resent"]))
         flags = " (paused)" if report.paused else " (cancelled)" if report.cancelled else ""

@@ -105,6 +105,9 @@ class DeploymentSettings:
     rate_per_minute: int | None = None
     connections: int = 1
     problems: tuple[str, ...] = field(default=())
+    # This many messages in a row refused with the same answer stop the worker (a relay that
+    # refuses everyone must not fail or bounce the whole list).
+    failure_threshold: int = 10
 
     @property
     def configured(self) -> bool:
@@ -262,6 +265,9 @@ recipients = ["uzelf@example.org"]
 # rate_per_minute = 60
 # SMTP connections used side by side (each has at most one message in flight).
 # connections = 1
+# This many messages in a row refused with the same answer (a relay that refuses everyone)
+# stop the worker; those messages go back in the queue without using an attempt.
+# failure_threshold = 10
 """
 
 
@@ -305,6 +311,10 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
     connections = _get(delivery, "connections", int, path, "delivery.", 1)
     if not 1 <= connections <= 20:
         raise SettingsError(f"{_where(path, 'delivery.connections')}: must be 1 to 20")
+    threshold = _get(delivery, "failure_threshold", int, path, "delivery.", 10)
+    if not 1 <= threshold <= 100_000:
+        raise SettingsError(f"{_where(path, 'delivery.failure_threshold')}: must be a whole number from 1 to 100000 "
+                            "(how many messages in a row refused with the same answer stop the worker)")
     problems = _sender_problems(sender, recipients)
     if not exists:
         problems.insert(0, f"{path} does not exist (run `campaign init`)")
@@ -316,6 +326,7 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
         rate_per_minute=rate,
         connections=connections,
         problems=tuple(problems),
+        failure_threshold=threshold,
     )
 
 

@@ -664,7 +664,8 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
                        f"{w.rate}/min); SIGTERM or Ctrl-C stops it between two messages.", err=True)
         stats = w.run(once=once)
     click.echo(f"Sent {stats.sent}, deferred {stats.deferred} (4xx, retried later), failed {stats.failed}, "
-               f"unknown {stats.unknown}; {stats.resent} resent after an interrupted run.")
+               f"unknown {stats.unknown}; {stats.resent} resent after an interrupted run, "
+               f"{stats.resent_unknown} sent again after an answer that never came.")
     for n in stats.held:
         click.secho(f"Held: mail {n} changed after it was approved; check it, then `campaign approve --mail {n}`.",
                     fg="yellow", err=True)

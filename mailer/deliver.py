@@ -4,9 +4,10 @@ The ledger is the single source of truth. For each message: claim the row (pendi
 sending) in a committed transaction, send, then record the outcome. A row found in
 ``sending`` when a worker starts belonged to a worker that died mid-send: the server may or
 may not have accepted it, so it is sent again with the same Message-ID and counted as resent.
-At most one message is in flight per connection, so a kill duplicates at most that one; and
-since a message's final dot is written only once the next message is built, and its success
-is committed with the next claim right after the answer, a kill rarely duplicates at all.
+At most one message is in flight per connection, so a kill duplicates at most that one. It
+rarely does: a message's final dot is written only once the next message is built, and each
+250 is appended to a journal file before anything else; the next start records the rows the
+journal names as sent instead of sending them again (see ``_open_journal``).
 
 A claim succeeds only while the campaign is neither paused nor cancelled (checked in the
 claim's own statement), so once ``pause`` returns no new message leaves. A mail is done only
@@ -21,8 +22,9 @@ MAX_ATTEMPTS attempts; after that it waits for ``campaign retry``. The mail is n
 such a row may still go.
 
 Circuit breaker: when ``[delivery] failure_threshold`` messages in a row (default 10) get the
-same refusal (the same 5xx or 4xx code, or the connection lost after the data each time),
-the worker stops claiming and stops with an error that quotes the answer. Refused rows of
+same refusal (the same 5xx code and enhanced code, or the connection lost after the data
+each time), the worker stops claiming and stops with an error that quotes the answer. 4xx
+answers are retried with back-off and do not count. Refused rows of
 that run go back to pending without using an attempt, and the contacts they would have
 marked bounced stay active, so that after the relay is fixed ``campaign worker`` simply goes
 on. A server that cannot be reached at all (refused, silent, lost before any data) stops the
@@ -267,6 +269,7 @@ class Worker:
     def _open_journal(self) -> None:
         path = self.project.home / "worker.journal"
         self._journal = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(self._journal, 0o600)  # also when an older file was made with other rights
 
     def _fold_journal(self) -> int:
         """Record as sent the 'sending' rows the journal says were accepted; empty it."""
@@ -520,7 +523,8 @@ class Worker:
             streak.signature = ""
 
         def note(ledger_id: int, email: str, exc: Exception | None) -> None:
-            """Feed the circuit breaker; trip it when the threshold is reached."""
+            """Feed the circuit breaker with a 5xx or an unknown outcome (None: something else
+        happened); trip it when the threshold is reached."""
             nonlocal halt, more
             signature = "" if exc is None else _refusal(exc)
             if signature != streak.signature:
@@ -552,8 +556,11 @@ class Worker:
                 more = False
                 return
             except TemporaryFailure as exc:
+                # A 4xx is retried with back-off anyway (greylisting answers every new recipient
+                # so): it does not feed the breaker, but it does end a run of identical refusals.
                 self._defer(ledger_id, str(exc))
-                note(ledger_id, email, exc)
+                if streak.rows:
+                    note(ledger_id, email, None)
             except PermanentFailure as exc:
                 self._finish(ledger_id, "failed", self.clock(), error=str(exc))
                 self.stats.failed += 1
@@ -686,16 +693,16 @@ class Worker:
                             idle.append(transport)
                             continue
                         started.append((transport, row, contact))
-                    # 4. Build what each connection sends next, before any dot goes.
-                    for transport, _row, _contact in started:
+                    # 4. For each connection: build what it sends next, then write its dot (with
+                    # the next envelope). From the dot until the server's answer is journalled,
+                    # a kill may leave an accepted message in 'sending'; so no building happens
+                    # in that window on this connection, and an answer that came in on another
+                    # connection meanwhile is read (and journalled) before the next build.
+                    for position, (transport, row, contact) in enumerate(started):
                         following = next(rows, None) if ahead and more and halt is None else None
                         if following is not None:
                             upcoming[transport] = following
                             built[transport] = build(following)
-                    # 5. The dots (with the next envelopes): from here until the next round's
-                    # commit, a kill may leave an accepted message recorded as 'sending'.
-                    for transport, row, contact in started:
-                        following = upcoming.get(transport)
                         then = (sender.address, following["email"]) if following is not None else None
                         try:
                             transport.commit(then=then)
@@ -704,6 +711,10 @@ class Worker:
                             idle.append(transport)
                             continue
                         inflight[transport] = (row["ledger_id"], contact.email, row["message_id"])
+                        if position + 1 < len(started) and len(inflight) > 1:
+                            waiting = [t for t in inflight if t is not transport]
+                            for answer in [t for t in waiting if t.ready()] or select.select(waiting, [], [], 0)[0]:
+                                answered(answer)
                 if not inflight:
                     if halt is not None or not more or self.stop.is_set():
                         break
@@ -765,13 +776,10 @@ class Worker:
             with store.transaction(self.conn):
                 self.conn.execute(
                     f"UPDATE ledger SET state = 'pending', attempts = MAX(attempts - 1, 0), next_attempt_at = NULL,"
-                    f" error = ?, updated_at = ? WHERE id IN ({marks}) AND state IN ('failed', 'pending')",
+                    f" error = ?, updated_at = ? WHERE id IN ({marks}) AND state = 'failed'",
                     (f"held back: the server refused {len(streak)} messages in a row with: {first}"[:500],
                      store.iso(self.clock()), *refused))
-            if isinstance(first, PermanentFailure):
-                self.stats.failed -= len(refused)
-            else:
-                self.stats.deferred -= len(refused)
+            self.stats.failed -= len(refused)
         n = len(streak)
         if isinstance(first, UnknownOutcome):
             return RepeatedRefusal(
@@ -779,10 +787,6 @@ class Worker:
                 f"({answer}); the worker stopped so as not to go on like that through the whole list. Those {n} "
                 "messages are recorded as unknown and are sent again (counted as resent) on the next run that reaches "
                 "the server; check the server and its logs, then start `campaign worker` again.")
-        if isinstance(first, TemporaryFailure):
-            return TransportUnavailable(
-                f"{self.config.label} answered {n} messages in a row with the same temporary refusal: {answer}; "
-                f"nothing more was claimed, and those {n} are back in the queue without using an attempt")
         return RepeatedRefusal(
             f"{self.config.label} refused {n} messages in a row with the same answer: {answer}; the worker stopped "
             f"so as not to fail the whole list. Those {n} messages are back in the queue without using an attempt "

@@ -381,3 +381,31 @@ def test_status_counts_contacts_left_out_because_they_bounced_or_opted_out(confi
         assert mail2["excluded"] == 2
         assert mail_status(project, 1, MAIL1, smtp.url)["excluded"] == 0
         assert json.dumps(mail2)  # still plain JSON
+
+
+# --- 7. a kill between the server's 250 and the ledger's commit -------------------------------------------
+
+def test_a_journalled_acceptance_is_recorded_not_sent_again(configured_home, tmp_path, monkeypatch):
+    # What a kill leaves: rows in 'sending'. The server had answered 250 to a's message and the
+    # worker had journalled that; b's answer had not come. The next start records a as sent
+    # and sends only b again; a journal line naming another Message-ID changes nothing.
+    with Server() as smtp:
+        project = prepare(tmp_path, monkeypatch, ["a@example.nl", "b@example.nl", "c@example.nl"], smtp_url=smtp.url)
+        conn = project.connect()
+        conn.execute("INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at)"
+                     " SELECT 'gr2026', 1, id, 'mid-' || email, '2027-02-03T08:00:00Z' FROM contacts")
+        conn.execute("UPDATE ledger SET state = 'sending', attempts = 1 WHERE contact_id IN"
+                     " (SELECT id FROM contacts WHERE email IN ('a@example.nl', 'b@example.nl'))")
+        conn.execute("UPDATE schedule SET state = 'sending' WHERE mail = 1")
+        ids = {r[0]: (r[1], r[2]) for r in conn.execute(
+            "SELECT c.email, l.id, l.message_id FROM ledger l JOIN contacts c ON c.id = l.contact_id")}
+        conn.close()
+        journal = project.home / "worker.journal"
+        journal.write_text(f"{ids['a@example.nl'][0]} {ids['a@example.nl'][1]}\n"
+                           f"{ids['b@example.nl'][0]} <another@message.id>\n", encoding="ascii")
+        stats = run_worker(project, MAIL1)
+        assert sorted(received(smtp)) == ["b@example.nl", "c@example.nl"]  # a's message is not sent twice
+        assert stats.resent == 1  # b: its first copy may have arrived
+        assert ledger(project) == {"sent": 3}
+        assert journal.read_text(encoding="ascii") == ""  # folded in, and emptied when recorded
+        assert oct(journal.stat().st_mode & 0o777) == "0o600"

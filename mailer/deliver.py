@@ -549,7 +549,7 @@ class Worker:
                 # Nothing was handed over: the row waits without losing an attempt, and the
                 # pass stops instead of failing to connect once for every remaining row.
                 self._release(ledger_id)
-                if halt is None:
+                if halt is None and not self.stop.is_set():  # not when a stop cut a wait short
                     halt = TransportUnavailable(
                         f"{exc}; nothing more was claimed, and the messages not yet sent wait in the queue "
                         "with their attempts intact")
@@ -768,8 +768,8 @@ class Worker:
     def _trip(self, streak: list[tuple[int, str, Exception]]) -> DeliveryError:
         """The circuit breaker: the rows refused in this run of identical answers go back to the
         queue without using an attempt (unknown ones stay unknown: they may have arrived)."""
-        first = streak[-1][2]
-        answer = _masked(str(first))[:200]
+        latest = streak[-1][2]
+        answer = _masked(str(latest))[:200]
         refused = [ledger_id for ledger_id, _, exc in streak if not isinstance(exc, UnknownOutcome)]
         if refused:
             marks = ",".join("?" * len(refused))
@@ -777,11 +777,11 @@ class Worker:
                 self.conn.execute(
                     f"UPDATE ledger SET state = 'pending', attempts = MAX(attempts - 1, 0), next_attempt_at = NULL,"
                     f" error = ?, updated_at = ? WHERE id IN ({marks}) AND state = 'failed'",
-                    (f"held back: the server refused {len(streak)} messages in a row with: {first}"[:500],
+                    (f"held back: the server refused {len(streak)} messages in a row with: {latest}"[:500],
                      store.iso(self.clock()), *refused))
             self.stats.failed -= len(refused)
         n = len(streak)
-        if isinstance(first, UnknownOutcome):
+        if isinstance(latest, UnknownOutcome):
             return RepeatedRefusal(
                 f"the connection to {self.config.label} was lost after the message was handed over {n} times in a row "
                 f"({answer}); the worker stopped so as not to go on like that through the whole list. Those {n} "

@@ -161,6 +161,22 @@ def test_a_relay_refusing_everyone_trips_the_breaker_and_nothing_is_lost(configu
         assert sorted(received(smtp)) == addresses
 
 
+def test_a_server_that_drops_every_message_trips_the_breaker(configured_home, tmp_path, monkeypatch):
+    addresses = [f"u{i:02d}@example.nl" for i in range(12)]
+    with Server() as smtp:
+        project = prepare(tmp_path, monkeypatch, addresses, smtp_url=smtp.url)
+        for address in addresses:
+            smtp.recorder.script[address] = ["drop-after-data"]
+        with pytest.raises(RepeatedRefusal, match="lost after the message was handed over 3 times in a row"):
+            run_worker(project, MAIL1, failure_threshold=3)
+        assert ledger(project) == {"unknown": 3, "pending": 9}
+        smtp.recorder.script.clear()
+        run_worker(project, MAIL1 + dt.timedelta(minutes=1))
+        got = received(smtp)
+        assert set(got) == set(addresses) and len(got) == 15  # the three unknown ones arrived twice
+        assert mail_status(project, 1, MAIL1, smtp.url)["resent"] == 3
+
+
 def test_the_breaker_through_the_cli_exits_non_zero_with_a_sentence(configured_home, tmp_path, monkeypatch):
     addresses = [f"c{i:02d}@example.nl" for i in range(15)]
     with Server() as smtp:

@@ -425,6 +425,12 @@ class SmtpTransport:
                 tls = True
             if not tls and not c.loopback:
                 conn.close()
+                if c.username:
+                    raise DeliveryError(
+                        f"{c.label} offers no TLS; refusing to send the password unencrypted and the contact mails "
+                        "in plain text (someone between here and the server may have removed the STARTTLS offer); "
+                        "nothing was sent. Use smtps://HOST:465 when the server offers implicit TLS, or switch on "
+                        "STARTTLS on the server.")
                 raise DeliveryError(
                     f"{c.label} does not offer STARTTLS, so the contact mails would cross the network in plain text "
                     "(or someone between here and the server removed the offer); nothing was sent. Use "

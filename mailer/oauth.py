@@ -169,10 +169,19 @@ class MicrosoftClientCredentials(TokenProvider):
             kwargs = {}
             if self.custom:
                 kwargs.update(validate_authority=False, instance_discovery=False)
+            if self._ca_file:
+                import functools
+
+                import requests
+
+                # requests lets REQUESTS_CA_BUNDLE override a session's own verify setting
+                # (requests issue 3829); given with each request, the CA file holds.
+                session = requests.Session()
+                session.request = functools.partial(session.request, verify=self._ca_file, timeout=30)  # type: ignore[method-assign]
+                kwargs.update(http_client=session)
             try:
                 self._app = msal.ConfidentialClientApplication(
-                    self.client_id, client_credential=self._secret, authority=self.authority,
-                    verify=self._ca_file or True, timeout=30, **kwargs)
+                    self.client_id, client_credential=self._secret, authority=self.authority, timeout=30, **kwargs)
             except ValueError as exc:
                 raise TokenError(f"the token service {self.authority} cannot be used: {exc}; check [oauth] tenant "
                                  "and authority (or CAMPAIGN_OAUTH_TENANT / CAMPAIGN_OAUTH_AUTHORITY)") from None
@@ -188,6 +197,9 @@ class MicrosoftClientCredentials(TokenProvider):
 
     def _fetch(self) -> tuple[str, float]:
         app = self._application()
+        # This provider's cache decides when to renew (on the injected clock); msal would hand
+        # back its own cached token until 5 minutes before the end, so it is asked afresh.
+        app.remove_tokens_for_client()
         try:
             result = app.acquire_token_for_client(scopes=[self.scope])
         except Exception as exc:  # requests' connection and TLS errors

@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test browser golden bench clean
+.PHONY: demo test browser dovecot golden bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,15 @@ browser:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) browser
+# Debian's Dovecot (IMAP) for the XOAUTH2 tests (tests/test_oauth_imap.py); the tests start
+# their own instance with their own configuration. Installed only when missing.
+dovecot:
+	@command -v dovecot >/dev/null 2>&1 || test -x /usr/sbin/dovecot || { \
+	  echo "Installing Debian's dovecot-imapd for the IMAP tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; \
+	  systemctl disable --now dovecot >/dev/null 2>&1 || true; }
+
+test: $(STAMP) browser dovecot
 	$(BIN)/python -m pytest
 
 golden: $(STAMP)

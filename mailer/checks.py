@@ -112,6 +112,14 @@ def check_mail(mail: RenderedMail, personal: PersonalMail, envelope: Envelope, *
     return found
 
 
+def check_drafts(mails: Iterable) -> list[Finding]:
+    """A mail written by `campaign new` stays a draft until a person has edited it: an error, so that
+    `schedule` (which refuses on check errors) refuses it."""
+    return [Finding("error", m.number, f"draft: {m.path.name} still says draft = true; edit the mail, then delete "
+                                       "that line from its front matter")
+            for m in mails if getattr(m, "draft", False)]
+
+
 def _sender_optout(envelope: Envelope) -> str:
     m = re.search(rb"List-Unsubscribe:.*?<mailto:([^?>]+)", envelope.data, re.S)
     return m.group(1).decode() if m else "\0"

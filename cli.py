@@ -330,12 +330,17 @@ def build(state: State, campaign_name: str | None, out: Path | None, contact: st
             "out": str(result.out), "contact": result.contact, "render_seconds": round(result.render_seconds, 4),
             "sender_configured": not result.sender_problems,
             "mails": [{"number": m.number, "theme": m.theme, "subject": m.subject, "slug": m.slug,
-                       "html_bytes": m.html_bytes, "findings": [f.as_dict() for f in m.findings]} for m in result.mails],
+                       "html_bytes": m.html_bytes, "draft": m.draft,
+                       "findings": [f.as_dict() for f in m.findings]} for m in result.mails],
         })
     else:
         rows = [[m.number, m.theme[:40], m.subject, f"{m.html_bytes / 1024:.1f}",
                  "; ".join(f"{f.level}: {f.message}" for f in m.findings) or "ok"] for m in result.mails]
         click.echo(table(rows, ["#", "theme", "subject", "HTML KB", "problems"]))
+        drafts = [str(m.number) for m in result.mails if m.draft]
+        if drafts:
+            click.echo(f"\nDraft (draft = true): mail {', '.join(drafts)}; `campaign schedule` refuses until each "
+                       "is edited and the line deleted.")
         click.echo(f"\nWrote {len(result.mails) * 4} files to {result.out} for {result.contact} "
                    f"(from {result.contact_source}); rendering took {result.render_seconds * 1000:.0f} ms.")
     warn_sender(result.sender_problems)

@@ -789,11 +789,12 @@ def _read_pdf(path: Path, head: bytes) -> Checklist:
         raise ChecklistError(f"{path}: the PDF is encrypted (it needs a password); save a copy without a password "
                              "or export the document as .docx") from None
     except (PDFSyntaxError, Exception) as exc:  # pdfminer's errors share no base class
-        name = type(exc).__name__
+        # pdfplumber wraps pdfminer's error: the wrapped one says whether a password is needed.
+        name = " ".join(type(e).__name__ for e in (exc, *exc.args) if isinstance(e, BaseException))
         if "Password" in name or "Encrypt" in name:
             raise ChecklistError(f"{path}: the PDF is encrypted (it needs a password); save a copy without a "
                                  "password or export the document as .docx") from None
-        raise ChecklistError(f"{path}: cannot be read as a PDF ({name}: {exc})") from None
+        raise ChecklistError(f"{path}: cannot be read as a PDF ({name}: {exc}); export it anew, or as .docx") from None
     try:
         with pdf:
             lines, links = _pdf_lines(pdf, path)
@@ -843,7 +844,9 @@ def _pdf_lines(pdf, path: Path) -> tuple[list[_Line], None]:
             segments: list[list[dict]] = [[row[0]]]
             for w in row[1:]:
                 prev = segments[-1][-1]
-                big_change = abs(w["size"] - prev["size"]) > 1.5 and min(w["size"], prev["size"]) > size * 0.8
+                small = w if w["size"] < prev["size"] else prev
+                mark = re.fullmatch(r"\d{1,2}|\*{1,3}", small["text"]) is not None  # a raised footnote mark
+                big_change = abs(w["size"] - prev["size"]) > 1.5 and not mark
                 if w["x0"] - prev["x1"] > size * 2.5 or big_change:
                     segments.append([w])
                 else:

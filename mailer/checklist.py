@@ -779,29 +779,21 @@ class _Line:
 def _read_pdf(path: Path, head: bytes) -> Checklist:
     if not head.startswith(b"%PDF"):
         raise ChecklistError(f"{path}: not a PDF file (it does not start with %PDF)")
-    import pdfplumber
-    from pdfminer.pdfdocument import PDFPasswordIncorrect
-    from pdfminer.pdfparser import PDFSyntaxError
+    import pypdfium2 as pdfium
 
     try:
-        pdf = pdfplumber.open(str(path))
-    except PDFPasswordIncorrect:
-        raise ChecklistError(f"{path}: the PDF is encrypted (it needs a password); save a copy without a password "
-                             "or export the document as .docx") from None
-    except (PDFSyntaxError, Exception) as exc:  # pdfminer's errors share no base class
-        # pdfplumber wraps pdfminer's error: the wrapped one says whether a password is needed.
-        name = " ".join(type(e).__name__ for e in (exc, *exc.args) if isinstance(e, BaseException))
-        if "Password" in name or "Encrypt" in name:
+        pdf = pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as exc:
+        if "password" in str(exc).lower():
             raise ChecklistError(f"{path}: the PDF is encrypted (it needs a password); save a copy without a "
                                  "password or export the document as .docx") from None
-        raise ChecklistError(f"{path}: cannot be read as a PDF ({name}: {exc}); export it anew, or as .docx") from None
+        raise ChecklistError(f"{path}: cannot be read as a PDF ({exc}); export it anew, or as .docx") from None
     try:
-        with pdf:
-            lines, links = _pdf_lines(pdf, path)
-    except ChecklistError:
-        raise
-    except Exception as exc:  # a damaged content stream
-        raise ChecklistError(f"{path}: the PDF is damaged and cannot be read ({type(exc).__name__}: {exc})") from None
+        lines = _pdf_lines(pdf)
+    except pdfium.PdfiumError as exc:
+        raise ChecklistError(f"{path}: the PDF is damaged and cannot be read ({exc}); export it anew") from None
+    finally:
+        pdf.close()
     if not lines:
         raise ChecklistError(f"{path}: {NO_TEXT_LAYER}")
     warnings: list[str] = []
@@ -811,58 +803,140 @@ def _read_pdf(path: Path, head: bytes) -> Checklist:
                                "the level that occurs more than once holds the themes")
 
 
-def _pdf_lines(pdf, path: Path) -> tuple[list[_Line], None]:
-    lines: list[_Line] = []
-    for number, page in enumerate(pdf.pages, start=1):
-        words = page.extract_words(extra_attrs=["size", "fontname"], keep_blank_chars=False, use_text_flow=False)
-        if not words:
+def _pdf_links(pdf, page, height: float) -> list[tuple[float, float, float, float, str]]:
+    """The page's link areas with a web address: (x0, top, x1, bottom, uri), top from the page's top."""
+    import ctypes
+
+    import pypdfium2.raw as raw
+
+    out = []
+    pos, link = ctypes.c_int(0), raw.FPDF_LINK()
+    while raw.FPDFLink_Enumerate(page.raw, ctypes.byref(pos), ctypes.byref(link)):
+        rect = raw.FS_RECTF()
+        if not raw.FPDFLink_GetAnnotRect(link, ctypes.byref(rect)):
             continue
-        for link in page.hyperlinks:
-            uri = link.get("uri")
-            if not uri:
+        action = raw.FPDFLink_GetAction(link)
+        if not action or raw.FPDFAction_GetType(action) != raw.PDFACTION_URI:
+            continue
+        size = raw.FPDFAction_GetURIPath(pdf.raw, action, None, 0)
+        buffer = ctypes.create_string_buffer(size)
+        raw.FPDFAction_GetURIPath(pdf.raw, action, buffer, size)
+        uri = buffer.value.decode("utf-8", "replace")
+        if uri:
+            out.append((rect.left, height - rect.top, rect.right, height - rect.bottom, uri))
+    return out
+
+
+def _pdf_words(pdf, page, height: float) -> list[dict]:
+    """Words with their box (top from the page's top), effective type size and font name.
+
+    A word ends at a space, a line end, a change of type size (a raised footnote mark) or a gap.
+    """
+    import ctypes
+
+    import pypdfium2.raw as raw
+
+    textpage = page.get_textpage()
+    try:
+        tp = textpage.raw
+        words: list[dict] = []
+        word: dict | None = None
+        matrix = raw.FS_MATRIX()
+        font = ctypes.create_string_buffer(128)
+        flags = ctypes.c_int()
+        for i in range(raw.FPDFText_CountChars(tp)):
+            code = raw.FPDFText_GetUnicode(tp, i)
+            ch = chr(code) if code else " "
+            if ch.isspace() or code in (0xFFFE, 0xFFFF) or raw.FPDFText_IsGenerated(tp, i) == 1:
+                word = None
                 continue
-            for w in words:
-                cx, cy = (w["x0"] + w["x1"]) / 2, (w["top"] + w["bottom"]) / 2
-                if link["x0"] - 1 <= cx <= link["x1"] + 1 and link["top"] - 1 <= cy <= link["bottom"] + 1:
-                    w["href"] = uri
-        dots = [(c["x0"], c["x1"], c["top"], c["bottom"]) for c in list(page.curves) + list(page.rects)
-                if c["x1"] - c["x0"] <= 8 and c["bottom"] - c["top"] <= 8]
-        rows: list[list[dict]] = []
-        for w in sorted(words, key=lambda w: (w["top"], w["x0"])):
-            mid = (w["top"] + w["bottom"]) / 2
-            for row in rows:
-                main = row[0]
-                if main["top"] - 1 <= mid <= main["bottom"] + 1:
-                    row.append(w)
-                    break
-            else:
-                rows.append([w])
-        for row in rows:
-            row.sort(key=lambda w: w["x0"])
-            size = max(w["size"] for w in row)
-            # Columns side by side (a heading beside its text) are split at a wide gap.
-            segments: list[list[dict]] = [[row[0]]]
-            for w in row[1:]:
-                prev = segments[-1][-1]
-                small = w if w["size"] < prev["size"] else prev
-                mark = re.fullmatch(r"\d{1,2}|\*{1,3}", small["text"]) is not None  # a raised footnote mark
-                big_change = abs(w["size"] - prev["size"]) > 1.5 and not mark
-                if w["x0"] - prev["x1"] > size * 2.5 or big_change:
-                    segments.append([w])
-                else:
-                    segments[-1].append(w)
-            for seg in segments:
-                full = [w for w in seg if w["size"] >= max(x["size"] for x in seg) * 0.85] or seg
-                line = _Line(page=number, top=min(w["top"] for w in full), bottom=max(w["bottom"] for w in full),
-                             x0=seg[0]["x0"], size=max(w["size"] for w in seg),
-                             bold=all(re.search(r"bold|black|heavy|semibold", w["fontname"], re.I) for w in full),
-                             words=seg)
-                for d in dots:
-                    if d[1] <= line.x0 and line.x0 - d[1] <= 24 and line.top - 1 <= (d[2] + d[3]) / 2 <= line.bottom + 1:
-                        line.bullet_x = d[0]
-                lines.append(line)
+            raw.FPDFText_GetMatrix(tp, i, ctypes.byref(matrix))
+            size = raw.FPDFText_GetFontSize(tp, i) * ((matrix.c ** 2 + matrix.d ** 2) ** 0.5 or 1.0)
+            rect = raw.FS_RECTF()
+            raw.FPDFText_GetLooseCharBox(tp, i, ctypes.byref(rect))
+            x0, x1, t, b = rect.left, rect.right, height - rect.top, height - rect.bottom
+            if word is not None and (abs(size - word["size"]) > 0.3 or x0 - word["x1"] > size * 0.3
+                                     or abs(t - word["top"]) > size * 0.5):
+                word = None
+            if word is None:
+                raw.FPDFText_GetFontInfo(tp, i, font, 128, ctypes.byref(flags))
+                word = {"text": "", "x0": x0, "x1": x1, "top": t, "bottom": b, "size": size,
+                        "fontname": font.value.decode("latin-1", "replace")}
+                words.append(word)
+            word["text"] += ch
+            word["x1"] = max(word["x1"], x1)
+            word["top"], word["bottom"] = min(word["top"], t), max(word["bottom"], b)
+        return words
+    finally:
+        textpage.close()
+
+
+def _pdf_lines(pdf) -> list[_Line]:
+    import pypdfium2.raw as raw
+
+    lines: list[_Line] = []
+    pages = len(pdf)
+    for number in range(pages):
+        page = pdf[number]
+        try:
+            height = page.get_height()
+            words = _pdf_words(pdf, page, height)
+            if not words:
+                continue
+            for x0, top, x1, bottom, uri in _pdf_links(pdf, page, height):
+                for w in words:
+                    cx, cy = (w["x0"] + w["x1"]) / 2, (w["top"] + w["bottom"]) / 2
+                    if x0 - 1 <= cx <= x1 + 1 and top - 1 <= cy <= bottom + 1:
+                        w["href"] = uri
+            dots = []
+            for obj in page.get_objects(filter=[raw.FPDF_PAGEOBJ_PATH]):
+                left, bottom_, right, top_ = obj.get_bounds()
+                if right - left <= 8 and top_ - bottom_ <= 8:
+                    dots.append((left, right, height - top_, height - bottom_))
+        finally:
+            page.close()
+        lines += _page_lines(number + 1, words, dots)
     lines.sort(key=lambda ln: (ln.page, round(ln.top / 3), ln.x0))
-    return _drop_running(lines, len(pdf.pages)), None
+    return _drop_running(lines, pages)
+
+
+def _page_lines(number: int, words: list[dict], dots: list[tuple[float, float, float, float]]) -> list[_Line]:
+    """Words into printed lines; columns side by side (a heading beside its text) split at a wide gap."""
+    lines: list[_Line] = []
+    rows: list[list[dict]] = []
+    for w in sorted(words, key=lambda w: (w["top"], w["x0"])):
+        mid = (w["top"] + w["bottom"]) / 2
+        for row in rows:
+            main = row[0]
+            if main["top"] - 1 <= mid <= main["bottom"] + 1:
+                row.append(w)
+                break
+        else:
+            rows.append([w])
+    for row in rows:
+        row.sort(key=lambda w: w["x0"])
+        size = max(w["size"] for w in row)
+        segments: list[list[dict]] = [[row[0]]]
+        for w in row[1:]:
+            prev = segments[-1][-1]
+            small = w if w["size"] < prev["size"] else prev
+            mark = re.fullmatch(r"\d{1,2}|\*{1,3}", small["text"]) is not None  # a raised footnote mark
+            big_change = abs(w["size"] - prev["size"]) > 1.5 and not mark
+            if w["x0"] - prev["x1"] > size * 2.5 or big_change:
+                segments.append([w])
+            else:
+                segments[-1].append(w)
+        for seg in segments:
+            full = [w for w in seg if w["size"] >= max(x["size"] for x in seg) * 0.85] or seg
+            line = _Line(page=number, top=min(w["top"] for w in full), bottom=max(w["bottom"] for w in full),
+                         x0=seg[0]["x0"], size=max(w["size"] for w in seg),
+                         bold=all(re.search(r"bold|black|heavy|semibold", w["fontname"], re.I) for w in full),
+                         words=seg)
+            for d in dots:
+                if d[1] <= line.x0 and line.x0 - d[1] <= 24 and line.top - 1 <= (d[2] + d[3]) / 2 <= line.bottom + 1:
+                    line.bullet_x = d[0]
+            lines.append(line)
+    return lines
 
 
 def _drop_running(lines: list[_Line], pages: int) -> list[_Line]:

@@ -7,6 +7,7 @@ loader that ``build`` uses, and only then moved into place: a refusal leaves not
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import re
@@ -90,7 +91,7 @@ def new_campaign(root: Path, name: str, *, election_day: dt.date, election_name:
         raise OutputError(f"{target} is a file, not a campaign folder; move it away first")
     review: list[str] = []
     base_campaign = None
-    config = json.loads(json.dumps(DEFAULTS, default=str))
+    config = copy.deepcopy(DEFAULTS)
     config["election_day"] = election_day
     if base is not None:
         folder = find_campaign(root, base)

@@ -305,3 +305,45 @@ def print_pdf(page: str, path: Path) -> Path:
     subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
                     f"--print-to-pdf={path}", source.as_uri()], check=True, capture_output=True, timeout=120)
     return path
+
+
+# --- Markdown -------------------------------------------------------------------------------
+
+def to_markdown(doc: dict) -> str:
+    """`# title`, `## N. theme`, lists indented under their item, footnotes as `[^n]`."""
+    def inline(parts: list) -> str:
+        out = ""
+        for text, href, note in parts:
+            if note is not None:
+                out += f"[^{note}]"
+            elif href:
+                out += f"[{text}]({href})"
+            else:
+                out += text
+        return out
+
+    def items(kind: str, entries: list, indent: str) -> list[str]:
+        lines = []
+        for n, (parts, children) in enumerate(entries, start=1):
+            marker = f"{n}." if kind == "ol" else "-"
+            lines.append(f"{indent}{marker} {inline(parts)}")
+            for sub_kind, sub in children:
+                lines += items(sub_kind, sub, indent + " " * (len(marker) + 1))
+        return lines
+
+    def blocks(entries: list) -> list[str]:
+        out = []
+        for kind, value in entries:
+            if kind == "p":
+                out.append(inline(value))
+            elif kind == "h":
+                out.append(f"### {value}")
+            else:
+                out.append("\n".join(items(kind, value, "")))
+        return out
+
+    parts = [f"# {doc['title']}", *blocks(doc["intro"])]
+    for n, theme in enumerate(doc["themes"], start=1):
+        parts += [f"## {n}. {theme['title']}", *blocks(theme["blocks"])]
+        parts += [f"[^{label}]: {inline(note)}" for label, note in theme["notes"].items()]
+    return "\n\n".join(parts) + "\n"

@@ -14,7 +14,7 @@ from mailer.checklist import Theme, Paragraph, Run
 from mailer.newcampaign import PREHEADER_MAX, SUBJECT_MAX, clean_link, draft_preheader, draft_subject
 
 from .checklist_documents import (bundled_checklist, chromium, print_pdf, recommendations, second_checklist,
-                                  to_html, write_docx)
+                                  to_html, to_markdown, write_docx)
 from .conftest import IN_CI, ROOT, require_tool
 
 # shared/ lies beside the project's clone (CI), or beside the worktrees' folder (a developer's machine).
@@ -76,6 +76,16 @@ def made(run, project_copy: Path, tmp_path: Path):
 
 
 # --- the bundled checklist, round trip -------------------------------------------------------
+
+def test_markdown_of_the_bundled_checklist_gives_nine_mails_with_every_recommendation(made, tmp_path):
+    doc = bundled_checklist()
+    document = tmp_path / "checklist.md"
+    document.write_text(to_markdown(doc), encoding="utf-8")
+    result, folder = made(document, "--from-campaign", "gr2026")
+    assert result.exit_code == 0, result.output
+    mails = _assert_series(folder, doc)
+    assert "geld.¹" in mails[0][1] and "## Bronnen" in mails[0][1]
+
 
 def test_docx_of_the_bundled_checklist_gives_nine_mails_with_every_recommendation(made, tmp_path, project_copy):
     doc = bundled_checklist()
@@ -158,12 +168,15 @@ def test_ocr_text_gives_the_nine_themes_with_their_recommendations(made):
 
 # --- a second, different document -----------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["docx", "pdf"])
+@pytest.mark.parametrize("kind", ["docx", "pdf", "md"])
 def test_a_different_document_has_its_own_number_of_themes_nesting_and_links(made, run, tmp_path, project_copy, kind):
     doc = second_checklist()
     if kind == "pdf":
         require_tool("chromium")
         document = print_pdf(to_html(doc), tmp_path / "second.pdf")
+    elif kind == "md":
+        document = tmp_path / "second.md"
+        document.write_text(to_markdown(doc), encoding="utf-8")
     else:
         document = write_docx(doc, tmp_path / "second.docx")
     result, folder = made(document, name="ps2031")
@@ -334,3 +347,25 @@ def test_new_needs_a_source_and_an_election_day(run, project_copy):
     result = run("new", "x2030", "--from-campaign", "gr2026", root=project_copy)
     assert result.exit_code == 2 and "--election-day" in result.output
     _nothing_new(project_copy)
+
+
+def test_plain_text_joins_words_broken_across_lines_and_reports_them(made, tmp_path):
+    text = ("Twee punten\n\n"
+            "1 Wonen\n\n"
+            "De druk op de maatschap-\npelijke opvang neemt toe; lees https://www.legerdesheils.nl/a-\nb?utm_source=x meer.\n\n"
+            "• Bouw meer woningen\n"
+            "  - vooral kleine\n\n"
+            "2 Zorg\n\n"
+            "Zorg dicht bij huis.\n\n"
+            "- Investeer in de wijk\n")
+    document = tmp_path / "twee.txt"
+    document.write_text(text, encoding="utf-8")
+    result, folder = made(document)
+    assert result.exit_code == 0, result.output
+    mails = _mails(folder)
+    assert [m["theme"] for m, _ in mails] == ["Wonen", "Zorg"]
+    assert "de maatschappelijke opvang" in mails[0][1]
+    assert "<https://www.legerdesheils.nl/a-b>" in mails[0][1]
+    assert "joined 'maatschap-' and 'pelijke' across a line break as 'maatschappelijke'" in result.output
+    assert _list_items(mails[0][1]) == ["Bouw meer woningen", "vooral kleine"]
+    assert "- Bouw meer woningen\n  - vooral kleine" in mails[0][1]

@@ -97,6 +97,8 @@ def new_campaign(root: Path, name: str, *, election_day: dt.date, election_name:
         folder = find_campaign(root, base)
         base_campaign = load_campaign(folder)
         config = tomllib.loads((folder / "campaign.toml").read_text(encoding="utf-8"))
+    else:
+        _fill_missing(config, _bundled_settings(root))
     document = read_document(checklist) if checklist is not None else None
     settings = _settings(config, name=name, base=base_campaign, document=document, election_day=election_day,
                          election_name=election_name, review=review)
@@ -166,6 +168,25 @@ def _settings(config: dict[str, Any], *, name: str, base, document: Checklist | 
         review.append(f"campaign.toml: schedule.blackouts moved {years:+d} year(s) with the election; check the "
                       "dates (school holidays differ from year to year)")
     return config
+
+
+def _bundled_settings(root: Path) -> dict[str, Any]:
+    """The bundled campaign's campaign.toml, when the project has it (else nothing)."""
+    from .project import DEFAULT_CAMPAIGN
+
+    try:
+        return tomllib.loads((root / "campaigns" / DEFAULT_CAMPAIGN / "campaign.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _fill_missing(config: dict[str, Any], reference: dict[str, Any]) -> None:
+    """Keys the bundled campaign has and the defaults lack (added since) are taken from it."""
+    for key, value in reference.items():
+        if key not in config:
+            config[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(config[key], dict):
+            _fill_missing(config[key], value)
 
 
 def _shift(day: dt.date, years: int) -> dt.date:

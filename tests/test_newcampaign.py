@@ -183,6 +183,11 @@ def test_a_different_document_has_its_own_number_of_themes_nesting_and_links(mad
     assert result.exit_code == 0, result.output
     mails = _assert_series(folder, doc)
     assert len(mails) == 4
+    # Without --from-campaign: defaults, and still every key the bundled campaign.toml has.
+    bundled = tomllib.loads((project_copy / "campaigns" / "gr2026" / "campaign.toml").read_text(encoding="utf-8"))
+    own = tomllib.loads((folder / "campaign.toml").read_text(encoding="utf-8"))
+    assert _keys(bundled) <= _keys(own)
+    assert own["name"] == doc["title"] and own["schedule"]["blackouts"] == []
     first = mails[0][1]
     assert "- Houd de buurtbus rijden\n  - met vrijwillige chauffeurs\n    - en een vergoeding" in first
     assert "1. Geef meerjarige subsidies\n2. Betrek bewoners" in mails[1][1]
@@ -369,3 +374,14 @@ def test_plain_text_joins_words_broken_across_lines_and_reports_them(made, tmp_p
     assert "joined 'maatschap-' and 'pelijke' across a line break as 'maatschappelijke'" in result.output
     assert _list_items(mails[0][1]) == ["Bouw meer woningen", "vooral kleine"]
     assert "- Bouw meer woningen\n  - vooral kleine" in mails[0][1]
+
+
+def test_a_key_the_bundled_campaign_gains_later_reaches_a_campaign_made_without_base(made, tmp_path, project_copy):
+    settings = project_copy / "campaigns" / "gr2026" / "campaign.toml"
+    settings.write_text(settings.read_text(encoding="utf-8").replace(
+        'name = "Leger des Heils"\n', 'name = "Leger des Heils"\narticle = "het"\n'), encoding="utf-8")
+    result, folder = made(write_docx(second_checklist(), tmp_path / "d.docx"), name="ps2031")
+    assert result.exit_code == 0, result.output
+    own = tomllib.loads((folder / "campaign.toml").read_text(encoding="utf-8"))
+    assert own["organisation"] == {"name": "Leger des Heils", "website": "https://www.legerdesheils.nl",
+                                   "article": "het"}

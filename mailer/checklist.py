@@ -964,6 +964,7 @@ def _pdf_elements(lines: list[_Line], path: Path, warnings: list[str]) -> list[_
         for w in ln.words:
             weights[round(w["size"], 1)] = weights.get(round(w["size"], 1), 0) + len(w["text"])
     body = max(weights, key=weights.get)
+    lines = _headings_first(lines, body)
     heading_sizes = sorted({round(ln.size * 2) / 2 for ln in lines if ln.size >= body * 1.15}, reverse=True)
     bullet_xs = sorted({round(ln.bullet_x / 4) * 4 for ln in lines if ln.bullet_x is not None})
     marker_re = re.compile(r"^([•·▪◦‣●○■□➢►\-–—]|\d{1,2}[.)])$")
@@ -972,6 +973,7 @@ def _pdf_elements(lines: list[_Line], path: Path, warnings: list[str]) -> list[_
     prev: _Line | None = None
     item_x: float | None = None
     text_x: dict[int, float] = {}
+    last_heading: tuple[_Element, _Line] | None = None
     for ln in lines:
         where = f"{path.name}, page {ln.page}"
         gap = (ln.top - prev.bottom) if prev is not None and prev.page == ln.page else None
@@ -991,12 +993,17 @@ def _pdf_elements(lines: list[_Line], path: Path, warnings: list[str]) -> list[_
         if rounded in heading_sizes:
             level = heading_sizes.index(rounded) + 1
             runs = [Run(" ".join(w["text"] for w in words))]
-            if (current is not None and current.kind == "heading" and current.level == level and gap is not None
-                    and gap < ln.size * 0.6):
-                _join_line(current.runs, runs, warnings, where)
-            else:
-                current = _Element("heading", where, runs, level=level)
-                elements.append(current)
+            # A heading over two lines; printed beside its text, the text's lines come between.
+            if (last_heading is not None and last_heading[0].level == level and last_heading[1].page == ln.page
+                    and abs(last_heading[1].x0 - ln.x0) < 2 and ln.top - last_heading[1].bottom < ln.size * 0.6):
+                _join_line(last_heading[0].runs, runs, warnings, where)
+                last_heading = (last_heading[0], ln)
+                if current is last_heading[0]:
+                    prev = ln
+                continue
+            current = _Element("heading", where, runs, level=level)
+            elements.append(current)
+            last_heading = (current, ln)
             prev, item_x = ln, None
             continue
         marker = ""
@@ -1044,6 +1051,20 @@ def _pdf_elements(lines: list[_Line], path: Path, warnings: list[str]) -> list[_
             warnings.append(f"{e.where}: '{plain(e.runs)}' was taken as a subheading ({e.unsure})")
             e.unsure = ""
     return elements
+
+
+def _headings_first(lines: list[_Line], body: float) -> list[_Line]:
+    """A heading printed beside its text starts a little lower than the text's first line: it
+    goes before the text lines beside it."""
+    ordered: list[_Line] = []
+    for ln in lines:
+        k = len(ordered)
+        if ln.size >= body * 1.15:
+            while (k > 0 and ordered[k - 1].page == ln.page and ordered[k - 1].bottom > ln.top + 1
+                   and ordered[k - 1].x0 > ln.x0 + 20 and ordered[k - 1].size < body * 1.15):
+                k -= 1
+        ordered.insert(k, ln)
+    return ordered
 
 
 def _marker_level(text_x: dict[int, float], x: float) -> int:

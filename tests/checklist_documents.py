@@ -254,7 +254,15 @@ p.note { font-size: 8pt; } a { color: #c8102e; }
 """
 
 
-def to_html(doc: dict) -> str:
+SIDE_HEADINGS = """
+h2 { float: left; width: 38mm; margin: 0 6mm 0 0; font-size: 17pt; color: #c8102e; }
+section { overflow: hidden; }
+"""
+
+
+def to_html(doc: dict, *, side_headings: bool = False) -> str:
+    """The document as HTML; ``side_headings`` sets each theme's heading in a column beside its
+    text, as the published checklist does."""
     def inline(parts: list, notes_used: list) -> str:
         out = ""
         for text, href, note in parts:
@@ -287,10 +295,12 @@ def to_html(doc: dict) -> str:
     body = f"<h1>{html.escape(doc['title'])}</h1>" + blocks(doc["intro"], [])
     for n, theme in enumerate(doc["themes"], start=1):
         used: list = []
-        body += f"<h2>{n}. {html.escape(theme['title'])}</h2>" + blocks(theme["blocks"], used)
+        section = f"<h2>{n}. {html.escape(theme['title'])}</h2>" + blocks(theme["blocks"], used)
         for label in used:
-            body += f"<p class='note'><sup>{html.escape(label)}</sup> {inline(theme['notes'][label], [])}</p>"
-    return (f"<!doctype html><html lang='nl'><head><meta charset='utf-8'><style>{STYLE}</style></head>"
+            section += f"<p class='note'><sup>{html.escape(label)}</sup> {inline(theme['notes'][label], [])}</p>"
+        body += f"<section>{section}</section>"
+    style = STYLE + (SIDE_HEADINGS if side_headings else "")
+    return (f"<!doctype html><html lang='nl'><head><meta charset='utf-8'><style>{style}</style></head>"
             f"<body>{body}</body></html>")
 
 

@@ -101,6 +101,7 @@ def test_docx_of_the_bundled_checklist_gives_nine_mails_with_every_recommendatio
     assert "  - Flexibele woonunits (20/25 m²)" in first  # nested under its parent item
     intro = (folder / "intro.md").read_text(encoding="utf-8")
     assert intro.startswith("Het Leger des Heils draagt zorg")
+    _assert_bodies_as_bundled(folder)
     # Every key of the bundled campaign.toml, with this campaign's own election facts.
     base = tomllib.loads((project_copy / "campaigns" / "gr2026" / "campaign.toml").read_text(encoding="utf-8"))
     made_settings = tomllib.loads((folder / "campaign.toml").read_text(encoding="utf-8"))
@@ -112,10 +113,11 @@ def test_docx_of_the_bundled_checklist_gives_nine_mails_with_every_recommendatio
     assert "draft = true" in result.output and "schedule` refuses" in result.output
 
 
-def test_pdf_printed_by_chromium_gives_nine_mails_with_every_recommendation(made, tmp_path):
+@pytest.mark.parametrize("layout", ["stacked", "side-headings"])
+def test_pdf_printed_by_chromium_gives_nine_mails_with_every_recommendation(made, tmp_path, layout):
     require_tool("chromium")
     doc = bundled_checklist()
-    pdf = print_pdf(to_html(doc), tmp_path / "checklist.pdf")
+    pdf = print_pdf(to_html(doc, side_headings=layout == "side-headings"), tmp_path / "checklist.pdf")
     result, folder = made(pdf, "--from-campaign", "gr2026")
     assert result.exit_code == 0, result.output
     mails = _assert_series(folder, doc)
@@ -123,6 +125,15 @@ def test_pdf_printed_by_chromium_gives_nine_mails_with_every_recommendation(made
     first = mails[0][1]
     assert "geld.¹" in first and "## Bronnen" in first and "https://www.cebeon.nl/" in first
     assert (folder / "intro.md").read_text(encoding="utf-8").startswith("Het Leger des Heils draagt zorg")
+    _assert_bodies_as_bundled(folder)
+
+
+def _assert_bodies_as_bundled(folder: Path) -> None:
+    """The text of each mail is the bundled mail's, word for word (front matter aside)."""
+    bundled = sorted((ROOT / "campaigns" / "gr2026" / "mails").glob("*.md"))
+    for made_path, (meta, body) in zip(bundled, _mails(folder)):
+        expected = made_path.read_text(encoding="utf-8").split("+++", 2)[2]
+        assert body.strip() == expected.strip(), meta["theme"]
 
 
 def test_ocr_text_gives_the_nine_themes_with_their_recommendations(made):

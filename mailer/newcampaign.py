@@ -441,8 +441,8 @@ def _from_base(base, settings: dict[str, Any], review: list[str]) -> tuple[str, 
             text, n = re.subn(re.escape(old_name), new_name, text)
             changed += n
         if changed:
-            review.append(f"{where}: {changed} mention(s) of the election ({old_name} {old_year}) now name "
-                          f"{new_name} {new_year}; check each")
+            review.append(f"{where}: replaced the old election's year or name {changed} time(s) ({old_name} "
+                          f"{old_year} became {new_name} {new_year}); check each")
         return text
 
     intro_path = base.folder / "intro.md"

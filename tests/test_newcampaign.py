@@ -396,3 +396,34 @@ def test_a_key_the_bundled_campaign_gains_later_reaches_a_campaign_made_without_
     own = tomllib.loads((folder / "campaign.toml").read_text(encoding="utf-8"))
     assert own["organisation"] == {"name": "Leger des Heils", "website": "https://www.legerdesheils.nl",
                                    "article": "het"}
+
+
+def test_from_campaign_with_another_election_name_names_it_everywhere_and_json_reports(run, project_copy, tmp_path):
+    import json
+
+    result = run("new", "ps2031", "--from-campaign", "gr2026", "--election-day", "2031-03-19",
+                 "--election-name", "Provinciale Statenverkiezingen", "--json", root=project_copy)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert [m["number"] for m in report["mails"]] == list(range(1, 10))
+    assert not any(m["draft"] for m in report["mails"])
+    assert any("intro.md: replaced the old election's year or name 2 time(s)" in line for line in report["review"])
+    intro = (project_copy / "campaigns" / "ps2031" / "intro.md").read_text(encoding="utf-8")
+    assert "richting de Provinciale Statenverkiezingen van 2031" in intro
+    built = run("--campaign", "ps2031", "build", "--out", str(tmp_path / "out"), root=project_copy)
+    assert built.exit_code == 0, built.output
+    html = next((tmp_path / "out").glob("01-*.html")).read_text(encoding="utf-8")
+    assert "Provinciale Statenverkiezingen 2031" in html and "gemeenteraadsverkiezingen" not in html
+
+
+def test_a_draft_that_is_not_true_or_false_is_refused_with_its_line(project_copy):
+    from mailer.content import parse_mail
+    from mailer.errors import ContentError
+
+    path = project_copy / "campaigns" / "gr2026" / "mails" / "02-verantwoord-zorgbeleid.md"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("+++\n", "+++\ndraft = \"ja\"\n", 1), encoding="utf-8")
+    with pytest.raises(ContentError, match=r"02-verantwoord-zorgbeleid.md:2: field 'draft': expected true or false"):
+        parse_mail(path)
+    path.write_text(text.replace("+++\n", "+++\ndraft = false\n", 1), encoding="utf-8")
+    assert parse_mail(path).draft is False

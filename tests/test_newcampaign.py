@@ -230,7 +230,7 @@ def test_drafts_are_listed_by_check_shown_by_build_and_preview_and_refused_by_sc
     from mailer.project import Project
 
     pages = build_site(Project.at(project_copy, campaign="ps2031"))
-    assert b"draft" in pages["index.html"].body and b"draft" in pages["mail-1.html"].body
+    assert b"class='err draft'" in pages["index.html"].body and b"class='err draft'" in pages["mail-1.html"].body
     # Edited: the line removed, the mail is no draft any more.
     path = sorted((folder / "mails").glob("*.md"))[0]
     path.write_text(path.read_text(encoding="utf-8").replace("draft = true\n", ""), encoding="utf-8")

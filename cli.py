@@ -565,7 +565,9 @@ def contacts_forget(state: State, email: str, yes: bool, not_imported: bool) -> 
 
 def plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--election-date", type=PlanDate(), default=None,
-                      help="Plan for this election day instead (planning only; the mails keep their text).")(fn)
+                      help="A safeguard: refuse unless this is the campaign's election day (election_day in its "
+                           "campaign.toml). Another election needs its own campaign: `campaign new NAME "
+                           "--from-campaign CAMPAIGN --election-day DATE`.")(fn)
     fn = click.option("--start", type=PlanDate(), default=None,
                       help="Send mail 1 on this date and the rest at the cadence (default: count back from election day).")(fn)
     return campaign_option(fn)

@@ -21,6 +21,8 @@ FORMATS = (".docx", ".pdf", ".md", ".markdown", ".txt")
 _URL = re.compile(r"https?://[^\s<>\"'\]]+")
 _URL_TRAIL = ".,;:!?)'\""
 _SENTENCE_END = (".", "!", "?", ":", ";", "”", "\"", ")")
+# 'uit- en doorstroom', 'dak- of thuisloos': a hyphen before these words is no broken word.
+_SUSPENDED = {"en", "of", "en/of", "tot", "noch", "and", "or", "und", "oder", "et", "ou"}
 _SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
 
 
@@ -143,7 +145,7 @@ def _join_line(runs: list[Run], line: list[Run], warnings: list[str], where: str
         in_url = bool(_URL.search(tail)) and not _URL.match(head)
         if in_url and tail[-1] in "-/_?&=.#%" and re.match(r"[\w%./?&=#-]", head):
             glue = ""  # a URL the layout broke: it goes on without a space
-        elif re.search(r"[^\W\d_]-$", tail) and head[:1].islower():
+        elif re.search(r"[^\W\d_]-$", tail) and head[:1].islower() and head.lower().strip(",.;:") not in _SUSPENDED:
             glue = ""
             runs[-1] = Run(last.rstrip()[:-1], runs[-1].href)
             word = re.sub(r"\W+$", "", tail[:-1] + head)
@@ -846,7 +848,8 @@ def _pdf_words(pdf, page, height: float) -> list[dict]:
         flags = ctypes.c_int()
         for i in range(raw.FPDFText_CountChars(tp)):
             code = raw.FPDFText_GetUnicode(tp, i)
-            ch = chr(code) if code else " "
+            # PDFium reports a hyphen that ends a line as 0x02: it is the printed hyphen.
+            ch = "-" if code == 2 else chr(code) if code else " "
             if ch.isspace() or code in (0xFFFE, 0xFFFF) or raw.FPDFText_IsGenerated(tp, i) == 1:
                 word = None
                 continue

@@ -24,7 +24,7 @@ from .errors import CampaignError, ChecklistError, OutputError
 SUBJECT_MAX = 50
 PREHEADER_MIN, PREHEADER_MAX = 40, 100
 RECOMMENDATIONS = "Onze aanbevelingen"
-SOURCES = "Bronnen"
+SOURCES = "Noten"
 # Query parameters that only say where a click came from: dropped from every link.
 TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|gbraid|wbraid|msclkid|mc_cid|mc_eid|_hsenc|_hsmi|igshid|yclid|"
                       r"mkt_tok|_ga|_gl)$", re.I)
@@ -37,10 +37,10 @@ DEFAULTS: dict[str, Any] = {
     "election_name": "gemeenteraadsverkiezingen",
     "election_day": dt.date(2030, 3, 20),
     "list_id": "",
-    "organisation": {"name": "Leger des Heils", "website": "https://www.legerdesheils.nl"},
+    "organisation": {"name": "Leger des Heils", "article": "het", "website": "https://www.legerdesheils.nl"},
     "links": {"own_domains": ["legerdesheils.nl"],
               "utm": {"utm_source": "", "utm_medium": "email", "utm_campaign": ""}},
-    "copy": {"salutation": "Beste {name},", "salutation_fallback": "Geachte heer, mevrouw,"},
+    "copy": {"salutation": "Geachte {name},", "salutation_fallback": "Geachte heer, mevrouw,", "fact_years": []},
     "contacts": {"default_basis": "published-address"},
     "schedule": {"timezone": "Europe/Amsterdam", "cadence_days": 7, "weekdays": ["tue", "wed", "thu"],
                  "window": ["09:00", "16:00"], "public_holidays": True, "min_days_before_election": 14,
@@ -280,6 +280,8 @@ _ESCAPE = re.compile(r"([\\`*_\[\]<>|])")
 
 
 def _escape(text: str) -> str:
+    # Content is expanded by Jinja ({{ election.year }}): a brace pair of the document's own stays text.
+    text = re.sub(r"\{(?=[{%#])", '{{ "{" }}', text)
     return _ESCAPE.sub(r"\\\1", text)
 
 
@@ -388,6 +390,8 @@ def _from_document(document: Checklist, settings: dict[str, Any], review: list[s
     intro_writer = _Writer("intro.md", settings, review)
     intro_parts = intro_writer.blocks(document.intro, recommendations=False)
     intro = "\n\n".join(intro_parts).strip() + "\n" if intro_parts else ""
+    year, name = settings["election_day"].year, str(settings.get("election_name") or "")
+    intro, _ = election_placeholders(intro, year=year, name=name)
     mails: list[tuple[str, str]] = []
     slugs: set[str] = set()
     subjects: set[str] = set()
@@ -420,7 +424,13 @@ def _from_document(document: Checklist, settings: dict[str, Any], review: list[s
         parts += ["\n\n".join(writer.sources(theme.footnotes))] if theme.footnotes else []
         front = _front_matter({"number": theme.number, "theme": " ".join(theme.title.split()), "subject": subject,
                                "preheader": preheader, "draft": True})
-        mails.append((file, front + "\n" + "\n\n".join(p for p in parts if p) + "\n"))
+        body, _ = election_placeholders("\n\n".join(p for p in parts if p), year=year, name=name)
+        mails.append((file, front + "\n" + body + "\n"))
+    years = fact_years([intro] + [text for _, text in mails], year=year)
+    settings.setdefault("copy", {})["fact_years"] = years
+    if years:
+        review.append(f"campaign.toml: copy.fact_years is {years}: the years the document names outside a sentence "
+                      "about the election (a study, a law), which `check` allows; check that none is an election")
     return intro, mails
 
 
@@ -433,22 +443,72 @@ def _from_base(base, settings: dict[str, Any], review: list[str]) -> tuple[str, 
     old_name, new_name = base.settings.election_name, settings.get("election_name", base.settings.election_name)
 
     def renew(text: str, where: str) -> str:
-        changed = 0
-        if old_year != new_year:
-            text, n = re.subn(rf"(?<!\d){old_year}(?!\d)", new_year, text)
-            changed += n
-        if old_name and new_name and old_name != new_name:
-            text, n = re.subn(re.escape(old_name), new_name, text)
-            changed += n
+        # A text that names the old election literally names it by the campaign's fact instead.
+        text, changed = election_placeholders(text, year=old_year, name=old_name)
         if changed:
-            review.append(f"{where}: replaced the old election's year or name {changed} time(s) ({old_name} "
-                          f"{old_year} became {new_name} {new_year}); check each")
+            review.append(f"{where}: {changed} literal mention(s) of the old election ({old_name} {old_year}) now "
+                          f"name this campaign's election ({new_name} {new_year}) through {{{{ election.year }}}} "
+                          "and {{ election.name }}; check each")
         return text
 
     intro_path = base.folder / "intro.md"
     intro = renew(intro_path.read_text(encoding="utf-8"), "intro.md") if intro_path.exists() else ""
     mails = [(m.path.name, renew(m.path.read_text(encoding="utf-8"), f"mails/{m.path.name}")) for m in base.mails]
     return intro, mails
+
+
+_LINKS = re.compile(r"\]\([^)]*\)|<https?://[^>]*>|https?://\S+")
+_YEAR = re.compile(r"(?<![\d.,/-])(1[89]\d\d|2[01]\d\d)(?!\d)")
+_SENTENCES = re.compile(r"(?<=[.!?;])\s+|\n\s*\n")
+
+
+def _prose(text: str, fn) -> str:
+    """Apply ``fn`` to each sentence of ``text`` outside link targets."""
+    out, pos = [], 0
+    for m in _LINKS.finditer(text):
+        out.append(fn(text[pos : m.start()]))
+        out.append(m.group(0))
+        pos = m.end()
+    out.append(fn(text[pos:]))
+    return "".join(out)
+
+
+def election_placeholders(text: str, *, year: int | str, name: str) -> tuple[str, int]:
+    """The election named by the campaign's single fact: in a sentence about the election its year
+    becomes ``{{ election.year }}``; its name becomes ``{{ election.name }}`` wherever it stands."""
+    count = 0
+
+    def sentence(part: str) -> str:
+        nonlocal count
+        pieces = _SENTENCES.split(part)
+        seps = _SENTENCES.findall(part)
+        done = []
+        for piece in pieces:
+            if "verkiezing" in piece.lower():
+                piece, n = re.subn(rf"(?<![\d.,/-]){year}(?!\d)", "{{ election.year }}", piece)
+                count += n
+            if name:
+                piece, n = re.subn(rf"\b{re.escape(name)}\b", "{{ election.name }}", piece)
+                count += n
+            done.append(piece)
+        return "".join(p + (seps[i] if i < len(seps) else "") for i, p in enumerate(done))
+
+    return _prose(text, sentence), count
+
+
+def fact_years(texts: list[str], *, year: int) -> list[int]:
+    """Years the texts name outside sentences about an election: facts (a study, a law)."""
+    found: set[int] = set()
+
+    def collect(part: str) -> str:
+        for piece in _SENTENCES.split(part):
+            if "verkiezing" not in piece.lower():
+                found.update(int(y) for y in _YEAR.findall(piece) if int(y) != year)
+        return part
+
+    for text in texts:
+        _prose(re.sub(r"^\+\+\+.*?\+\+\+", "", text, flags=re.S), collect)
+    return sorted(found)
 
 
 def _election_mentions(intro: str, mails: list[tuple[str, str]], settings: dict[str, Any], review: list[str]) -> None:

@@ -52,7 +52,7 @@ def _blocks(source: str) -> tuple[list, dict[str, list]]:
         t = tokens[i]
         if t.type == "heading_open":
             text = tokens[i + 1].content
-            in_sources = text == "Bronnen"
+            in_sources = text in ("Bronnen", "Noten")
             if not in_sources:
                 blocks.append(("h", text))
             i += 3
@@ -92,15 +92,24 @@ def bundled_checklist() -> dict:
     """The checklist as the bundled campaign holds it: title, intro and the nine themes."""
     import tomllib
 
+    from mailer.render import content_context, expand
+    from mailer.settings import load_campaign_settings
+
     folder = ROOT / "campaigns" / "gr2026"
     settings = tomllib.loads((folder / "campaign.toml").read_text(encoding="utf-8"))
-    intro, _ = _blocks((folder / "intro.md").read_text(encoding="utf-8"))
+    # The printed checklist names its election where the campaign's files name the fact.
+    context = content_context(load_campaign_settings(folder))
+
+    def printed(path: Path, text: str) -> str:
+        return expand(text, context, where=path, first_line=1)
+
+    intro, _ = _blocks(printed(folder / "intro.md", (folder / "intro.md").read_text(encoding="utf-8")))
     themes = []
     for path in sorted((folder / "mails").glob("*.md")):
         text = path.read_text(encoding="utf-8")
         front, body = text.split("+++", 2)[1:]
         theme = tomllib.loads(front)["theme"]
-        blocks, notes = _blocks(body)
+        blocks, notes = _blocks(printed(path, body))
         themes.append({"title": theme, "blocks": blocks, "notes": notes})
     return {"title": settings["name"], "intro": intro, "themes": themes}
 

@@ -67,8 +67,8 @@ def _assert_series(folder: Path, doc: dict) -> list[tuple[dict, str]]:
 @pytest.fixture
 def made(run, project_copy: Path, tmp_path: Path):
     """`campaign new` on a document; returns (result, folder)."""
-    def make(document: Path, *extra: str, name: str = "gr2030"):
-        result = run("new", name, "--checklist", str(document), "--election-day", "2030-03-20", *extra,
+    def make(document: Path, *extra: str, name: str = "gr2030", day: str = "2030-03-20"):
+        result = run("new", name, "--checklist", str(document), "--election-day", day, *extra,
                      root=project_copy)
         return result, project_copy / "campaigns" / name
 
@@ -84,7 +84,7 @@ def test_markdown_of_the_bundled_checklist_gives_nine_mails_with_every_recommend
     result, folder = made(document, "--from-campaign", "gr2026")
     assert result.exit_code == 0, result.output
     mails = _assert_series(folder, doc)
-    assert "geld.¹" in mails[0][1] and "## Bronnen" in mails[0][1]
+    assert "geld.¹" in mails[0][1] and "## Noten" in mails[0][1]
 
 
 def test_docx_of_the_bundled_checklist_gives_nine_mails_with_every_recommendation(made, tmp_path, project_copy):
@@ -96,7 +96,7 @@ def test_docx_of_the_bundled_checklist_gives_nine_mails_with_every_recommendatio
     first = mails[0][1]
     # Word's footnotes became the mail's sources, numbered where they are referenced.
     assert "geld.¹" in first and "samenwonen.²" in first
-    assert "## Bronnen" in first and "(https://www.cebeon.nl/wp-content/uploads/2022/04/20810-" in first
+    assert "## Noten" in first and "(https://www.cebeon.nl/wp-content/uploads/2022/04/20810-" in first
     assert "## Onze aanbevelingen" in first
     assert "  - Flexibele woonunits (20/25 m²)" in first  # nested under its parent item
     intro = (folder / "intro.md").read_text(encoding="utf-8")
@@ -123,7 +123,7 @@ def test_pdf_printed_by_chromium_gives_nine_mails_with_every_recommendation(made
     mails = _assert_series(folder, doc)
     assert len(mails) == 9
     first = mails[0][1]
-    assert "geld.¹" in first and "## Bronnen" in first and "https://www.cebeon.nl/" in first
+    assert "geld.¹" in first and "## Noten" in first and "https://www.cebeon.nl/" in first
     assert (folder / "intro.md").read_text(encoding="utf-8").startswith("Het Leger des Heils draagt zorg")
     _assert_bodies_as_bundled(folder)
 
@@ -257,8 +257,11 @@ def test_from_campaign_for_2030_names_2030_in_every_mail_text_part_and_header_ba
         html = html_path.read_text(encoding="utf-8")
         text = html_path.with_suffix(".txt").read_text(encoding="utf-8")
         assert "gemeenteraadsverkiezingen 2030" in html  # the header band
-        assert "20 maart 2030" in html and "20 maart 2030" in text
+        assert "2030" in text
         assert "2026" not in html and "2026" not in text, html_path.name
+    first = htmls[0].read_text(encoding="utf-8")
+    assert "20 maart 2030" in first and "20 maart 2030" in htmls[0].with_suffix(".txt").read_text(encoding="utf-8")
+    assert "gemeenteraadsverkiezingen van 2030" in first  # the intro, through {{ election.year }}
 
 
 # --- drafting -------------------------------------------------------------------------------
@@ -390,12 +393,12 @@ def test_plain_text_joins_words_broken_across_lines_and_reports_them(made, tmp_p
 def test_a_key_the_bundled_campaign_gains_later_reaches_a_campaign_made_without_base(made, tmp_path, project_copy):
     settings = project_copy / "campaigns" / "gr2026" / "campaign.toml"
     settings.write_text(settings.read_text(encoding="utf-8").replace(
-        'name = "Leger des Heils"\n', 'name = "Leger des Heils"\narticle = "het"\n'), encoding="utf-8")
+        'name = "Leger des Heils"\n', 'name = "Leger des Heils"\ntagline = "Samen sterk"\n'), encoding="utf-8")
     result, folder = made(write_docx(second_checklist(), tmp_path / "d.docx"), name="ps2031")
     assert result.exit_code == 0, result.output
     own = tomllib.loads((folder / "campaign.toml").read_text(encoding="utf-8"))
-    assert own["organisation"] == {"name": "Leger des Heils", "website": "https://www.legerdesheils.nl",
-                                   "article": "het"}
+    assert own["organisation"] == {"name": "Leger des Heils", "article": "het",
+                                   "website": "https://www.legerdesheils.nl", "tagline": "Samen sterk"}
 
 
 def test_from_campaign_with_another_election_name_names_it_everywhere_and_json_reports(run, project_copy, tmp_path):
@@ -407,13 +410,13 @@ def test_from_campaign_with_another_election_name_names_it_everywhere_and_json_r
     report = json.loads(result.output)
     assert [m["number"] for m in report["mails"]] == list(range(1, 10))
     assert not any(m["draft"] for m in report["mails"])
-    assert any("intro.md: replaced the old election's year or name 2 time(s)" in line for line in report["review"])
     intro = (project_copy / "campaigns" / "ps2031" / "intro.md").read_text(encoding="utf-8")
-    assert "richting de Provinciale Statenverkiezingen van 2031" in intro
+    assert intro == (project_copy / "campaigns" / "gr2026" / "intro.md").read_text(encoding="utf-8")
     built = run("--campaign", "ps2031", "build", "--out", str(tmp_path / "out"), root=project_copy)
     assert built.exit_code == 0, built.output
     html = next((tmp_path / "out").glob("01-*.html")).read_text(encoding="utf-8")
     assert "Provinciale Statenverkiezingen 2031" in html and "gemeenteraadsverkiezingen" not in html
+    assert "richting de Provinciale Statenverkiezingen van 2031" in html
 
 
 def test_a_draft_that_is_not_true_or_false_is_refused_with_its_line(project_copy):
@@ -427,3 +430,19 @@ def test_a_draft_that_is_not_true_or_false_is_refused_with_its_line(project_copy
         parse_mail(path)
     path.write_text(text.replace("+++\n", "+++\ndraft = false\n", 1), encoding="utf-8")
     assert parse_mail(path).draft is False
+
+
+def test_the_bundled_checklist_for_its_own_election_names_it_by_the_campaigns_fact(made, run, tmp_path, project_copy):
+    """From the printed checklist back to the campaign's files: the election in the text becomes
+    {{ election.name }} and {{ election.year }}, the other years fact_years; only drafts are errors."""
+    result, folder = made(write_docx(bundled_checklist(), tmp_path / "c.docx"), "--from-campaign", "gr2026",
+                          name="gr2026b", day="2026-03-18")
+    assert result.exit_code == 0, result.output
+    assert (folder / "intro.md").read_text(encoding="utf-8") == \
+        (project_copy / "campaigns" / "gr2026" / "intro.md").read_text(encoding="utf-8")
+    assert tomllib.loads((folder / "campaign.toml").read_text(encoding="utf-8"))["copy"]["fact_years"] == [2000, 2022]
+    checked = run("--campaign", "gr2026b", "check", "--json", root=project_copy)
+    import json
+
+    errors = [f for f in json.loads(checked.output)["findings"] if f["level"] == "error"]
+    assert len(errors) == 9 and all(f["message"].startswith("draft:") for f in errors)

@@ -1099,7 +1099,12 @@ def new(state: State, name: str, checklist: Path | None, base: str | None, elect
     click.echo(table(rows, ["#", "file", "subject", "state"]))
     click.echo(f"\nWrote {result.folder} from {result.source}: {len(result.mails)} mail(s).")
     if result.review:
-        click.echo("\nLook at these before the series can be scheduled:")
+        click.echo("\nA person must look at these:")
         for line in result.review:
             click.echo(f"  - {line}")
-    click.echo(f"\nNext: edit the mails, then `campaign preview --campaign {name}` and `campaign check --campaign {name}`.")
+    if any(m.draft for m in result.mails):
+        click.echo(f"\nNext: edit the mails, then `campaign preview --campaign {name}` and "
+                   f"`campaign check --campaign {name}`.")
+    else:
+        click.echo(f"\nNext: `campaign preview --campaign {name}`, `campaign check --campaign {name}`, then "
+                   f"`campaign plan --campaign {name}`.")

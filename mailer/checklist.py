@@ -435,6 +435,7 @@ def _read_text(path: Path) -> Checklist:
         line = raw[: exc.start].count(b"\n") + 1
         raise ChecklistError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8") from None
     lines = text.splitlines()
+    vocabulary = _vocabulary(text)
     markdown = any(_MD_HEADING.match(line) for line in lines)
     warnings: list[str] = []
     elements: list[_Element] = []
@@ -502,6 +503,11 @@ def _read_text(path: Path) -> Checklist:
                 clean = " ".join(t for t in title.split() if _WORD.search(t) or t.isalpha()) or title
                 if not unsure and _looks_broken(clean):
                     unsure = "its words look broken by the scan, and text of the page may have run into it"
+                if unsure:
+                    mended = mend_title(clean, vocabulary)
+                    if mended != clean:
+                        unsure += f" (the scan read '{clean}'; its pieces were joined into words found in the text)"
+                        clean = mended
                 elements.append(_Element("heading", where, [Run(f"{m.group(1)} {clean}")], level=1,
                                          unsure=unsure, number=int(m.group(1))))
                 current = None
@@ -551,6 +557,58 @@ def _read_text(path: Path) -> Checklist:
     else:
         looked_for = "Markdown headings ('# Title', '## Theme'); the level that occurs more than once holds the themes"
     return assemble(elements, source=path, warnings=warnings, looked_for=looked_for)
+
+
+def _vocabulary(text: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for word in re.findall(r"[^\W\d_]+", text.lower()):
+        counts[word] = counts.get(word, 0) + 1
+    return counts
+
+
+def mend_title(title: str, vocabulary: dict[str, int]) -> str:
+    """Join the pieces of a heading that a scan split ('WO nen' -> 'Wonen', 'A an d ac ht' ->
+    'Aandacht') into words the document uses elsewhere: the fewest pieces that are all known
+    words (or the start of one, from five letters), trying 'l' for a capital 'I' (a common misread)."""
+    tokens = title.split()
+    own: dict[str, int] = {}
+    for t in tokens:
+        own[t.lower()] = own.get(t.lower(), 0) + 1
+    words = [w for w in vocabulary if len(w) >= 5]
+
+    def known(piece: str) -> str | None:
+        for candidate in dict.fromkeys((piece.lower(), piece.replace("I", "l").lower())):
+            if not candidate.isalpha():
+                return None
+            if vocabulary.get(candidate, 0) - own.get(candidate, 0) >= 1:
+                return candidate
+            if len(candidate) >= 5 and any(w.startswith(candidate) and w != candidate for w in words):
+                return candidate
+        return None
+
+    n = len(tokens)
+    # best[i]: (unknown pieces, pieces, words) for tokens[:i]
+    best: list[tuple[int, int, list[str]] | None] = [None] * (n + 1)
+    best[0] = (0, 0, [])
+    for i in range(n):
+        if best[i] is None:
+            continue
+        for j in range(i + 1, min(n, i + 6) + 1):
+            joined = "".join(tokens[i:j])
+            word = known(joined)
+            unknown = 0 if word else 1
+            if word is None:
+                if j > i + 1:
+                    continue
+                word = joined
+            cand = (best[i][0] + unknown, best[i][1] + 1, best[i][2] + [word])
+            if best[j] is None or cand[:2] < best[j][:2]:
+                best[j] = cand
+    result = best[n][2] if best[n] else tokens
+    # A lone letter left over is the scan's noise.
+    result = [w for w in result if len(w) > 1 or len(result) == 1]
+    text = " ".join(result)
+    return text[:1].upper() + text[1:].lower() if text and all(w.islower() or w.isupper() for w in result) else text
 
 
 def _looks_broken(title: str) -> bool:

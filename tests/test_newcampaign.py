@@ -166,6 +166,11 @@ def test_ocr_text_gives_the_nine_themes_with_their_recommendations(made):
         items = _list_items(body)
         for opening in openings:
             assert any(item.startswith(opening) for item in items), (number, opening, items)
+    # Headings the scan split are joined into words the text uses; each is still reported as unsure.
+    themes = [meta["theme"] for meta, _ in mails]
+    assert [themes[i] for i in (0, 2, 3, 4, 6, 7, 8)] == ["Wonen", "Werk aan", "Samen leven", "Jeugd", "Aandacht",
+                                                          "Bestrijd", "Sekswerk"]
+    assert "the scan read 'A an d ac ht'" in result.output
     nested = _mails(folder)[0][1]
     assert "\n  - Flexibele woonunits" in nested  # the lost bullets under 'verlicht:' are its sub-items
     assert "Investeer in goede uitstapprogramma" in mails[8][1]
@@ -446,3 +451,14 @@ def test_the_bundled_checklist_for_its_own_election_names_it_by_the_campaigns_fa
 
     errors = [f for f in json.loads(checked.output)["findings"] if f["level"] == "error"]
     assert len(errors) == 9 and all(f["message"].startswith("draft:") for f in errors)
+
+
+def test_mend_title_joins_pieces_into_known_words_only():
+    from mailer.checklist import mend_title
+
+    vocabulary = {"wonen": 2, "samen": 1, "leven": 3, "sekswerkers": 1, "aan": 4, "werk": 2}
+    assert mend_title("WO nen", vocabulary) == "Wonen"
+    assert mend_title("S amen I even", vocabulary) == "Samen leven"  # 'I' read for 'l'
+    assert mend_title("S e kswe rk", vocabulary) == "Sekswerk"  # the start of a word in the text
+    assert mend_title("We rk aan", vocabulary) == "Werk aan"
+    assert mend_title("Xq zz", vocabulary) == "Xq zz"  # nothing known: as the scan read it

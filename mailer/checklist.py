@@ -1096,7 +1096,7 @@ def _pdf_elements(lines: list[_Line], path: Path, warnings: list[str]) -> list[_
             elements.append(current)
             prev, item_x = ln, None
             continue
-        if current is not None and current.kind in ("para", "note") and not new_block and current.kind == "para":
+        if current is not None and current.kind == "para" and not new_block:
             _join_line(current.runs, runs, warnings, where)
         elif (current is not None and current.kind in ("para", "item") and gap is None and runs
               and (runs[0].text[:1].islower()) and not plain(current.runs).rstrip().endswith(_SENTENCE_END)):
@@ -1145,12 +1145,10 @@ def _word_runs(words: list[dict], size: float) -> list[Run]:
         if w["size"] < size * 0.85 and w["top"] < top - 0.5 and re.fullmatch(r"\d{1,2}|\*{1,3}", text):
             runs.append(Run("", note=text))
             continue
-        gap = " " if i and runs and not (runs[-1].note is not None) else ""
-        if i and runs and runs[-1].note is not None:
-            gap = " "
-        if gap:
-            prev_href = runs[-1].href if runs and runs[-1].note is None else None
-            _add(runs, gap, href=prev_href if prev_href and prev_href == w.get("href") else None)
+        if i and runs:
+            # Between two words of one link the space belongs to the link.
+            prev_href = runs[-1].href if runs[-1].note is None else None
+            _add(runs, " ", href=prev_href if prev_href and prev_href == w.get("href") else None)
         _add(runs, text, href=w.get("href"))
     return runs
 

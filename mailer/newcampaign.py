@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checklist import Block, Checklist, Footnote, Item, ListBlock, Paragraph, Run, Subheading, Theme, plain, slug_of
+from .checklist import Block, Checklist, Footnote, ListBlock, Paragraph, Run, Subheading, Theme, plain, slug_of
 from .errors import CampaignError, ChecklistError, OutputError
 
 SUBJECT_MAX = 50

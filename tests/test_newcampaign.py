@@ -13,7 +13,7 @@ from markdown_it import MarkdownIt
 from mailer.checklist import Theme, Paragraph, Run
 from mailer.newcampaign import PREHEADER_MAX, SUBJECT_MAX, clean_link, draft_preheader, draft_subject
 
-from .checklist_documents import (bundled_checklist, chromium, print_pdf, recommendations, second_checklist,
+from .checklist_documents import (bundled_checklist, print_pdf, recommendations, second_checklist,
                                   to_html, to_markdown, write_docx)
 from .conftest import IN_CI, ROOT, require_tool
 

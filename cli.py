@@ -855,7 +855,7 @@ def _print_status(project, *, as_json: bool) -> None:
             local = _local(m.due_at, tz)
             c = m.counts
             rows.append([m.number, m.theme[:34], f"{local:%a %Y-%m-%d %H:%M}", m.state, c["sent"], c["pending"],
-                         c["failed"], c["unknown"], c["suppressed"], m.resent])
+                         c["failed"], c["unknown"], c["suppressed"] + c.get("excluded", 0), m.resent])
         click.echo(table(rows, ["#", "theme", "planned", "state", "sent", "pending", "failed", "unknown",
                                 "suppressed", "resent"]))
         # A campaign paused and then cancelled is cancelled: resume can no longer send it.
@@ -955,7 +955,8 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
         # Said only once the lock is held and the transport accepted: a refused worker never started.
         stats = w.run(once=once, started=None if once else started)
     click.echo(f"Sent {stats.sent}, deferred {stats.deferred} (4xx, retried later), failed {stats.failed}, "
-               f"unknown {stats.unknown}; {stats.resent} resent after an interrupted run.")
+               f"unknown {stats.unknown}; {stats.resent} resent after an interrupted run, "
+               f"{stats.resent_unknown} sent again after an answer that never came.")
     for n in stats.held:
         click.secho(f"Held: mail {n} changed after it was approved; check it, then `campaign approve --mail {n}`.",
                     fg="yellow", err=True)

@@ -130,6 +130,9 @@ class DeploymentSettings:
     connections: int = 1
     problems: tuple[str, ...] = field(default=())
     signatory: Signatory = field(default_factory=lambda: EXAMPLE_SIGNATORY)
+    # This many messages in a row refused with the same answer stop the worker (a relay that
+    # refuses everyone must not fail or bounce the whole list).
+    failure_threshold: int = 10
 
     @property
     def configured(self) -> bool:
@@ -339,6 +342,9 @@ recipients = ["uzelf@example.org"]
 # rate_per_minute = 60
 # SMTP connections used side by side (each has at most one message in flight).
 # connections = 1
+# This many messages in a row refused with the same answer (a relay that refuses everyone)
+# stop the worker; those messages go back in the queue without using an attempt.
+# failure_threshold = 10
 """
 
 
@@ -451,6 +457,10 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
     connections = _get(delivery, "connections", int, path, "delivery.", 1)
     if not 1 <= connections <= 20:
         raise SettingsError(f"{_where(path, 'delivery.connections')}: must be 1 to 20")
+    threshold = _get(delivery, "failure_threshold", int, path, "delivery.", 10)
+    if not 1 <= threshold <= 100_000:
+        raise SettingsError(f"{_where(path, 'delivery.failure_threshold')}: must be a whole number from 1 to 100000 "
+                            "(how many messages in a row refused with the same answer stop the worker)")
     signatory = _signatory(data, path)
     problems = _sender_problems(sender, recipients) + _signatory_problems(signatory)
     if not exists:
@@ -464,6 +474,7 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
         connections=connections,
         problems=tuple(problems),
         signatory=signatory,
+        failure_threshold=threshold,
     )
 
 

@@ -330,12 +330,17 @@ def build(state: State, campaign_name: str | None, out: Path | None, contact: st
             "out": str(result.out), "contact": result.contact, "render_seconds": round(result.render_seconds, 4),
             "sender_configured": not result.sender_problems,
             "mails": [{"number": m.number, "theme": m.theme, "subject": m.subject, "slug": m.slug,
-                       "html_bytes": m.html_bytes, "findings": [f.as_dict() for f in m.findings]} for m in result.mails],
+                       "html_bytes": m.html_bytes, "draft": m.draft,
+                       "findings": [f.as_dict() for f in m.findings]} for m in result.mails],
         })
     else:
         rows = [[m.number, m.theme[:40], m.subject, f"{m.html_bytes / 1024:.1f}",
                  "; ".join(f"{f.level}: {f.message}" for f in m.findings) or "ok"] for m in result.mails]
         click.echo(table(rows, ["#", "theme", "subject", "HTML KB", "problems"]))
+        drafts = [str(m.number) for m in result.mails if m.draft]
+        if drafts:
+            click.echo(f"\nDraft (draft = true): mail {', '.join(drafts)}; `campaign schedule` refuses until each "
+                       "is edited and the line deleted.")
         click.echo(f"\nWrote {len(result.mails) * 4} files to {result.out} for {result.contact} "
                    f"(from {result.contact_source}); rendering took {result.render_seconds * 1000:.0f} ms.")
     warn_sender(result.sender_problems)
@@ -1058,3 +1063,49 @@ def preview(state: State, campaign_name: str | None, port: int, contact: str | N
         pass
     finally:
         server.httpd.server_close()
+
+
+# --- a series for the next election -----------------------------------------------------------
+
+@cli.command("new")
+@click.argument("name", type=CampaignName())
+@click.option("--checklist", type=FilePath(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A checklist document (.docx, .pdf, .md or .txt): one mail per theme.")
+@click.option("--from-campaign", "base", metavar="BASE", type=CampaignName(), default=None,
+              help="Copy organisation, links, salutations and sending policy (and, without --checklist, the "
+                   "mails) from this campaign.")
+@click.option("--election-day", type=PlanDate(), required=True, help="The new election's day (YYYY-MM-DD).")
+@click.option("--election-name", metavar="TEXT", default=None,
+              help="The election's name in the mails (default: the base campaign's, else gemeenteraadsverkiezingen).")
+@click.option("--force", is_flag=True, help="Replace campaigns/NAME when it exists.")
+@json_option
+@click.pass_obj
+@engine_errors
+def new(state: State, name: str, checklist: Path | None, base: str | None, election_day: dt.datetime,
+        election_name: str | None, force: bool, as_json: bool) -> None:
+    """Write campaigns/NAME/ for another election, from a checklist document or another campaign."""
+    from mailer.newcampaign import new_campaign
+
+    if checklist is None and base is None:
+        raise click.UsageError("give --checklist FILE (a .docx, .pdf, .md or .txt) or --from-campaign BASE")
+    if election_name is not None and (not election_name.strip() or not election_name.isprintable()):
+        raise click.BadParameter("give the election's name as a line of text", param_hint="--election-name")
+    project = state.project()
+    result = new_campaign(project.root, name, election_day=election_day.date(), election_name=election_name,
+                          checklist=checklist, base=base, force=force)
+    if as_json:
+        echo_json(result.as_dict())
+        return
+    rows = [[m.number, m.file, m.subject, "draft" if m.draft else ""] for m in result.mails]
+    click.echo(table(rows, ["#", "file", "subject", "state"]))
+    click.echo(f"\nWrote {result.folder} from {result.source}: {len(result.mails)} mail(s).")
+    if result.review:
+        click.echo("\nA person must look at these:")
+        for line in result.review:
+            click.echo(f"  - {line}")
+    if any(m.draft for m in result.mails):
+        click.echo(f"\nNext: edit the mails, then `campaign preview --campaign {name}` and "
+                   f"`campaign check --campaign {name}`.")
+    else:
+        click.echo(f"\nNext: `campaign preview --campaign {name}`, `campaign check --campaign {name}`, then "
+                   f"`campaign plan --campaign {name}`.")

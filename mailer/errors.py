@@ -69,3 +69,7 @@ class SenderNotConfigured(DeliveryError):
 
 class OutputError(CampaignError):
     """An output file or folder cannot be written, or holds something that is not ours to replace."""
+
+
+class ChecklistError(CampaignError):
+    """A checklist document cannot be read, or no themes are found in it."""

@@ -485,7 +485,7 @@ class Worker:
                     following = next(rows, None) if ahead else None
                     if following is not None:
                         upcoming[transport] = following
-                    then = (sender.address, following["email"]) if following is not None else None
+                    then = (sender.envelope_sender, following["email"]) if following is not None else None
                     try:
                         transport.start(envelope, group=group, then=then)
                     except Exception as exc:

@@ -69,3 +69,7 @@ class SenderNotConfigured(DeliveryError):
 
 class OutputError(CampaignError):
     """An output file or folder cannot be written, or holds something that is not ours to replace."""
+
+
+class MailboxError(CampaignError):
+    """A mailbox to read (IMAP, Maildir, mbox or a folder of .eml files) cannot be opened or read."""

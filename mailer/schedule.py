@@ -395,12 +395,17 @@ def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerp
                             " GROUP BY mail, state", (campaign,)):
         counts.setdefault(row["mail"], dict.fromkeys(LEDGER_STATES, 0))[row["state"]] = row["n"]
         resent[row["mail"]] = resent.get(row["mail"], 0) + (row["r"] or 0)
+    from .inbox import counts_per_mail
+
+    came_back = counts_per_mail(conn, campaign)
     mails = []
     warnings = []
     for row in conn.execute("SELECT * FROM schedule WHERE campaign = ? ORDER BY mail", (campaign,)):
         n = row["mail"]
         due = store.parse_iso(row["due_at"])
         c = counts.get(n, dict.fromkeys(LEDGER_STATES, 0))
+        # What came back by mail (campaign inbox), beside the ledger's states.
+        c = {**c, **came_back.get(n, {"bounced": 0, "opted_out": 0})}
         changed = fingerprints is not None and fingerprints.get(n) != row["approved_fingerprint"]
         state = row["state"]
         if state == "done":

@@ -596,7 +596,9 @@ class ImapMailbox:
                                        "use imaps:// or a server that offers STARTTLS")
                 self.conn.starttls(ssl_context=ctx)
             self.conn.login(c.user, password)
-            self.can_move = "MOVE" in self.conn.capabilities
+            # What a server offers after login (MOVE among it) is more than it said before.
+            typ, data = self.conn.capability()
+            self.can_move = typ == "OK" and b"MOVE" in b" ".join(d for d in data if isinstance(d, bytes)).upper().split()
             self._check(f"opening the folder {c.folder!r}", self.conn.select(f'"{c.folder}"'))
         except ssl.SSLCertVerificationError as exc:
             self.close()

@@ -1,0 +1,194 @@
+"""Real mail servers for the tests: Debian's Dovecot (IMAP) and Postfix, each started on loopback
+ports from a throwaway configuration in a temporary folder, and stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from .smtp_server import free_port, make_certificate
+
+MAIL_UID = 5000  # a normal uid for the mail user: Dovecot refuses system uids for mail
+
+
+def _wait_for_port(port: int, *, log: Path, what: str, timeout: float = 20.0) -> None:
+    import socket
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    text = log.read_text(errors="replace") if log.exists() else "(no log)"
+    raise RuntimeError(f"{what} did not open port {port}:\n{text[-3000:]}")
+
+
+class Dovecot:
+    """One Dovecot with one user (``bounces``) on an IMAPS port and a STARTTLS port."""
+
+    user = "bounces"
+    password = "test-password"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.imaps_port = free_port()
+        self.imap_port = free_port()
+        self.cert, self.key = make_certificate(folder)
+        self.config = folder / "dovecot.conf"
+        self.log = folder / "dovecot.log"
+        self.mail_home = folder / "home"
+        self.root = os.geteuid() == 0
+
+    def _write_config(self) -> None:
+        run = self.folder / "run"
+        run.mkdir(mode=0o755)
+        (self.folder / "state").mkdir()
+        self.mail_home.mkdir()
+        os.chmod(self.folder, 0o755)
+        if self.root:
+            uid = gid = MAIL_UID
+            os.chown(self.mail_home, uid, gid)
+            login_user, internal_user = "dovenull", "dovecot"
+            os.chmod(self.key, 0o600)
+        else:
+            uid, gid = os.getuid(), os.getgid()
+            login_user = internal_user = pwd.getpwuid(uid).pw_name
+        (self.folder / "users").write_text(
+            f"{self.user}:{{PLAIN}}{self.password}:{uid}:{gid}::{self.mail_home}::\n", encoding="utf-8")
+        self.config.write_text(f"""\
+base_dir = {run}
+state_dir = {self.folder / 'state'}
+log_path = {self.log}
+protocols = imap
+listen = 127.0.0.1
+ssl = required
+ssl_cert = <{self.cert}
+ssl_key = <{self.key}
+default_login_user = {login_user}
+default_internal_user = {internal_user}
+first_valid_uid = {min(uid, 500)}
+mail_location = maildir:~/Maildir
+auth_mechanisms = plain
+disable_plaintext_auth = yes
+auth_failure_delay = 0
+shutdown_clients = yes
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self.folder / 'users'}
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {self.folder / 'users'}
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.imap_port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {self.imaps_port}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service imap-login {{
+  chroot =
+}}
+""", encoding="utf-8")
+
+    def __enter__(self) -> "Dovecot":
+        self._write_config()
+        # The daemon keeps the output it was started with: never a pipe that someone reads.
+        with open(self.folder / "dovecot.out", "wb") as out:
+            subprocess.run(["dovecot", "-c", str(self.config)], stdout=out, stderr=subprocess.STDOUT, check=True,
+                           timeout=30)
+        _wait_for_port(self.imaps_port, log=self.log, what="Dovecot")
+        _wait_for_port(self.imap_port, log=self.log, what="Dovecot")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        pid_file = self.folder / "run" / "master.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return
+        os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+    def empty(self) -> None:
+        """Remove every message and folder the last test left (between tests sharing one server)."""
+        conn = self.client()
+        try:
+            typ, folders = conn.list()
+            for line in folders or []:
+                name = line.decode().rsplit(" ", 1)[-1].strip('"')
+                if name != "INBOX":
+                    conn.delete(f'"{name}"')
+            typ, count = conn.select("INBOX")
+            if int(count[0]):
+                conn.store("1:*", "+FLAGS.SILENT", "(\\Deleted)")
+                conn.expunge()
+            conn.close()
+        finally:
+            conn.logout()
+
+    def url(self, folder: str = "INBOX", *, starttls: bool = False) -> str:
+        if starttls:
+            return f"imap://{self.user}@127.0.0.1:{self.imap_port}/{folder}"
+        return f"imaps://{self.user}@127.0.0.1:{self.imaps_port}/{folder}"
+
+    def client(self):
+        import imaplib
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(self.cert))
+        conn = imaplib.IMAP4_SSL("127.0.0.1", self.imaps_port, ssl_context=ctx, timeout=30)
+        conn.login(self.user, self.password)
+        return conn
+
+    def append(self, messages: list[bytes], folder: str = "INBOX") -> None:
+        conn = self.client()
+        try:
+            for data in messages:
+                typ, detail = conn.append(folder, "", None, data)
+                assert typ == "OK", detail
+        finally:
+            conn.logout()
+
+    def listing(self, folder: str = "INBOX") -> list[tuple[str, bytes]]:
+        """(flags, Message-ID header line) of every message in a folder."""
+        conn = self.client()
+        try:
+            typ, _ = conn.select(f'"{folder}"', readonly=True)
+            if typ != "OK":
+                return []
+            typ, data = conn.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+            out = []
+            for item in data:
+                if isinstance(item, tuple):
+                    flags = item[0].decode()
+                    out.append((flags[flags.index("FLAGS (") + 7:].split(")")[0], item[1].strip()))
+            return out
+        finally:
+            conn.logout()
+
+
+def postfix_available() -> bool:
+    return shutil.which("postfix") is not None and Path("/usr/sbin/postfix").exists()

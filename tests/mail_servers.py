@@ -192,3 +192,141 @@ service imap-login {{
 
 def postfix_available() -> bool:
     return shutil.which("postfix") is not None and Path("/usr/sbin/postfix").exists()
+
+
+class Refuser:
+    """An SMTP handler that refuses every recipient with a permanent 550 5.1.1."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown in virtual mailbox table"
+
+
+# The services a relay that delivers bounces to a Maildir needs; none chrooted, so that no
+# copy of /etc is needed in the queue folder.
+MASTER_CF = """\
+{port} inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+virtual   unix  - n n - - virtual
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+"""
+
+
+class Postfix:
+    """A Postfix that accepts every message on a loopback port and relays it: ``refused_domain`` to a
+    local server answering 550 5.1.1 (so Postfix itself bounces afterwards), every other domain to
+    ``accept_port``. Bounces to ``own_domain`` land in the Maildir ``self.maildir``."""
+
+    def __init__(self, folder: Path, *, own_domain: str, refused_domain: str, accept_port: int) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.refuser_port = free_port()
+        self.own_domain = own_domain
+        self.refused_domain = refused_domain
+        self.accept_port = accept_port
+        self.config = folder / "etc"
+        self.log = folder / "maillog"
+        self.maildir = folder / "mail" / "Maildir"
+        self.refuser = None
+
+    def _write_config(self) -> None:
+        self.config.mkdir()
+        (self.folder / "queue").mkdir(mode=0o755)  # Postfix makes its subfolders on start
+        (self.folder / "data").mkdir()
+        (self.folder / "mail").mkdir()
+        uid = MAIL_UID if os.geteuid() == 0 else os.getuid()
+        gid = MAIL_UID if os.geteuid() == 0 else os.getgid()
+        if os.geteuid() == 0:
+            os.chown(self.folder / "data", pwd.getpwnam("postfix").pw_uid, 0)
+            os.chown(self.folder / "mail", uid, gid)
+        os.chmod(self.folder, 0o755)
+        (self.config / "main.cf").write_text(f"""\
+compatibility_level = 3.6
+queue_directory = {self.folder / 'queue'}
+data_directory = {self.folder / 'data'}
+maillog_file = {self.log}
+maillog_file_prefixes = {self.folder}
+myhostname = relay.{self.own_domain}
+mydomain = {self.own_domain}
+myorigin = $myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+local_recipient_maps =
+alias_maps =
+alias_database =
+transport_maps = inline:{{ {self.refused_domain}=smtp:[127.0.0.1]:{self.refuser_port} }}
+default_transport = smtp:[127.0.0.1]:{self.accept_port}
+relay_transport = $default_transport
+virtual_mailbox_domains = {self.own_domain}
+virtual_mailbox_base = {self.folder / 'mail'}
+virtual_mailbox_maps = inline:{{ @{self.own_domain}=Maildir/ }}
+virtual_minimum_uid = 100
+virtual_uid_maps = static:{uid}
+virtual_gid_maps = static:{gid}
+smtp_dns_support_level = disabled
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+delay_warning_time = 0
+biff = no
+""", encoding="utf-8")
+        (self.config / "master.cf").write_text(MASTER_CF.format(port=f"127.0.0.1:{self.port}"), encoding="utf-8")
+
+    def _postfix(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["postfix", "-c", str(self.config), *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=60)
+
+    def __enter__(self) -> "Postfix":
+        from aiosmtpd.controller import Controller
+
+        self._write_config()
+        # The refusing server must not greet with Postfix's own name, or Postfix sees a mail loop.
+        self.refuser = Controller(Refuser(), hostname="127.0.0.1", port=self.refuser_port,
+                                  server_hostname=f"mx.{self.refused_domain}")
+        self.refuser.start()
+        done = self._postfix("start")
+        if done.returncode != 0:
+            self.refuser.stop()
+            raise RuntimeError(f"postfix start failed:\n{done.stdout.decode(errors='replace')}")
+        _wait_for_port(self.port, log=self.log, what="Postfix")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._postfix("stop")
+        if self.refuser is not None:
+            self.refuser.stop()
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def wait_for_bounces(self, count: int, *, timeout: float = 30.0) -> list[Path]:
+        """The messages in the Maildir once there are ``count`` of them (Postfix bounces afterwards)."""
+        end = time.monotonic() + timeout
+        while True:
+            found = sorted((self.maildir / "new").glob("*")) if (self.maildir / "new").is_dir() else []
+            if len(found) >= count or time.monotonic() > end:
+                return found
+            self._postfix("flush")
+            time.sleep(0.2)

@@ -605,9 +605,15 @@ class ImapMailbox:
             raise MailboxError(f"{c.label}: the server's certificate cannot be verified ({exc.verify_message}); "
                                "nothing was read. Use the server's real name, or point CAMPAIGN_IMAP_CA_FILE at "
                                "its CA") from None
+        except MailboxError:
+            self.close()
+            raise
         except imaplib.IMAP4.error as exc:
             self.close()
-            raise MailboxError(f"{c.label}: the server refused: {exc}; nothing was read") from None
+            detail = exc.args[0] if exc.args else exc
+            if isinstance(detail, bytes):
+                detail = detail.decode("utf-8", "replace")
+            raise MailboxError(f"{c.label}: the server refused: {detail}; nothing was read") from None
         except (OSError, socket.timeout) as exc:
             self.close()
             raise MailboxError(f"{c.label} cannot be reached: {exc}; nothing was read") from None

@@ -107,3 +107,40 @@ def test_an_unverifiable_certificate_or_wrong_password_stops_before_anything_is_
     result = run("inbox")
     assert result.exit_code == 1 and "opening the folder 'Bestaat-Niet' failed" in result.output
     assert statuses(inbox_home)["petra.smit@dorpsbelang.example.nl"] == "active"
+
+
+def test_the_running_worker_reads_the_inbox_so_an_opt_out_stops_the_next_mail(inbox_home, dovecot, monkeypatch):
+    import threading
+    import time
+
+    from mailer.deliver import Worker
+    from mailer.project import Project
+
+    from .conftest import ROOT, FIXED_NOW
+
+    dovecot.append([(CORPUS / "optout-mailto-without-body.eml").read_bytes()])
+    use(monkeypatch, dovecot, dovecot.url())
+    errors: list[str] = []
+    made = threading.Event()
+    workers: list[Worker] = []
+
+    def serve() -> None:
+        # A worker uses its database connection in the thread that made it, as the CLI's does.
+        workers.append(Worker(Project.at(ROOT), clock=lambda: FIXED_NOW, on_error=errors.append))
+        made.set()
+        workers[0].run(once=False)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    assert made.wait(30)
+    worker = workers[0]
+    try:
+        end = time.monotonic() + 30
+        while statuses(inbox_home)["lisa.dekker@lokaal.example.nl"] != "unsubscribed" and time.monotonic() < end:
+            time.sleep(0.1)
+    finally:
+        worker.stop.set()
+        worker.wake.set()
+        thread.join(30)
+    assert statuses(inbox_home)["lisa.dekker@lokaal.example.nl"] == "unsubscribed", errors
+    assert "$CampaignHandled" in dovecot.listing()[0][0]

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 KINDS = ("bounce-hard", "bounce-soft", "delay", "optout", "complaint", "autoreply", "reply", "other")
 OPTOUT_REASON = "per mail"
+RECORD_BATCH = 200  # handled messages that changed nothing, recorded per transaction
 
 # Subjects (after Re:/Fwd: prefixes) that ask to be taken off the list.
 _OPTOUT_SUBJECT = re.compile(r"\b(afmelden|afmelding|uitschrijven|uitschrijving|unsubscribe|opt[- ]?out)\b", re.I)
@@ -151,13 +152,22 @@ class OwnAddresses:
 
 # --- classifying ------------------------------------------------------------------------------------
 
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+
+
 def _norm(address: str) -> str:
-    """The normal form of an address found in a message, or '' when it is not usable."""
+    """The comparison key of an address found in a message, or '' when it is not usable.
+
+    A plain ASCII address is already in the normal form that import stores (only its case
+    differs); anything else goes through ``normalise_address`` (IDNA), which costs far more.
+    """
     address = address.strip().strip("<>").strip()
     if address.lower().startswith("mailto:"):
         address = address[7:].split("?", 1)[0]
     if not address or "@" not in address:
         return ""
+    if _PLAIN_ADDRESS.fullmatch(address) and ".." not in address and not address.startswith("."):
+        return contacts.email_key(address)
     try:
         return contacts.email_key(contacts.normalise_address(address))
     except InvalidAddress:
@@ -288,7 +298,7 @@ def classify(raw: bytes, *, own: OwnAddresses) -> Classified:
 
 def _classify(msg: email.message.Message, raw: bytes, own: OwnAddresses) -> Classified:
     subject = _header(msg, "Subject")
-    sender = _norm(parseaddr(_header(msg, "From"))[1])
+    sender = _from_address(str(msg.get("From", "")))
     date = None
     try:
         date = parsedate_to_datetime(str(msg.get("Date", "")))
@@ -329,7 +339,7 @@ def _classify(msg: email.message.Message, raw: bytes, own: OwnAddresses) -> Clas
     if _DAEMON.match(local) or not sender:
         return Classified(kind="other", note="from a mail system, and no bounce could be read from it", **base)
 
-    to_optout = own.optout in _recipients(msg) and own.optout_is_distinct
+    to_optout = own.optout_is_distinct and _addressed_to(msg, own.optout)
     if optout_subject or to_optout:
         return Classified(kind="optout", addresses=_optout_addresses(msg, sender, own),
                           message_ids=_reply_ids(msg), **base)
@@ -340,11 +350,24 @@ def _classify(msg: email.message.Message, raw: bytes, own: OwnAddresses) -> Clas
     return Classified(kind="other", addresses=(sender,), **base)
 
 
-def _recipients(msg: email.message.Message) -> set[str]:
+def _addressed_to(msg: email.message.Message, key: str) -> bool:
+    """Whether ``key`` is among the message's recipients (To, Cc and what the server added)."""
     values = []
     for name in ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To"):
         values += [str(v) for v in msg.get_all(name, [])]
-    return {a for a in (_norm(addr) for _, addr in getaddresses(values)) if a}
+    # Parsing address lists is slow; most messages do not name the address at all.
+    if key not in " ".join(values).casefold():
+        return False
+    return any(_norm(addr) == key for _, addr in getaddresses(values))
+
+
+_SIMPLE_FROM = re.compile(r'(?:[^<>",;@]*|"[^"\\]*")\s*<([^<>\s]+)>\s*|\s*([^<>\s",;]+@[^<>\s",;]+)\s*')
+
+
+def _from_address(value: str) -> str:
+    """The address of a From header: the usual forms by a pattern, the rest by the email package."""
+    match = _SIMPLE_FROM.fullmatch(value) if "=?" not in value and "(" not in value else None
+    return _norm(match[1] or match[2]) if match else _norm(parseaddr(value)[1])
 
 
 def _reply_ids(msg: email.message.Message) -> tuple[str, ...]:
@@ -675,6 +698,8 @@ class _Context:
     salt: str
     # fingerprints seen in this run (a dry run records nothing, yet a message twice is still one)
     seen_now: set[str] = field(default_factory=set)
+    # Handled messages that changed nothing, recorded together (see ``flush``).
+    pending: list[tuple[tuple | None, str]] = field(default_factory=list)
 
 
 def _fp_hash(ctx: _Context, fingerprint: str) -> str:
@@ -741,19 +766,34 @@ def handle(ctx: _Context, item: Incoming, own: OwnAddresses) -> tuple[Outcome, b
 
     effect, action = _decide(ctx, kind, contact, address, send)
     if not ctx.dry_run:
+        # The change first (contacts.* commit it, and doing it again changes nothing), then the
+        # record that the message was handled, in batches: a crash in between means it is read
+        # again, which finds the change made and leaves it.
         _apply(ctx, kind, contact, address, effect, c)
-        with store.transaction(ctx.conn):
-            if kind in ("bounce-hard", "bounce-soft", "optout", "complaint", "reply") and address:
-                ctx.conn.execute(
-                    "INSERT INTO inbox_events (contact_id, hash, kind, campaign, mail, received_at, handled_at,"
-                    " status, subject, effect) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (contact["id"] if contact is not None else None,
+        event = None
+        if kind in ("bounce-hard", "bounce-soft", "optout", "complaint", "reply") and address:
+            event = (contact["id"] if contact is not None else None,
                      None if contact is not None else contacts.suppression_hash(ctx.conn, address),
                      kind, base["campaign"], base["mail"], received, store.iso(ctx.now), c.status,
-                     c.subject[:300] if kind == "reply" else "", effect))
-            ctx.conn.execute("INSERT OR IGNORE INTO inbox_seen (fingerprint, handled_at) VALUES (?, ?)",
-                             (fp, store.iso(ctx.now)))
+                     c.subject[:300] if kind == "reply" else "", effect)
+        ctx.pending.append((event, fp))
+        if len(ctx.pending) >= RECORD_BATCH:
+            flush(ctx)
     return Outcome(action=action, **base), True
+
+
+def flush(ctx: _Context) -> None:
+    """Record the handled messages noted since the last flush, in one transaction."""
+    if not ctx.pending:
+        return
+    moment = store.iso(ctx.now)
+    with store.transaction(ctx.conn):
+        ctx.conn.executemany(
+            "INSERT INTO inbox_events (contact_id, hash, kind, campaign, mail, received_at, handled_at,"
+            " status, subject, effect) VALUES (?,?,?,?,?,?,?,?,?,?)", [e for e, _ in ctx.pending if e is not None])
+        ctx.conn.executemany("INSERT OR IGNORE INTO inbox_seen (fingerprint, handled_at) VALUES (?, ?)",
+                             [(fp, moment) for _, fp in ctx.pending])
+    ctx.pending.clear()
 
 
 def _soft_streak(ctx: _Context, contact_id: int, send: sqlite3.Row | None) -> int:
@@ -797,6 +837,7 @@ def _decide(ctx: _Context, kind: str, contact: sqlite3.Row | None, address: str 
             return "", "none: not a contact"
         if contact["status"] not in ("active", "removed"):
             return "", f"none: already {contact['status']}"
+        flush(ctx)  # the streak counts the soft bounces read before this one
         streak = _soft_streak(ctx, contact["id"], send)
         if streak >= ctx.soft_limit:
             return "bounced", f"{would}marked bounced: soft bounces on {streak} mails in a row"
@@ -880,6 +921,7 @@ def read_inbox(
                         # Replies (and what nobody could classify) stay unread, for staff to read.
                         (kept_uids if outcome.kind in ("reply", "other") else seen_uids).append(item.uid)
             finally:
+                flush(ctx)
                 if imap is not None and not dry_run:
                     try:
                         imap.mark(seen_uids, seen=True)
@@ -895,13 +937,29 @@ def read_inbox(
 
 
 def counts_per_mail(conn: sqlite3.Connection, campaign: str) -> dict[int, dict[str, int]]:
-    """Per mail of a campaign: contacts that bounced and that opted out (or complained) in answer to it."""
+    """Per mail of a campaign: contacts now bounced whose last bounce answered it, and people now
+    opted out (contacts, or addresses kept as a hash) whose first opt-out or abuse report answered it.
+
+    Counted from the current state rather than from what each message changed, so that a
+    message handled again after a crash, or a contact reactivated since, is counted right.
+    """
     out: dict[int, dict[str, int]] = {}
-    for row in conn.execute(
-            "SELECT mail, SUM(effect = 'bounced') AS bounced,"
-            " SUM(effect IN ('unsubscribed', 'suppressed')) AS opted_out FROM inbox_events"
-            " WHERE campaign = ? AND mail IS NOT NULL GROUP BY mail", (campaign,)):
-        out[row["mail"]] = {"bounced": row["bounced"] or 0, "opted_out": row["opted_out"] or 0}
+
+    def add(key: str, query: str) -> None:
+        for mail, n in conn.execute(query, (campaign,)):
+            out.setdefault(mail, {"bounced": 0, "opted_out": 0})[key] += n
+
+    add("bounced", "SELECT e.mail, COUNT(DISTINCT e.contact_id) FROM inbox_events e JOIN contacts c ON c.id = e.contact_id"
+                   " WHERE e.campaign = ? AND e.mail IS NOT NULL AND c.status = 'bounced' AND e.id = (SELECT MAX(x.id)"
+                   " FROM inbox_events x WHERE x.contact_id = e.contact_id AND x.kind IN ('bounce-hard', 'bounce-soft'))"
+                   " GROUP BY e.mail")
+    add("opted_out", "SELECT e.mail, COUNT(DISTINCT e.contact_id) FROM inbox_events e JOIN contacts c ON c.id = e.contact_id"
+                     " WHERE e.campaign = ? AND e.mail IS NOT NULL AND c.status = 'unsubscribed' AND e.id = (SELECT MIN(x.id)"
+                     " FROM inbox_events x WHERE x.contact_id = e.contact_id AND x.kind IN ('optout', 'complaint'))"
+                     " GROUP BY e.mail")
+    add("opted_out", "SELECT e.mail, COUNT(DISTINCT e.hash) FROM inbox_events e WHERE e.campaign = ? AND e.mail IS NOT NULL"
+                     " AND e.hash IS NOT NULL AND e.id = (SELECT MIN(x.id) FROM inbox_events x WHERE x.hash = e.hash"
+                     " AND x.kind IN ('optout', 'complaint')) GROUP BY e.mail")
     return out
 
 

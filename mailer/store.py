@@ -122,6 +122,8 @@ CREATE TABLE IF NOT EXISTS inbox_events (
     subject TEXT NOT NULL DEFAULT '',
     effect TEXT NOT NULL DEFAULT ''
 );
+-- A bounce names the Message-ID of the send it answers (written once, when the row is made).
+CREATE INDEX IF NOT EXISTS ledger_message_id ON ledger (message_id);
 CREATE INDEX IF NOT EXISTS inbox_events_contact ON inbox_events (contact_id);
 CREATE INDEX IF NOT EXISTS inbox_events_hash ON inbox_events (hash) WHERE hash IS NOT NULL;
 CREATE INDEX IF NOT EXISTS inbox_events_mail ON inbox_events (campaign, mail);

@@ -18,7 +18,7 @@ def test_a_version_1_file_is_upgraded_and_keeps_its_rows(tmp_path):
     conn.close()
     conn = store.connect(tmp_path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
-    assert indexes(conn) == {"ledger_mail", "ledger_contact", "ledger_retry"}
+    assert indexes(conn) == {"ledger_mail", "ledger_contact", "ledger_retry", "ledger_message_id"}
     assert conn.execute("SELECT campaign FROM plans").fetchall()[0][0] == "gr2026"
     conn.close()
 

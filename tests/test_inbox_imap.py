@@ -11,7 +11,7 @@ import pytest
 
 from .conftest import require_tool
 from .mail_servers import Dovecot
-from .test_inbox import CORPUS, EXPECTED, SETTINGS, inbox_home, statuses  # noqa: F401  (fixture)
+from .test_inbox import CORPUS, EXPECTED, inbox_home, statuses  # noqa: F401  (inbox_home: a fixture)
 
 pytestmark = pytest.mark.slow
 

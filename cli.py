@@ -585,7 +585,8 @@ def inbox(state: State, source: Path | None, dry_run: bool, as_json: bool) -> No
     else:
         if report.outcomes:
             click.echo(table([[o.ref[-40:], o.kind, o.contact or "-", o.party, o.municipality,
-                               f"{o.campaign}/{o.mail}" if o.mail else "", o.action, o.subject[:40]]
+                               f"{o.campaign}/{o.mail}" if o.mail else "",
+                               f"{o.action} ({o.note})" if o.note else o.action, o.subject[:40]]
                               for o in report.outcomes],
                              ["message", "kind", "contact", "party", "municipality", "mail", "action", "subject"]))
             click.echo("")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -190,8 +189,16 @@ service imap-login {{
             conn.logout()
 
 
-def postfix_available() -> bool:
-    return shutil.which("postfix") is not None and Path("/usr/sbin/postfix").exists()
+def require_root(server: str) -> None:
+    """These servers are started as root (as CI runs): elsewhere a skip, under CI a failure."""
+    import pytest
+
+    from .conftest import IN_CI
+
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail(f"the {server} tests start {server} and need root, as CI runs them")
+        pytest.skip(f"the {server} tests start {server} and need root")
 
 
 class Refuser:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import require_tool
+from .mail_servers import require_root
 from .mail_servers import Dovecot
 from .test_inbox import CORPUS, EXPECTED, inbox_home, statuses  # noqa: F401  (inbox_home: a fixture)
 
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def dovecot_server():
     require_tool("dovecot")
+    require_root("Dovecot")
     # Not under pytest's tmp_path: its parent is private to root, and Dovecot's unprivileged
     # processes must read the configuration's files.
     folder = Path(tempfile.mkdtemp(prefix="campaign-dovecot-"))

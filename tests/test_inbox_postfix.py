@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import require_tool
+from .mail_servers import require_root
 from .mail_servers import Postfix
 from .smtp_server import Server
 from .test_deliver import MAIL1, prepare, run_worker
@@ -26,6 +27,7 @@ ACCEPTED = ["blijft.een@ok.example.nl", "blijft.twee@ok.example.nl", "blijft.dri
 @pytest.fixture
 def postfix():
     require_tool("postfix")
+    require_root("Postfix")
     # Postfix's unprivileged processes must reach the folder: not under pytest's private tmp_path.
     folder = Path(tempfile.mkdtemp(prefix="campaign-postfix-"))
     try:

@@ -607,7 +607,9 @@ def inbox(state: State, source: Path | None, dry_run: bool, as_json: bool) -> No
 
 def plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--election-date", type=PlanDate(), default=None,
-                      help="Plan for this election day instead (planning only; the mails keep their text).")(fn)
+                      help="A safeguard: refuse unless this is the campaign's election day (election_day in its "
+                           "campaign.toml). Another election needs its own campaign: `campaign new NAME "
+                           "--from-campaign CAMPAIGN --election-day DATE`.")(fn)
     fn = click.option("--start", type=PlanDate(), default=None,
                       help="Send mail 1 on this date and the rest at the cadence (default: count back from election day).")(fn)
     return campaign_option(fn)
@@ -895,8 +897,8 @@ def _print_status(project, *, as_json: bool) -> None:
             local = _local(m.due_at, tz)
             c = m.counts
             rows.append([m.number, m.theme[:34], f"{local:%a %Y-%m-%d %H:%M}", m.state, c["sent"], c["pending"],
-                         c["failed"], c["unknown"], c["suppressed"], m.resent, c.get("bounced", 0),
-                         c.get("opted_out", 0)])
+                         c["failed"], c["unknown"], c["suppressed"] + c.get("excluded", 0), m.resent,
+                         c.get("bounced", 0), c.get("opted_out", 0)])
         click.echo(table(rows, ["#", "theme", "planned", "state", "sent", "pending", "failed", "unknown",
                                 "suppressed", "resent", "bounced", "opted out"]))
         # A campaign paused and then cancelled is cancelled: resume can no longer send it.
@@ -996,7 +998,8 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
         # Said only once the lock is held and the transport accepted: a refused worker never started.
         stats = w.run(once=once, started=None if once else started)
     click.echo(f"Sent {stats.sent}, deferred {stats.deferred} (4xx, retried later), failed {stats.failed}, "
-               f"unknown {stats.unknown}; {stats.resent} resent after an interrupted run.")
+               f"unknown {stats.unknown}; {stats.resent} resent after an interrupted run, "
+               f"{stats.resent_unknown} sent again after an answer that never came.")
     for n in stats.held:
         click.secho(f"Held: mail {n} changed after it was approved; check it, then `campaign approve --mail {n}`.",
                     fg="yellow", err=True)

@@ -37,6 +37,10 @@ contact = "Benchstraat 1, 1000 AA Benchstad"
 optout_address = "afmelden@bench-zender.nl"
 [test]
 recipients = ["staf@bench-zender.nl"]
+[signatory]
+name = "Bench Ondertekenaar"
+role = "beleidsadviseur"
+email = "beleid@bench-zender.nl"
 """
 
 
@@ -103,27 +107,41 @@ def campaign_env(home: Path, port: int) -> dict[str, str]:
     return {**os.environ, "CAMPAIGN_HOME": str(home), "CAMPAIGN_SMTP_URL": f"smtp://127.0.0.1:{port}"}
 
 
+def campaign_ahead(work: Path) -> Path:
+    """A copy of the project whose campaign is for an election 400 days ahead (the bundled one
+    is past), as `campaign new --from-campaign` makes one: the same content, another election_day."""
+    project = work / "project"
+    if not project.exists():
+        for name in ("campaigns", "templates", "contacts"):
+            shutil.copytree(ROOT / name, project / name)
+        toml = project / "campaigns" / "gr2026" / "campaign.toml"
+        election = (dt.date.today() + dt.timedelta(days=400)).isoformat()
+        text = toml.read_text(encoding="utf-8")
+        toml.write_text("\n".join(f"election_day = {election}" if line.startswith("election_day =") else line
+                                  for line in text.splitlines()) + "\n", encoding="utf-8")
+    return project
+
+
 def prepare_campaign(work: Path, n: int, port: int, tag: str = "") -> tuple[dict[str, str], Path]:
     home = work / f"home-{n}{tag}"
     home.mkdir()
     (home / "settings.toml").write_text(SETTINGS, encoding="utf-8")
     env = campaign_env(home, port)
-    election = (dt.date.today() + dt.timedelta(days=400)).isoformat()
     for args in (["contacts", "import", str(contacts_file(work, n))],
-                 ["schedule", "--election-date", election, "--yes"],
+                 ["schedule", "--yes"],
                  ["reschedule", "--mail", "1", "--at", "now"]):
-        done = subprocess.run([CAMPAIGN, *args], env=env, cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run([CAMPAIGN, *args], env=env, cwd=campaign_ahead(work), capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"campaign {' '.join(args)} failed: {done.stderr}")
     return env, home
 
 
-def worker_run(cmd: list[str], env: dict[str, str], n: int) -> dict:
+def worker_run(cmd: list[str], env: dict[str, str], n: int, *, cwd: Path) -> dict:
     """A measured worker run, which must have sent mail 1 to all ``n`` contacts: a rate over
     fewer messages than it claims would flatter the worker."""
     import sqlite3
 
-    result = measured(cmd, env=env)
+    result = measured(cmd, env=env, cwd=cwd)
     conn = sqlite3.connect(Path(env["CAMPAIGN_HOME"]) / "campaign.sqlite3")
     sent = conn.execute("SELECT COUNT(*) FROM ledger WHERE mail = 1 AND state = 'sent'").fetchone()[0]
     conn.close()
@@ -147,19 +165,20 @@ def bench_delivery(sizes: list[int], work: Path, *, peers: bool = True, connecti
     contacts, where its rate is as steady as below and a run takes minutes."""
     rows = []
     worker = [CAMPAIGN, "worker", "--once", "--rate", "100000000"]
+    project = campaign_ahead(work)
     with Sink() as sink:
         # Fixed cost (start-up, rendering) from one-contact runs, to get the cost per message.
         _, home1 = prepare_campaign(work, 1, sink.port)
         mm1 = work / "mailmerge-1"
         fixed, mm_fixed = [], []
         for i in range(repeat):
-            fixed.append(worker_run(worker, fresh_env(home1, f"r{i}", sink.port), 1))
+            fixed.append(worker_run(worker, fresh_env(home1, f"r{i}", sink.port), 1, cwd=project))
         for n in sizes:
             _, home = prepare_campaign(work, n, sink.port)
             # The same rendered mail as an .eml, for the peers.
             sample = work / f"sample-{n}"
             subprocess.run([CAMPAIGN, "build", "--out", str(sample), "--contact", "persoon000000@bench-ontvanger.nl"],
-                           env={**campaign_env(home, sink.port), "CAMPAIGN_SMTP_URL": ""}, cwd=ROOT, check=True,
+                           env={**campaign_env(home, sink.port), "CAMPAIGN_SMTP_URL": ""}, cwd=project, check=True,
                            stdout=subprocess.DEVNULL)
             eml = (sample / "01-wonen-eerst.eml").read_bytes()
             html = (sample / "01-wonen-eerst.html").read_text(encoding="utf-8")
@@ -167,10 +186,10 @@ def bench_delivery(sizes: list[int], work: Path, *, peers: bool = True, connecti
                 mm_fixed = [bench_mailmerge(mm1, 1, sink.port, html) for _ in range(repeat)]
             runs: dict[str, list[dict]] = {"ours": [], "mm": [], "src": [], **{f"k{k}": [] for k in connections}}
             for i in range(repeat):
-                runs["ours"].append(worker_run(worker, fresh_env(home, f"r{i}", sink.port), n))
+                runs["ours"].append(worker_run(worker, fresh_env(home, f"r{i}", sink.port), n, cwd=project))
                 for k in connections:
                     runs[f"k{k}"].append(worker_run([*worker, "--connections", str(k)],
-                                                    fresh_env(home, f"k{k}r{i}", sink.port), n))
+                                                    fresh_env(home, f"k{k}r{i}", sink.port), n, cwd=project))
                 if peers and (i == 0 or n <= 10_000):  # mailmerge takes minutes for 50,000
                     runs["mm"].append(bench_mailmerge(work / f"mailmerge-{n}", n, sink.port, html))
                 runs["src"].append(measured(["smtp-source", "-s", "1", "-m", str(n), "-l", str(len(eml)), "-f",

@@ -109,7 +109,65 @@ def check_mail(mail: RenderedMail, personal: PersonalMail, envelope: Envelope, *
         warning(f"preheader is {len(mail.preheader)} characters; {low} to {high} shows best in inboxes")
     if re.search(r"fonts\.googleapis|@import|<link\b", personal.html, re.I):
         error("the HTML loads a remote stylesheet or font")
+    found += check_election(mail, campaign=campaign)
     return found
+
+
+_MONTHS = ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september", "oktober",
+           "november", "december")
+_DATE = re.compile(r"\b(\d{1,2})\s+(" + "|".join(_MONTHS) + r")\b(?:\s+(\d{4})\b)?", re.I)
+_YEAR = re.compile(r"(?<![\d.,/-])(1[89]\d\d|2[01]\d\d)(?![\d])")
+# Numbers that are no year: links, addresses, postcodes, PO boxes and phone numbers.
+_NOT_PROSE = re.compile(r"(?:https?://|mailto:|www\.)\S+|\S+@\S+|\b\d{4}\s?[A-Z]{2}\b|\bPostbus\s+\d+"
+                        r"|\+?\d[\d\s().-]{7,}\d")
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\s*\n\s*\n\s*|\s*·\s*")
+_MARKUP = re.compile(r"<(style|title|head)\b.*?</\1>|<[^>]+>", re.I | re.S)
+
+
+def check_election(mail: RenderedMail, *, campaign: CampaignSettings) -> list[Finding]:
+    """Errors for every year or date in the mail that is not the campaign's election.
+
+    A mail may name one election: its campaign's (``election_day`` in campaign.toml). A date
+    must be election day; a year must be the election's, or, outside a sentence about the
+    election, one of ``copy.fact_years`` (a study, a law). So a text copied from another
+    campaign that still names its election is caught before anything is scheduled.
+    """
+    import html as html_module
+
+    from .render import dutch_date
+
+    day = campaign.election_day
+    election = f"{campaign.election_name} of {dutch_date(day)}"
+    visible = html_module.unescape(_MARKUP.sub(" ", mail.html))
+    problems: dict[str, str] = {}
+    for where, text in (("subject", mail.subject), ("preheader", mail.preheader), ("text part", mail.text),
+                        ("HTML", visible)):
+        for sentence in _SENTENCE_END.split(_NOT_PROSE.sub(" ", text)):
+            sentence = " ".join(sentence.split())
+            about_election = "verkiezing" in sentence.lower()
+            taken: list[tuple[int, int]] = []
+            for m in _DATE.finditer(sentence):
+                taken.append(m.span())
+                year = int(m.group(3)) if m.group(3) else None
+                same_day = int(m.group(1)) == day.day and _MONTHS.index(m.group(2).lower()) + 1 == day.month
+                if same_day and year in (None, day.year):
+                    continue
+                if year in campaign.fact_years and not about_election:
+                    continue
+                problems.setdefault(m.group(0), f"the {where} names the date {m.group(0)!r} (in “{sentence}”)")
+            for m in _YEAR.finditer(sentence):
+                year = int(m.group(1))
+                if year == day.year or any(a <= m.start() < b for a, b in taken):
+                    continue
+                if year in campaign.fact_years and not about_election:
+                    continue
+                problems.setdefault(m.group(1), f"the {where} names the year {year} (in “{sentence}”)")
+    return [Finding("error", mail.number,
+                    f"{problem}, which is not this campaign's election ({election}): name the election with "
+                    "{{ election.year }} or {{ election.day_long }}, make a campaign for the other election, or, "
+                    f"for a year that is a fact and not an election, add it to copy.fact_years in "
+                    f"{campaign.folder / 'campaign.toml'}")
+            for problem in problems.values()]
 
 
 def _sender_optout(envelope: Envelope) -> str:

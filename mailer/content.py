@@ -118,7 +118,8 @@ def parse_mail(path: Path) -> Mail:
         preheader=meta["preheader"].strip(),
         body=body,
         path=path,
-        body_line=end + 2,
+        # The line of the body's first text: the blank lines that strip("\n") removed are skipped.
+        body_line=end + 2 + next((i for i, line in enumerate(lines[end + 1:]) if line), 0),
     )
 
 

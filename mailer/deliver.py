@@ -4,7 +4,32 @@ The ledger is the single source of truth. For each message: claim the row (pendi
 sending) in a committed transaction, send, then record the outcome. A row found in
 ``sending`` when a worker starts belonged to a worker that died mid-send: the server may or
 may not have accepted it, so it is sent again with the same Message-ID and counted as resent.
-At most one message is in flight per connection, so a kill duplicates at most that one.
+At most one message is in flight per connection, so a kill duplicates at most that one. It
+rarely does: a message's final dot is written only once the next message is built, and each
+250 is appended to a journal file before anything else; the next start records the rows the
+journal names as sent instead of sending them again (see ``_open_journal``).
+
+A claim succeeds only while the campaign is neither paused nor cancelled (checked in the
+claim's own statement), so once ``pause`` returns no new message leaves. A mail is done only
+when every contact active at that moment has a settled row: contacts imported while it sends
+get it in the same run.
+
+Unknown outcomes: when the answer to a message's final dot never comes (the connection is
+lost, no answer within RFC 5321's 10 minutes, or the worker is stopped while it waits), the
+row is recorded as ``unknown``. The next pass that reaches the server sends it again, with the
+same Message-ID, and counts it as resent (possibly a duplicate), until it has had
+MAX_ATTEMPTS attempts; after that it waits for ``campaign retry``. The mail is not done while
+such a row may still go.
+
+Circuit breaker: when ``[delivery] failure_threshold`` messages in a row (default 10) get the
+same refusal (the same 5xx code and enhanced code, or the connection lost after the data
+each time), the worker stops claiming and stops with an error that quotes the answer. 4xx
+answers are retried with back-off and do not count. Refused rows of
+that run go back to pending without using an attempt, and the contacts they would have
+marked bounced stay active, so that after the relay is fixed ``campaign worker`` simply goes
+on. A server that cannot be reached at all (refused, silent, lost before any data) stops the
+pass at the first failure: nothing more is claimed, no attempt is used, and a long-running
+worker tries again on its next wake.
 """
 
 from __future__ import annotations
@@ -12,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -32,10 +58,12 @@ from .project import Project
 from .render import RenderedMail, Renderer
 from .schedule import fingerprint, get_plan, transport_mismatch
 from .transport import (
+    ConnectionFailure,
     PermanentFailure,
     TemporaryFailure,
     TransportConfig,
     UnknownOutcome,
+    enhanced_code,
     open_transport,
     transport_config,
 )
@@ -43,6 +71,8 @@ from .transport import (
 MAX_ATTEMPTS = 5
 BACKOFF = (60, 300, 900, 3600)  # seconds before attempts 2, 3, 4, 5
 REREAD_SECONDS = 30  # how often a running worker re-reads the schedule: under a minute
+WAIT_SLICE = 0.25  # how long a wait for answers goes without looking at stop, pause and the clock
+STOP_GRACE = 5.0  # seconds a stopping worker still waits for answers to messages in flight
 INBOX_SECONDS = 300  # how often it reads bounces and opt-outs when CAMPAIGN_IMAP_URL is set
 
 
@@ -55,10 +85,46 @@ class RunStats:
     resent: int = 0
     held: list[int] = field(default_factory=list)
     last_error: str = ""
+    resent_unknown: int = 0  # unknown outcomes of earlier passes sent again (possibly duplicates)
 
 
 class TransportUnavailable(DeliveryError):
     """The mail server cannot be reached now; a long-running worker tries again later."""
+
+
+class RepeatedRefusal(DeliveryError):
+    """The circuit breaker: the server refused too many messages in a row in the same way."""
+
+
+_ADDRESS = re.compile(r"[^\s<>\"',;:()]+@[^\s<>\"',;:()]+")
+
+
+def _masked(text: str) -> str:
+    """A server's answer with every address in it masked (answers often quote the recipient)."""
+    from .contacts import mask
+
+    return _ADDRESS.sub(lambda m: mask(m.group(0).strip(".")), text)
+
+
+def _refusal(exc: Exception) -> str:
+    """What makes two failures "the same answer": the reply code and enhanced code, or the
+    reply text without the addresses in it; the kind of failure for lost connections."""
+    if isinstance(exc, UnknownOutcome):
+        return "unknown"
+    text = str(exc)
+    code, _, rest = text.partition(" ")
+    enhanced = enhanced_code(rest)
+    if enhanced:
+        return f"{code} {enhanced}"
+    return f"{code} {_ADDRESS.sub('', rest).lower()}"
+
+
+@dataclass
+class _Streak:
+    """The latest run of consecutive identical failures (a success or another answer ends it)."""
+
+    signature: str = ""
+    rows: list[tuple[int, str, Exception]] = field(default_factory=list)
 
 
 def notify_worker(home: Path) -> bool:
@@ -162,6 +228,8 @@ class Worker:
         sleep: Callable[[float], bool] | None = None,
         on_error: Callable[[str], None] | None = None,
         connections: int | None = None,
+        failure_threshold: int | None = None,
+        stop_grace: float = STOP_GRACE,
     ) -> None:
         self.project = project
         self.clock = clock
@@ -178,9 +246,13 @@ class Worker:
         self.rate = rate_per_minute or deployment.rate_per_minute or self.campaign.settings.schedule.rate_per_minute
         self.conn = project.connect()
         self.connections = connections or deployment.connections
+        self.failure_threshold = failure_threshold or deployment.failure_threshold
+        self.stop_grace = stop_grace
         self.transports: list = []
         self.stats = RunStats()
         self._rendered: dict[int, RenderedMail] = {}
+        self._requeued: set[int] = set()  # mails whose unknown rows this pass already sent again
+        self._journal: int | None = None  # file descriptor of the acceptance journal (see recover)
 
     # --- bookkeeping ---------------------------------------------------------------------
 
@@ -195,7 +267,9 @@ class Worker:
             )
 
     def recover(self) -> int:
-        """Rows left in ``sending`` by a worker that died: send again, same Message-ID, counted."""
+        """Rows left in ``sending`` by a worker that died: those its journal says the server
+        accepted are recorded as sent; the others go again, same Message-ID, counted as resent."""
+        self._fold_journal()
         with store.transaction(self.conn):
             n = self.conn.execute(
                 "UPDATE ledger SET state = 'pending', resent = resent + 1, next_attempt_at = NULL,"
@@ -203,6 +277,56 @@ class Worker:
             ).rowcount
         self.stats.resent += n
         return n
+
+    # --- the acceptance journal ------------------------------------------------------------
+    # A success is committed to the ledger with the next claim, in one transaction: one commit
+    # per message. Until then, a kill would leave an accepted message in 'sending', and the
+    # next start would send it again. So each 250 is first appended to this file (one write,
+    # no fsync: it survives the process, which is what a kill ends; after a power failure the
+    # row is sent again, a duplicate and never a gap). Only ids of accepted messages are ever
+    # written, with their Message-ID, so an entry can only turn 'sending' into 'sent' for the
+    # very message that was accepted. No personal data: ledger ids and Message-IDs (hashes).
+
+    def _open_journal(self) -> None:
+        path = self.project.home / "worker.journal"
+        self._journal = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(self._journal, 0o600)  # also when an older file was made with other rights
+
+    def _fold_journal(self) -> int:
+        """Record as sent the 'sending' rows the journal says were accepted; empty it."""
+        path = self.project.home / "worker.journal"
+        try:
+            text = path.read_text(encoding="ascii", errors="replace")
+        except FileNotFoundError:
+            return 0
+        entries = []
+        for line in text.splitlines():
+            ledger_id, _, mid = line.partition(" ")
+            if ledger_id.isdigit() and mid:
+                entries.append((int(ledger_id), mid))
+        n = 0
+        if entries:
+            moment = store.iso(self.clock())
+            with store.transaction(self.conn):
+                for ledger_id, mid in entries:
+                    n += self.conn.execute(
+                        "UPDATE ledger SET state = 'sent', error = '', updated_at = ?, sent_at = ?"
+                        " WHERE id = ? AND message_id = ? AND state = 'sending'", (moment, moment, ledger_id, mid)).rowcount
+        if self._journal is not None:
+            os.ftruncate(self._journal, 0)
+        else:
+            with open(path, "w"):
+                pass
+        return n
+
+    def _journal_accepted(self, ledger_id: int, mid: str) -> None:
+        if self._journal is not None:
+            os.write(self._journal, f"{ledger_id} {mid}\n".encode("ascii", "replace"))
+
+    def _journal_recorded(self) -> None:
+        """Every journalled success is in the ledger now."""
+        if self._journal is not None:
+            os.ftruncate(self._journal, 0)
 
     def render(self, number: int) -> RenderedMail:
         if number not in self._rendered:
@@ -242,6 +366,7 @@ class Worker:
         if plan is None or plan.cancelled or plan.paused:
             return self.stats
         check_transport(self.project, self.config, stored=plan.transport)
+        self._requeued.clear()
         for row in self.due_mails(self.clock()):
             if self.stop.is_set():
                 break
@@ -262,19 +387,24 @@ class Worker:
 
     def materialise(self, number: int, now: dt.datetime) -> None:
         """One ledger row per active contact for this mail; contacts added later join while it sends."""
+        slug = self.campaign.slug
+        with store.transaction(self.conn):
+            self._add_rows(number, now)
+            self.conn.execute("UPDATE schedule SET state = 'sending' WHERE campaign = ? AND mail = ? AND state = 'scheduled'",
+                              (slug, number))
+
+    def _add_rows(self, number: int, now: dt.datetime) -> int:
+        """Inside a transaction: rows for active contacts that have none for this mail yet."""
         from .message import message_id
 
         slug = self.campaign.slug
         # Computed inside SQLite, so that 50,000 contacts never sit in Python's memory at once.
         self.conn.create_function("message_id", 4, message_id, deterministic=True)
-        with store.transaction(self.conn):
-            self.conn.execute(
-                "INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at)"
-                " SELECT ?, ?, c.id, message_id(?, ?, c.email, ?), ? FROM contacts c WHERE c.status = 'active'"
-                " AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.campaign = ? AND l.mail = ? AND l.contact_id = c.id)",
-                (slug, number, slug, number, self.project.deployment().sender.domain, store.iso(now), slug, number))
-            self.conn.execute("UPDATE schedule SET state = 'sending' WHERE campaign = ? AND mail = ? AND state = 'scheduled'",
-                              (slug, number))
+        return self.conn.execute(
+            "INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at)"
+            " SELECT ?, ?, c.id, message_id(?, ?, c.email, ?), ? FROM contacts c WHERE c.status = 'active'"
+            " AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.campaign = ? AND l.mail = ? AND l.contact_id = c.id)",
+            (slug, number, slug, number, self.project.deployment().sender.domain, store.iso(now), slug, number)).rowcount
 
     def still_allowed(self, number: int) -> bool:
         row = self.conn.execute(
@@ -291,7 +421,8 @@ class Worker:
         opened = []
         try:
             for _ in range(count):
-                transport = open_transport(self.config, outbox=self.project.outbox, env=self.env)
+                transport = open_transport(self.config, outbox=self.project.outbox, env=self.env,
+                                           interrupted=self.stop.is_set)
                 opened.append(transport)
                 opener = getattr(transport, "open", None)
                 if opener is not None:
@@ -299,6 +430,8 @@ class Worker:
         except TemporaryFailure as exc:
             for t in opened:
                 t.close()
+            if self.stop.is_set():
+                return  # told to stop while a server kept us waiting: nothing was claimed
             raise TransportUnavailable(str(exc)) from None
         except DeliveryError:
             for t in opened:
@@ -307,7 +440,8 @@ class Worker:
         self.transports = opened
 
     def _pending_rows(self, number: int) -> Iterator[sqlite3.Row]:
-        """Rows of this mail that may be sent now, in ledger order, read 500 at a time."""
+        """Rows of this mail that may be sent now, in ledger order, read 500 at a time; at the
+        end, rows for contacts imported meanwhile, so that nobody active is skipped."""
         after_id = 0
         while True:
             batch = self.conn.execute(
@@ -316,27 +450,57 @@ class Worker:
                 " AND (l.next_attempt_at IS NULL OR l.next_attempt_at <= ?) ORDER BY l.id LIMIT 500",
                 (self.campaign.slug, number, after_id, store.iso(self.clock()))).fetchall()
             if not batch:
+                # New rows get higher ids than any before, so the scan goes on from after_id.
+                with store.transaction(self.conn):
+                    added = self._add_rows(number, self.clock())
+                if added:
+                    continue
                 return
             after_id = batch[-1]["ledger_id"]
             yield from batch
 
+    def _requeue_unknown(self, number: int) -> int:
+        """Unknown outcomes of earlier passes go again now that the server answers (see the
+        module's docstring); each is counted as resent, since the first copy may have arrived."""
+        with store.transaction(self.conn):
+            return self.conn.execute(
+                "UPDATE ledger SET state = 'pending', resent = resent + 1, next_attempt_at = NULL,"
+                " error = 'resent: the answer to the earlier attempt never came', updated_at = ?"
+                " WHERE campaign = ? AND mail = ? AND state = 'unknown' AND attempts < ?"
+                " AND contact_id IN (SELECT id FROM contacts WHERE status = 'active')",
+                (store.iso(self.clock()), self.campaign.slug, number, MAX_ATTEMPTS)).rowcount
+
     def send_mail(self, number: int, rendered: RenderedMail, schedule_row: sqlite3.Row) -> None:
-        """Send one mail to every pending contact, over one or more connections, from this thread.
+        """Send one mail to every pending contact, over one or more connections, from this thread."""
+        self._open_transports()
+        if not self.transports:
+            return
+        if number not in self._requeued:
+            self._requeued.add(number)
+            self.stats.resent_unknown += self._requeue_unknown(number)
+        # Contacts imported after the last row was read get rows when the mail would be done:
+        # they are sent to before it is.
+        while self._send_rows(number, rendered, schedule_row) and not self.stop.is_set():
+            pass
+
+    def _send_rows(self, number: int, rendered: RenderedMail, schedule_row: sqlite3.Row) -> bool:
+        """One pass over the pending rows; True when contacts imported meanwhile still need it.
 
         Each connection has at most one message in flight, so a kill leaves at most one
-        ambiguous ('sending') row per connection. Messages are built and claimed here while the
-        connections' answers are on their way; select() says which connection answered.
+        ambiguous ('sending') row per connection. A round: read the answers that came, commit
+        them with the claims of the next messages (one transaction), write those messages
+        without their final dot, build the messages after them, then write the dots. So the
+        window in which a kill leaves an accepted message unrecorded holds no message building.
         """
         import select
 
         slug = self.campaign.slug
         settings = self.campaign.settings
         sender = self.project.deployment().sender
-        self._open_transports()
         idle = list(reversed(self.transports))
-        inflight: dict[object, tuple[int, str]] = {}
-        # The row each connection sends next: its envelope goes along with the data before it,
-        # and its message is built while the server answers (claimed only once it has).
+        inflight: dict[object, tuple[int, str, str]] = {}  # ledger id, address, Message-ID
+        # The row each connection sends next: its envelope goes along with the dot before it,
+        # and its message is built before that dot (claimed only once the server has answered).
         upcoming: dict[object, sqlite3.Row] = {}
         built: dict[object, tuple[Contact, Envelope | Exception | None]] = {}
         group = f"{slug}/{number:02d}"
@@ -349,12 +513,14 @@ class Worker:
                                  (slug, number)).fetchone()[0]
         next_start = last_beat = time.monotonic()
         last_check = 0.0
-        # Successes are recorded in the same transaction that claims the next message: one
-        # commit per message, and still only messages in flight are ever ambiguous.
+        # Successes are recorded in the same transaction that claims the next messages: one
+        # commit per round, and still only messages in flight are ever ambiguous.
         unrecorded: list[tuple[int, dt.datetime]] = []
         halt: BaseException | None = None
         more = True
         exhausted = False  # every pending row has been handed to a connection
+        streak = _Streak()
+        stopping_since: float | None = None
 
         def record_sent() -> None:
             for ledger_id, moment in unrecorded:
@@ -367,35 +533,79 @@ class Worker:
                 with store.transaction(self.conn):
                     record_sent()
 
-        def settle(ledger_id: int, email: str, error: Exception | None) -> None:
+        def end_streak() -> None:
+            """A run of identical refusals ended below the threshold: its bounces stand."""
+            from .contacts import set_status
+
+            for _ledger_id, email, exc in streak.rows:
+                if isinstance(exc, PermanentFailure) and exc.user_unknown:
+                    set_status(self.conn, [email], status="bounced", reason=str(exc)[:200])
+            streak.rows.clear()
+            streak.signature = ""
+
+        def note(ledger_id: int, email: str, exc: Exception | None) -> None:
+            """Feed the circuit breaker with a 5xx or an unknown outcome (None: something else
+        happened); trip it when the threshold is reached."""
+            nonlocal halt, more
+            signature = "" if exc is None else _refusal(exc)
+            if signature != streak.signature:
+                end_streak()
+            if exc is None:
+                return
+            streak.signature = signature
+            streak.rows.append((ledger_id, email, exc))
+            if len(streak.rows) >= self.failure_threshold and halt is None:
+                halt = self._trip(streak.rows)
+                streak.rows.clear()
+                streak.signature = ""
+                more = False
+
+        def settle(ledger_id: int, email: str, error: Exception | None, mid: str = "") -> None:
             """Record how a claimed message ended: sent (no error), or as the error says."""
-            nonlocal done, halt
+            nonlocal done, halt, more
             try:
                 if error is not None:
                     raise error
+            except ConnectionFailure as exc:
+                # Nothing was handed over: the row waits without losing an attempt, and the
+                # pass stops instead of failing to connect once for every remaining row.
+                self._release(ledger_id)
+                if halt is None and not self.stop.is_set():  # not when a stop cut a wait short
+                    halt = TransportUnavailable(
+                        f"{exc}; nothing more was claimed, and the messages not yet sent wait in the queue "
+                        "with their attempts intact")
+                more = False
+                return
             except TemporaryFailure as exc:
+                # A 4xx is retried with back-off anyway (greylisting answers every new recipient
+                # so): it does not feed the breaker, but it does end a run of identical refusals.
                 self._defer(ledger_id, str(exc))
+                if streak.rows:
+                    note(ledger_id, email, None)
             except PermanentFailure as exc:
                 self._finish(ledger_id, "failed", self.clock(), error=str(exc))
                 self.stats.failed += 1
-                if exc.user_unknown:
-                    from .contacts import set_status
-
-                    set_status(self.conn, [email], status="bounced", reason=str(exc)[:200])
+                note(ledger_id, email, exc)  # a bounce is recorded once the breaker lets it stand
             except UnknownOutcome as exc:
                 self._finish(ledger_id, "unknown", self.clock(), error=str(exc))
                 self.stats.unknown += 1
+                if not self.stop.is_set():  # not when we stopped waiting ourselves
+                    note(ledger_id, email, exc)
             except DeliveryError as exc:
                 # The connection itself cannot work (TLS, login): the message was never handed over.
                 self._release(ledger_id)
                 halt = halt or exc
+                more = False
                 return
             except Exception as exc:  # a bug in a transport: record it on the row, keep going
                 self._finish(ledger_id, "failed", self.clock(), error=f"{type(exc).__name__}: {exc}")
                 self.stats.failed += 1
             else:
+                self._journal_accepted(ledger_id, mid)  # first: from here a kill sends no second copy
                 unrecorded.append((ledger_id, self.clock()))
                 self.stats.sent += 1
+                if streak.rows:
+                    note(ledger_id, email, None)
             done += 1
             if self.progress:
                 self.progress(number, done, total)
@@ -414,53 +624,62 @@ class Worker:
                 return contact, exc
 
         def answered(transport) -> None:
-            ledger_id, email = inflight.pop(transport)
+            ledger_id, email, mid = inflight.pop(transport)
             try:
                 transport.finish()
             except Exception as exc:
                 settle(ledger_id, email, exc)
             else:
-                settle(ledger_id, email, None)
+                settle(ledger_id, email, None, mid)
+            idle.append(transport)
+
+        def give_up(transport) -> None:
+            """Stopping: the answer did not come within the grace; the server may still take it."""
+            ledger_id, _email, _mid = inflight.pop(transport)
+            transport.abandon()
+            self._finish(ledger_id, "unknown", self.clock(),
+                         error="unknown: the worker stopped before the server answered")
+            self.stats.unknown += 1
             idle.append(transport)
 
         try:
             while True:
-                # Give every idle connection a message, then wait for one to answer.
+                if time.monotonic() - last_beat > REREAD_SECONDS:
+                    flush()
+                    self.heartbeat()  # a long send (or a long wait) must not look like a dead worker
+                    last_beat = time.monotonic()
+                # 1. Give idle connections their next message, built (or known to need none).
+                batch: list[tuple[object, sqlite3.Row, Contact, Envelope]] = []
                 while more and halt is None and idle and not self.stop.is_set():
                     now = self.clock()
                     tick = time.monotonic()
-                    if tick - last_beat > REREAD_SECONDS:
-                        flush()
-                        self.heartbeat()  # a long send must not look like a dead worker in `status`
-                        last_beat = tick
-                    if tick - last_check > 0.25:  # pause and cancel take effect within a second
+                    if tick - last_check > 0.25:  # a closing window takes effect within a second
                         if not self.still_allowed(number) or not self.in_window(schedule_row, now):
                             more = False
                             break
                         last_check = tick
                     # A connection with a reserved row goes first: its envelope is open already.
                     transport = next((t for t in idle if t in upcoming), idle[-1])
-                    idle.remove(transport)
                     row = upcoming.pop(transport, None) or next(rows, None)
                     made = built.pop(transport, None)
                     if row is None:
-                        idle.append(transport)
                         # Done when no busy connection still holds a reserved row.
                         exhausted, more = True, bool(upcoming)
                         break
                     wait_for = next_start - time.monotonic()
                     if wait_for > 0:
+                        # The rate limit holds the next message back.
+                        upcoming[transport] = row
+                        if made is not None:
+                            built[transport] = made
+                        if inflight or batch:
+                            break  # settle what is in flight meanwhile
                         flush()
-                        if inflight:
-                            # Settle what is in flight while the rate limit waits.
-                            upcoming[transport] = row
-                            if made is not None:
-                                built[transport] = made
-                            idle.append(transport)
-                            break
                         if self.sleep(wait_for):
                             more = False
                             break
+                        continue
+                    idle.remove(transport)
                     next_start = max(next_start, time.monotonic()) + interval
                     contact, envelope = made or build(row)
                     if envelope is None:
@@ -474,53 +693,127 @@ class Worker:
                         self.stats.failed += 1
                         idle.append(transport)
                         continue
-                    # Claim: committed before the message leaves, so a crash leaves a visible 'sending' row.
-                    with store.transaction(self.conn):
-                        record_sent()
-                        claimed = self.conn.execute(
-                            "UPDATE ledger SET state = 'sending', attempts = attempts + 1, transport = ?, updated_at = ?"
-                            " WHERE id = ? AND state = 'pending'",
-                            (self.config.label, store.iso(now), row["ledger_id"])).rowcount
-                    if not claimed:
-                        idle.append(transport)
-                        continue  # opted out, cancelled or sent since the batch was read
-                    following = next(rows, None) if ahead else None
-                    if following is not None:
-                        upcoming[transport] = following
-                    then = (sender.envelope_sender, following["email"]) if following is not None else None
-                    try:
-                        transport.start(envelope, group=group, then=then)
-                    except Exception as exc:
-                        settle(row["ledger_id"], contact.email, exc)
-                        idle.append(transport)
-                        continue
-                    inflight[transport] = (row["ledger_id"], contact.email)
+                    batch.append((transport, row, contact, envelope))
+                # 2. Claim them, in the transaction that records the successes just answered.
+                # The claim itself checks pause and cancel: once `pause` has returned, no claim
+                # succeeds, so no new message leaves.
+                if batch:
+                    claimed = self._claim([row["ledger_id"] for _, row, _, _ in batch], unrecorded, record_sent)
+                    if len(claimed) < len(batch) and not self.still_allowed(number):
+                        more = False
+                    started = []
+                    for transport, row, contact, envelope in batch:
+                        if row["ledger_id"] not in claimed:
+                            idle.append(transport)  # opted out, paused, cancelled or sent meanwhile
+                            continue
+                        # 3. The message without its final dot: a kill from here on leaves no copy.
+                        try:
+                            transport.start(envelope, group=group)
+                        except Exception as exc:
+                            settle(row["ledger_id"], contact.email, exc)
+                            idle.append(transport)
+                            continue
+                        started.append((transport, row, contact))
+                    # 4. For each connection: build what it sends next, then write its dot (with
+                    # the next envelope). From the dot until the server's answer is journalled,
+                    # a kill may leave an accepted message in 'sending'; so no building happens
+                    # in that window on this connection, and an answer that came in on another
+                    # connection meanwhile is read (and journalled) before the next build.
+                    for position, (transport, row, contact) in enumerate(started):
+                        following = next(rows, None) if ahead and more and halt is None else None
+                        if following is not None:
+                            upcoming[transport] = following
+                            built[transport] = build(following)
+                        then = (sender.envelope_sender, following["email"]) if following is not None else None
+                        try:
+                            transport.commit(then=then)
+                        except Exception as exc:
+                            settle(row["ledger_id"], contact.email, exc)
+                            idle.append(transport)
+                            continue
+                        inflight[transport] = (row["ledger_id"], contact.email, row["message_id"])
+                        if position + 1 < len(started) and len(inflight) > 1:
+                            waiting = [t for t in inflight if t is not transport]
+                            for answer in [t for t in waiting if t.ready()] or select.select(waiting, [], [], 0)[0]:
+                                answered(answer)
                 if not inflight:
                     if halt is not None or not more or self.stop.is_set():
                         break
                     continue
-                # While the server reads a message, build the one its connection sends next.
-                for transport in inflight:
-                    if transport in upcoming and transport not in built:
-                        built[transport] = build(upcoming[transport])
-                ready = [t for t in inflight if t.ready()]
+                # 6. Wait for answers, a slice at a time, so that a stop is heard while a server
+                # takes its time (RFC 5321 allows it 10 minutes for the final dot).
+                ready = [t for t in inflight if t.ready() or t.overdue()]
                 if not ready:
-                    # Block until a connection answers; while the rate limit holds the next
-                    # message back, wake in time for it. A server that never answers is left
-                    # to the socket's own timeout, in finish().
                     blocked = not idle or not more or exhausted or halt is not None or self.stop.is_set()
-                    timeout = 30.0 if blocked else max(0.0, next_start - time.monotonic())
-                    ready = select.select(list(inflight), [], [], timeout)[0] or (list(inflight) if blocked else [])
+                    timeout = WAIT_SLICE if blocked else max(0.0, min(WAIT_SLICE, next_start - time.monotonic()))
+                    ready = select.select(list(inflight), [], [], timeout)[0]
+                    ready += [t for t in inflight if t not in ready and t.overdue()]
                 for transport in ready:
                     answered(transport)
+                if self.stop.is_set() and inflight:
+                    stopping_since = stopping_since or time.monotonic()
+                    if time.monotonic() - stopping_since > self.stop_grace:
+                        for transport in list(inflight):
+                            give_up(transport)
         finally:
-            # Whatever stops the loop, the messages in flight finish and are recorded.
+            # Whatever stops the loop, the messages in flight are recorded: answered, or unknown.
             for transport in list(inflight):
-                answered(transport)
+                if transport.ready():
+                    answered(transport)
+                else:
+                    give_up(transport)
             flush()
+            self._journal_recorded()
+            if halt is None:
+                end_streak()
         if halt is not None:
             raise halt
-        self._maybe_done(number)
+        return self._maybe_done(number) and not self.stop.is_set()
+
+    def _claim(self, ids: list[int], unrecorded: list, record_sent: Callable[[], None]) -> set[int]:
+        """Claim rows (pending -> sending) unless the campaign is paused or cancelled, in one
+        committed transaction with the successes not yet recorded; returns the claimed ids."""
+        claimed = set()
+        now = store.iso(self.clock())
+        with store.transaction(self.conn):
+            record_sent()
+            for ledger_id in ids:
+                if self.conn.execute(
+                        "UPDATE ledger SET state = 'sending', attempts = attempts + 1, transport = ?, updated_at = ?"
+                        " WHERE id = ? AND state = 'pending'"
+                        " AND NOT EXISTS (SELECT 1 FROM plans WHERE campaign = ? AND (paused OR cancelled))",
+                        (self.config.label, now, ledger_id, self.campaign.slug)).rowcount:
+                    claimed.add(ledger_id)
+        return claimed
+
+    def _trip(self, streak: list[tuple[int, str, Exception]]) -> DeliveryError:
+        """The circuit breaker: the rows refused in this run of identical answers go back to the
+        queue without using an attempt (unknown ones stay unknown: they may have arrived)."""
+        latest = streak[-1][2]
+        answer = _masked(str(latest))[:200]
+        refused = [ledger_id for ledger_id, _, exc in streak if not isinstance(exc, UnknownOutcome)]
+        if refused:
+            marks = ",".join("?" * len(refused))
+            with store.transaction(self.conn):
+                self.conn.execute(
+                    f"UPDATE ledger SET state = 'pending', attempts = MAX(attempts - 1, 0), next_attempt_at = NULL,"
+                    f" error = ?, updated_at = ? WHERE id IN ({marks}) AND state = 'failed'",
+                    (f"held back: the server refused {len(streak)} messages in a row with: {latest}"[:500],
+                     store.iso(self.clock()), *refused))
+            self.stats.failed -= len(refused)
+        n = len(streak)
+        if isinstance(latest, UnknownOutcome):
+            return RepeatedRefusal(
+                f"the connection to {self.config.label} was lost after the message was handed over {n} times in a row "
+                f"({answer}); the worker stopped so as not to go on like that through the whole list. Those {n} "
+                "messages are recorded as unknown and are sent again (counted as resent) on the next run that reaches "
+                "the server; check the server and its logs, then start `campaign worker` again.")
+        return RepeatedRefusal(
+            f"{self.config.label} refused {n} messages in a row with the same answer: {answer}; the worker stopped "
+            f"so as not to fail the whole list. Those {n} messages are back in the queue without using an attempt "
+            "and no contact was marked bounced. Fix what the answer names (for example, whether the server lets "
+            "this sender relay), then start `campaign worker` again; [delivery] failure_threshold in settings.toml "
+            f"sets how many identical refusals stop it (now {self.failure_threshold}).")
 
     def _release(self, ledger_id: int) -> None:
         with store.transaction(self.conn):
@@ -548,14 +841,20 @@ class Worker:
                     (error[:500], store.iso(now + dt.timedelta(seconds=delay)), store.iso(now), ledger_id))
                 self.stats.deferred += 1
 
-    def _maybe_done(self, number: int) -> None:
+    def _maybe_done(self, number: int) -> bool:
+        """Mark the mail done when every active contact has a settled row. Contacts imported
+        since the rows were read get theirs in the same transaction, so none is left out by a
+        mail that is done; returns True when there are such rows to send first."""
         with store.transaction(self.conn):
+            added = self._add_rows(number, self.clock())
             left = self.conn.execute(
-                "SELECT COUNT(*) FROM ledger WHERE campaign = ? AND mail = ? AND state IN ('pending', 'sending')",
-                (self.campaign.slug, number)).fetchone()[0]
+                "SELECT COUNT(*) FROM ledger WHERE campaign = ? AND mail = ? AND (state IN ('pending', 'sending')"
+                " OR (state = 'unknown' AND attempts < ?))",
+                (self.campaign.slug, number, MAX_ATTEMPTS)).fetchone()[0]
             if not left:
                 self.conn.execute("UPDATE schedule SET state = 'done' WHERE campaign = ? AND mail = ? AND state = 'sending'",
                                   (self.campaign.slug, number))
+        return added > 0
 
     # --- the long run ----------------------------------------------------------------------
 
@@ -570,6 +869,7 @@ class Worker:
                 plan = get_plan(self.conn, self.campaign.slug)
                 check_transport(self.project, self.config, stored=plan.transport if plan else None)
                 self.heartbeat()
+                self._open_journal()
                 self.recover()
                 if started:
                     started()
@@ -583,6 +883,9 @@ class Worker:
                     transport.close()
                 self.heartbeat(stopped=True)
                 self.conn.close()
+                if self._journal is not None:
+                    os.close(self._journal)
+                    self._journal = None
 
     def _loop(self) -> None:
         # APScheduler with an in-memory store wakes the loop at each due moment it read from the

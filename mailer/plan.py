@@ -124,7 +124,9 @@ def make_plan(
     Refuses a plan with any send in the past, on or after election day, or later than the
     policy's minimum number of days before it.
     """
-    election = election_override or election_day
+    if election_override is not None and election_override != election_day:
+        raise PlanError(election_mismatch(campaign, election_day=election_day, asked=election_override))
+    election = election_day
     latest = election - dt.timedelta(days=policy.min_days_before_election)
     count = len(themes)
     if start is not None:
@@ -148,6 +150,16 @@ def make_plan(
     return plan
 
 
+def election_mismatch(campaign: str, *, election_day: dt.date, asked: dt.date) -> str:
+    """Why ``--election-date`` cannot move a campaign to another election, and what to do instead."""
+    from .render import dutch_date
+
+    return (f"--election-date {asked.isoformat()} is not the election of campaign {campaign} "
+            f"({dutch_date(election_day)}, election_day in its campaign.toml), and its mails name that election; "
+            f"to mail for the election of {dutch_date(asked)}, make a campaign for it with "
+            f"`campaign new NAME --from-campaign {campaign} --election-day {asked.isoformat()}` and plan that one")
+
+
 def check_plan(plan: Plan, *, policy: SchedulePolicy, now: dt.datetime) -> None:
     """Raise :class:`PlanError` when the plan breaks the calendar."""
     from .render import dutch_date
@@ -155,14 +167,15 @@ def check_plan(plan: Plan, *, policy: SchedulePolicy, now: dt.datetime) -> None:
     election = plan.election_day
     if election <= now.astimezone(ZoneInfo(policy.timezone)).date():
         raise PlanError(
-            f"election day {dutch_date(election)} is not in the future: this campaign can only be planned "
-            f"with a future --election-date (for planning only; the mails keep their text)"
+            f"election day {dutch_date(election)} is not in the future, so campaign {plan.campaign} can no longer "
+            f"be planned; to mail for a later election, make a campaign for it with "
+            f"`campaign new NAME --from-campaign {plan.campaign} --election-day DATE`"
         )
     for s in plan.sends:
         if s.at <= now:
             raise PlanError(
                 f"mail {s.mail} would go out on {dutch_date(s.at)} {s.at:%H:%M}, which is in the past; "
-                "choose a later --start or a later --election-date"
+                "choose a later --start"
             )
         if s.at.date() >= election:
             raise PlanError(f"mail {s.mail} would go out on {dutch_date(s.at)}, on or after election day "

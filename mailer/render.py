@@ -162,8 +162,11 @@ class Renderer:
         mails = self.campaign.mails
         index = mails.index(mail)
         following = mails[index + 1] if index + 1 < len(mails) else None
+        # The first and the last mail list every theme.
+        themes = tuple(m.theme for m in mails) if mail.number in (1, len(mails)) else ()
         inputs = (mail, following.theme if following else None, len(mails),
-                  self.campaign.intro if mail.number == 1 else "", self.campaign.settings, self.deployment.sender)
+                  self.campaign.intro if mail.number == 1 else "", self.campaign.settings, self.deployment.sender,
+                  self.deployment.signatory, themes)
         key = (_templates_stamp(self.templates), *inputs)
         cached = _RENDER_CACHE.get(key)
         if cached is None:
@@ -196,8 +199,14 @@ class Renderer:
         def link(url: str) -> str:
             return with_campaign_utm(url, settings, content=mail.slug)
 
-        intro_tokens = markdown.parse(self.campaign.intro, rewrite_link=link) if mail.number == 1 and self.campaign.intro else []
-        body_tokens = markdown.parse(mail.body, rewrite_link=link)
+        facts = content_context(settings)
+        intro = (expand(self.campaign.intro, facts, where=self.campaign.folder / "intro.md", first_line=1)
+                 if mail.number == 1 and self.campaign.intro else "")
+        body = expand(mail.body, facts, where=mail.path, first_line=mail.body_line)
+        subject = expand(mail.subject, facts, where=mail.path, first_line=1, field="subject").strip()
+        preheader = expand(mail.preheader, facts, where=mail.path, first_line=1, field="preheader").strip()
+        intro_tokens = markdown.parse(intro, rewrite_link=link) if intro else []
+        body_tokens = markdown.parse(body, rewrite_link=link)
         links: list[str] = []
         intro_text = markdown.to_text(intro_tokens, links) if intro_tokens else ""
         body_text = markdown.to_text(body_tokens, links)
@@ -211,17 +220,24 @@ class Renderer:
                 "organisation": settings.organisation,
                 "website": link(settings.website),
                 "website_label": urllib.parse.urlsplit(settings.website).netloc,
+                "organisation_in_sentence": settings.organisation_in_sentence,
                 "election_name": settings.election_name,
                 "election_day": settings.election_day,
                 "total": len(mails),
+                "themes": [m.theme for m in mails],
+                "rhythm": rhythm(settings.schedule.cadence_days),
+                "follow_up_opening": expand(settings.follow_up_opening, facts, where=settings.folder / "campaign.toml",
+                                            first_line=1, field="copy.follow_up_opening"),
             },
+            "election": facts["election"],
             "mail": {
                 "number": mail.number,
                 "theme": mail.theme,
-                "subject": mail.subject,
-                "preheader": mail.preheader,
+                "subject": subject,
+                "preheader": preheader,
                 "slug": mail.slug,
             },
+            "signatory": dataclasses.asdict(self.deployment.signatory),
             "next_mail": {"number": mails[index + 1].number, "theme": mails[index + 1].theme} if index + 1 < len(mails) else None,
             "sender": {
                 "name": sender.name,
@@ -247,13 +263,79 @@ class Renderer:
             total=len(mails),
             slug=mail.slug,
             theme=mail.theme,
-            subject=mail.subject,
-            preheader=mail.preheader,
+            subject=subject,
+            preheader=preheader,
             mjml=mjml_source,
             html=html,
             text=text,
             source=mail.path,
         )
+
+
+def content_context(settings: CampaignSettings) -> dict[str, dict[str, Any]]:
+    """What the content (intro, mails, their subjects) may name: the campaign's single facts.
+
+    The election comes from ``campaign.toml`` only, so that a text that names it can never
+    disagree with the election the campaign is scheduled for.
+    """
+    day = settings.election_day
+    return {
+        "election": {
+            "name": settings.election_name,
+            "day": day,
+            "day_long": dutch_date(day),
+            "date": dutch_date(day, "d MMMM y"),
+            "year": day.year,
+        },
+        "organisation": {
+            "name": settings.organisation,
+            "in_sentence": settings.organisation_in_sentence,
+        },
+    }
+
+
+_CONTENT_NAMES = ("election.name, election.day_long (woensdag 18 maart 2026), election.date (18 maart 2026), "
+                  "election.year, organisation.name, organisation.in_sentence")
+
+
+@functools.lru_cache(maxsize=1)
+def _content_environment():
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    # Sandboxed: content is prose that staff edit; StrictUndefined: a misspelt name is an error.
+    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+def expand(source: str, context: dict[str, Any], *, where: Path, first_line: int, field: str = "") -> str:
+    """Fill ``{{ election.year }}`` and the like in content; errors name the file and line (or field)."""
+    if "{" not in source:
+        return source
+    import jinja2
+
+    def place(line: int | None) -> str:
+        return f"{where}: field '{field}'" if field else f"{where}:{first_line + (line or 1) - 1}"
+
+    try:
+        return _content_environment().from_string(source).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(f"{place(exc.lineno)}: {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        line = None
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == "<template>":
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        raise RenderError(f"{place(line)}: {exc}; content may name {_CONTENT_NAMES}") from None
+
+
+def rhythm(cadence_days: int) -> str:
+    """How often a mail comes, as a reader would say it: ``ongeveer één per week``."""
+    if cadence_days % 7 == 0:
+        weeks = cadence_days // 7
+        return "ongeveer één per week" if weeks == 1 else f"ongeveer één per {dutch_number(weeks)} weken"
+    return "ongeveer één per dag" if cadence_days == 1 else f"ongeveer één per {dutch_number(cadence_days)} dagen"
 
 
 def unsubscribe_mailto(address: str, campaign_name: str) -> Placeholder:

@@ -269,12 +269,14 @@ def require_mails(conn: sqlite3.Connection, campaign: str, mails: Iterable[int])
 
 
 def retry(conn: sqlite3.Connection, campaign: str, *, mail: int, now: dt.datetime) -> int:
-    """Put failed and unknown sends of a mail back in the queue; returns how many."""
+    """Put failed and unknown sends of a mail back in the queue; returns how many. An unknown
+    one may have arrived the first time, so its second copy is counted as resent."""
     require_plan(conn, campaign)
     require_mails(conn, campaign, [mail])
     with store.transaction(conn):
         n = conn.execute(
-            "UPDATE ledger SET state = 'pending', next_attempt_at = NULL, error = '', updated_at = ?"
+            "UPDATE ledger SET state = 'pending', next_attempt_at = NULL, error = '', updated_at = ?,"
+            " resent = resent + (state = 'unknown')"
             " WHERE campaign = ? AND mail = ? AND state IN ('failed', 'unknown')"
             " AND contact_id IN (SELECT id FROM contacts WHERE status = 'active')",
             (store.iso(now), campaign, mail)).rowcount
@@ -380,6 +382,17 @@ def worker_lock_holder(home: Path) -> int | None:
     return None
 
 
+def _excluded(conn: sqlite3.Connection, campaign: str) -> dict[int, int]:
+    """Per mail: contacts not active (bounced, unsubscribed, removed) without a row for it."""
+    inactive = conn.execute("SELECT COUNT(*) FROM contacts WHERE status != 'active'").fetchone()[0]
+    if not inactive:
+        return {}
+    return {row["mail"]: row["n"] for row in conn.execute(
+        "SELECT s.mail, (SELECT COUNT(*) FROM contacts c WHERE c.status != 'active' AND NOT EXISTS"
+        " (SELECT 1 FROM ledger l WHERE l.campaign = s.campaign AND l.mail = s.mail AND l.contact_id = c.id)) AS n"
+        " FROM schedule s WHERE s.campaign = ?", (campaign,))}
+
+
 def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerprints: dict[int, str] | None,
            transport: str) -> StatusReport:
     """Per mail: planned moment, state and counts; the transport; the worker; what needs attention."""
@@ -395,6 +408,7 @@ def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerp
                             " GROUP BY mail, state", (campaign,)):
         counts.setdefault(row["mail"], dict.fromkeys(LEDGER_STATES, 0))[row["state"]] = row["n"]
         resent[row["mail"]] = resent.get(row["mail"], 0) + (row["r"] or 0)
+    excluded = _excluded(conn, campaign)
     from .inbox import counts_per_mail
 
     came_back = counts_per_mail(conn, campaign)
@@ -403,7 +417,9 @@ def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerp
     for row in conn.execute("SELECT * FROM schedule WHERE campaign = ? ORDER BY mail", (campaign,)):
         n = row["mail"]
         due = store.parse_iso(row["due_at"])
-        c = counts.get(n, dict.fromkeys(LEDGER_STATES, 0))
+        # "excluded": contacts that get no row for this mail because they bounced, opted out or
+        # were removed before it was prepared (those who left later are "suppressed").
+        c = {**counts.get(n, dict.fromkeys(LEDGER_STATES, 0)), "excluded": excluded.get(n, 0)}
         # What came back by mail (campaign inbox), beside the ledger's states.
         c = {**c, **came_back.get(n, {"bounced": 0, "opted_out": 0})}
         changed = fingerprints is not None and fingerprints.get(n) != row["approved_fingerprint"]

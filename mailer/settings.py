@@ -79,6 +79,27 @@ class CampaignSettings:
     default_basis: str
     schedule: SchedulePolicy
     list_id: str
+    # The article the organisation's name takes in a sentence ("het" Leger des Heils); "" for none.
+    organisation_article: str = ""
+    # Years the mails name as facts (a study, a law), not as the election: `check` refuses any other.
+    fact_years: tuple[int, ...] = ()
+    # The line that opens every mail after the first: who writes, and why they should be heard.
+    follow_up_opening: str = ""
+
+    @property
+    def organisation_in_sentence(self) -> str:
+        """The organisation's name as it stands inside a sentence: ``het Leger des Heils``."""
+        return f"{self.organisation_article} {self.organisation}".strip()
+
+
+@dataclass(frozen=True)
+class Signatory:
+    """Who signs the mails: a person, their role and how to reach them. Deployment data."""
+
+    name: str
+    role: str
+    phone: str
+    email: str
 
 
 @dataclass(frozen=True)
@@ -126,6 +147,10 @@ class DeploymentSettings:
     rate_per_minute: int | None = None
     connections: int = 1
     problems: tuple[str, ...] = field(default=())
+    signatory: Signatory = field(default_factory=lambda: EXAMPLE_SIGNATORY)
+    # This many messages in a row refused with the same answer stop the worker (a relay that
+    # refuses everyone must not fail or bounce the whole list).
+    failure_threshold: int = 10
     inbox: InboxSettings = field(default_factory=InboxSettings)
 
     @property
@@ -282,7 +307,19 @@ def load_campaign_settings(folder: Path) -> CampaignSettings:
         default_basis=_get(contacts, "default_basis", str, path, "contacts.", "published-address"),
         schedule=_schedule(_get(data, "schedule", dict, path, "", {}), path),
         list_id=list_id,
+        organisation_article=_get(org, "article", str, path, "organisation.", "").strip(),
+        fact_years=_fact_years(copy, path),
+        follow_up_opening=_get(copy, "follow_up_opening", str, path, "copy.", "").strip(),
     )
+
+
+def _fact_years(copy: dict[str, Any], path: Path) -> tuple[int, ...]:
+    years = _get(copy, "fact_years", list, path, "copy.", [])
+    for year in years:
+        if not isinstance(year, int) or isinstance(year, bool) or not 1000 <= year <= 2999:
+            raise SettingsError(f"{_where(path, 'copy.fact_years')}: expected a list of years like [2000, 2022], "
+                                f"got {year!r}")
+    return tuple(years)
 
 
 SETTINGS_TEMPLATE = """\
@@ -310,6 +347,14 @@ optout_address = "afmelden@example.org"
 # when there is none; the header then offers the mailto: opt-out only.
 optout_url = ""
 
+[signatory]
+# The person who signs every mail, with their role and how to reach them
+# (shown under "Met vriendelijke groet,").
+name = "Voornaam Achternaam"
+role = "functie"
+phone = "+31 00 000 00 00"
+email = "beleid@example.org"
+
 [test]
 # Who gets `campaign send-test` mails when --to is not given.
 recipients = ["uzelf@example.org"]
@@ -319,6 +364,9 @@ recipients = ["uzelf@example.org"]
 # rate_per_minute = 60
 # SMTP connections used side by side (each has at most one message in flight).
 # connections = 1
+# This many messages in a row refused with the same answer (a relay that refuses everyone)
+# stop the worker; those messages go back in the queue without using an attempt.
+# failure_threshold = 10
 
 [inbox]
 # `campaign inbox` reads CAMPAIGN_IMAP_URL (password in CAMPAIGN_IMAP_PASSWORD).
@@ -340,6 +388,48 @@ def _sender_problems(sender: Sender, recipients: tuple[str, ...]) -> list[str]:
             problems.append(f"sender.{key} is {value!r}, an example value")
     if "Voorbeeld" in sender.contact or "example" in sender.contact.lower():
         problems.append("sender.contact still holds the example address")
+    return problems
+
+
+EXAMPLE_SIGNATORY = Signatory(name="Voornaam Achternaam", role="functie", phone="+31 00 000 00 00",
+                              email="beleid@example.org")
+
+
+def _signatory(data: dict[str, Any], path: Path) -> Signatory:
+    """The ``[signatory]`` table; without one, the example values (flagged by :func:`_signatory_problems`)."""
+    from .headers import TEXT_MAX, check_header_value
+
+    if "signatory" not in data:
+        return EXAMPLE_SIGNATORY
+    table = _get(data, "signatory", dict, path, "")
+    p = "signatory."
+    signatory = Signatory(name=_get(table, "name", str, path, p).strip(), role=_get(table, "role", str, path, p).strip(),
+                          phone=_get(table, "phone", str, path, p, "").strip(),
+                          email=_get(table, "email", str, path, p, "").strip())
+    for key in ("name", "role", "phone", "email"):
+        # One line each: a line break would break the signature in both parts of the mail.
+        check_header_value(p + key, getattr(signatory, key), where=str(path), max_length=TEXT_MAX,
+                           error=SettingsError)
+    if not signatory.name or not signatory.role:
+        raise SettingsError(f"{_where(path, p + ('name' if not signatory.name else 'role'))}: must not be empty")
+    if signatory.email:
+        from .contacts import normalise_address
+        from .errors import InvalidAddress
+
+        try:
+            signatory = replace(signatory, email=normalise_address(signatory.email))
+        except InvalidAddress as exc:
+            reason = str(exc).partition(": ")[2] or str(exc)
+            raise SettingsError(f"{_where(path, p + 'email')}: {signatory.email!r} is not a usable mail address: "
+                                f"{reason}") from None
+    return signatory
+
+
+def _signatory_problems(signatory: Signatory) -> list[str]:
+    problems = [f"signatory.{key} is {getattr(signatory, key)!r}, an example value" for key in ("name", "role", "phone")
+                if getattr(signatory, key) and getattr(signatory, key) == getattr(EXAMPLE_SIGNATORY, key)]
+    if signatory.email and EXAMPLE_DOMAIN.search(signatory.email.rpartition("@")[2]):
+        problems.append(f"signatory.email is {signatory.email!r}, an example value")
     return problems
 
 
@@ -401,8 +491,13 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
     connections = _get(delivery, "connections", int, path, "delivery.", 1)
     if not 1 <= connections <= 20:
         raise SettingsError(f"{_where(path, 'delivery.connections')}: must be 1 to 20")
+    threshold = _get(delivery, "failure_threshold", int, path, "delivery.", 10)
+    if not 1 <= threshold <= 100_000:
+        raise SettingsError(f"{_where(path, 'delivery.failure_threshold')}: must be a whole number from 1 to 100000 "
+                            "(how many messages in a row refused with the same answer stop the worker)")
+    signatory = _signatory(data, path)
     inbox = _inbox_settings(_get(data, "inbox", dict, path, "", {}), path)
-    problems = _sender_problems(sender, recipients)
+    problems = _sender_problems(sender, recipients) + _signatory_problems(signatory)
     if not exists:
         problems.insert(0, f"{path} does not exist (run `campaign init`)")
     return DeploymentSettings(
@@ -413,6 +508,8 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
         rate_per_minute=rate,
         connections=connections,
         problems=tuple(problems),
+        signatory=signatory,
+        failure_threshold=threshold,
         inbox=inbox,
     )
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
+import select
 import smtplib
 import socket
 import ssl
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +28,32 @@ Route = tuple[str, str]  # (envelope sender, recipient)
 # 4.5.3.2): an envelope opened ahead of time is used only while it is this fresh.
 PREPARED_MAX_AGE = 10.0
 
-USER_UNKNOWN_CODES = {"5.1.1", "5.1.0", "5.1.10"}
-USER_UNKNOWN_WORDS = ("user unknown", "unknown user", "no such user", "does not exist", "mailbox unavailable",
-                      "recipient address rejected", "not found")
+# RFC 5321 4.5.3.2.6: a client waits 10 minutes for the answer to the final dot, because a
+# server may check the whole message (virus and spam scans) before it answers; giving up
+# sooner turns an accepted message into an "unknown" one, and then into a second copy.
+DATA_TIMEOUT = 600.0
+# How often a wait on the network looks up to see whether the worker was told to stop.
+WAIT_SLICE = 0.25
+
+# Only "no such mailbox" marks a contact bounced (RFC 3463: X.1.1 bad destination mailbox,
+# X.1.10 recipient address has null MX). X.7.x is policy (relay denied, blocked, spam), X.2.x
+# a full or disabled mailbox, X.1.0 "other address status": none of them says the address is gone.
+USER_UNKNOWN_CODES = {"5.1.1", "5.1.10"}
+# Used only when the answer carries no enhanced code. Postfix's "Recipient address rejected"
+# and RFC 5321's "mailbox unavailable" front policy refusals as well, so they are not here.
+USER_UNKNOWN_WORDS = ("user unknown", "unknown user", "no such user", "no such mailbox", "mailbox not found",
+                      "user not found", "recipient not found", "unknown recipient", "recipient unknown",
+                      "address unknown", "unknown address", "does not exist", "doesn't exist", "no mailbox here")
+ENHANCED_CODE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
 
 
 class TemporaryFailure(Exception):
     """A 4xx answer, or a connection that failed before the message was handed over: retry later."""
+
+
+class ConnectionFailure(TemporaryFailure):
+    """The server could not be reached, or the connection failed before a message's final dot
+    was written: nothing was handed over, so the message may go later without using an attempt."""
 
 
 class PermanentFailure(Exception):
@@ -41,6 +62,23 @@ class PermanentFailure(Exception):
     def __init__(self, message: str, *, user_unknown: bool = False) -> None:
         super().__init__(message)
         self.user_unknown = user_unknown
+
+
+def enhanced_code(text: str) -> str:
+    """The RFC 3463 code at the start of a server's answer text (``5.7.1``), or ``""``."""
+    found = ENHANCED_CODE.match(text.strip())
+    return ".".join(found.groups()) if found else ""
+
+
+def user_unknown(code: int, text: str) -> bool:
+    """True only when a 5xx answer says the mailbox does not exist (see USER_UNKNOWN_CODES)."""
+    if not 500 <= code < 600:
+        return False
+    enhanced = enhanced_code(text)
+    if enhanced:
+        return enhanced in USER_UNKNOWN_CODES
+    lowered = text.lower()
+    return code in (550, 551, 553) and any(w in lowered for w in USER_UNKNOWN_WORDS)
 
 
 class UnknownOutcome(Exception):
@@ -135,15 +173,24 @@ class OutboxTransport:
                                 "written to the outbox") from None
         return str(path)
 
-    # The worker's two-phase interface: a file is written at once, so it is always ready.
+    # The worker's interface (see SmtpTransport): a file is written at once, so it is always ready.
     def start(self, envelope: Envelope, *, group: str = "", then: Route | None = None) -> None:
         self._result = self.send(envelope, group=group)
+
+    def commit(self, *, then: Route | None = None) -> None:
+        pass
 
     def finish(self) -> str:
         return self._result
 
     def ready(self) -> bool:
         return True
+
+    def overdue(self) -> bool:
+        return False
+
+    def abandon(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -164,24 +211,78 @@ def _ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
     return ctx
 
 
+def _wait_readable(sock: socket.socket, timeout: float, interrupted: Callable[[], bool]) -> None:
+    """Wait until ``sock`` has something to read, looking up every WAIT_SLICE seconds whether
+    to stop. OSError (TimeoutError, InterruptedError) when nothing comes or the wait is called off."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = getattr(sock, "pending", None)
+        if pending is not None and pending():
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no answer within {timeout:.0f} s")
+        if select.select([sock], [], [], min(WAIT_SLICE, remaining))[0]:
+            return
+        if interrupted():
+            raise InterruptedError("the worker was told to stop while it waited for the server")
+
+
+class _Greeted:
+    """smtplib waits for a server's greeting in one blocking read; a server that accepts the
+    connection and never greets would hold a stop request (SIGTERM) for the whole timeout."""
+
+    interrupted: Callable[[], bool] = staticmethod(lambda: False)
+
+    def _get_socket(self, host, port, timeout):  # type: ignore[no-untyped-def]
+        sock = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        try:
+            _wait_readable(sock, timeout if timeout is not None else 300.0, self.interrupted)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+
+class _SMTP(_Greeted, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_Greeted, smtplib.SMTP_SSL):
+    pass
+
+
 class SmtpTransport:
     """One connection reused for many messages, reopened when it drops.
 
-    A message is handed over in two steps, so that a worker can keep several connections busy
-    from one thread: :meth:`start` writes it, :meth:`finish` reads the server's answer. With
-    PIPELINING (RFC 2920) the MAIL, RCPT and DATA commands of the message expected next on
-    this connection (``then``) follow the end of this message's data in the same write, so a
-    message costs one round trip instead of two. Only the data of one message is ever in
-    flight: the next one's data is written only after its own ``start``. When that next
-    message does not come after all, the connection is closed without a final dot, which the
-    server takes as no message (RFC 5321 4.1.1.4).
+    A message is handed over in three steps, so that a worker can keep several connections
+    busy from one thread and a kill rarely duplicates: :meth:`start` writes the message
+    without its final dot, :meth:`commit` writes the dot, :meth:`finish` reads the server's
+    answer. Until the dot, the server holds no message (RFC 5321 4.1.1.4): a worker killed
+    then duplicates nothing, so it builds the next message there, and only the dot, the
+    answer and the ledger's commit remain in the window where a kill leaves an accepted
+    message recorded as ``sending``. With PIPELINING (RFC 2920) the MAIL, RCPT and DATA
+    commands of the message expected next on this connection (``then``) follow the dot in the
+    same write, so a message costs one round trip instead of two. Only the data of one
+    message is ever in flight: the next one's data is written only after its own ``start``.
+    When that next message does not come after all, the connection is closed without a
+    final dot, which the server takes as no message.
+
+    ``timeout`` bounds connecting and each command's answer; ``data_timeout`` the answer to
+    the final dot (RFC 5321 4.5.3.2.6). ``interrupted`` is asked while waiting for a greeting.
     """
 
-    def __init__(self, config: TransportConfig, *, env: Mapping[str, str] | None = None, timeout: float = 30) -> None:
+    def __init__(self, config: TransportConfig, *, env: Mapping[str, str] | None = None, timeout: float = 30,
+                 data_timeout: float = DATA_TIMEOUT, interrupted: Callable[[], bool] | None = None) -> None:
         self.config = config
         self.env = os.environ if env is None else env
         self.password = self.env.get("CAMPAIGN_SMTP_PASSWORD", "")
         self.timeout = timeout
+        self.data_timeout = data_timeout
+        self.interrupted = interrupted or (lambda: False)
+        self._handed_at = 0.0  # when the final dot of the message in flight was written
+        self._body = False  # a message's data is written, its final dot not yet
+        self._then: Route | None = None
         self.conn: smtplib.SMTP | None = None
         self.sock: socket.socket | None = None
         self.label = config.label
@@ -199,9 +300,15 @@ class SmtpTransport:
         ctx = _ssl_context(self.env)
         try:
             if c.implicit_tls:
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(c.host, c.port, timeout=self.timeout, context=ctx)
+                conn: smtplib.SMTP = _SMTP_SSL(timeout=self.timeout, context=ctx)
             else:
-                conn = smtplib.SMTP(c.host, c.port, timeout=self.timeout)
+                conn = _SMTP(timeout=self.timeout)
+            conn.interrupted = self.interrupted  # type: ignore[attr-defined]
+            conn._host = c.host  # what STARTTLS checks the certificate against (set by __init__ only)
+            code, greeting = conn.connect(c.host, c.port)
+            if code != 220:
+                conn.close()
+                raise smtplib.SMTPConnectError(code, greeting)
             conn.ehlo()
             tls = c.implicit_tls
             if not tls and conn.has_extn("starttls"):
@@ -221,7 +328,7 @@ class SmtpTransport:
         except ssl.SSLError as exc:
             raise DeliveryError(f"{c.label}: TLS failed: {exc.reason or exc}") from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise TemporaryFailure(f"{c.label}: cannot connect: {exc}") from None
+            raise ConnectionFailure(f"{c.label}: cannot connect: {exc or type(exc).__name__}") from None
         return conn
 
     def open(self) -> None:
@@ -231,6 +338,9 @@ class SmtpTransport:
             # smtplib has read every answer it asked for; from here the transport reads the
             # socket itself, which lets a worker wait on several connections at once.
             self.sock = self.conn.sock
+            # The final dot is a small write after the message's data: Nagle's algorithm would
+            # hold it until the server acknowledges that data (a delayed ACK: up to 40 ms).
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._buf = b""
             self._pipelining = self.conn.has_extn("pipelining")
             self._utf8 = self.conn.has_extn("smtputf8")
@@ -291,8 +401,10 @@ class SmtpTransport:
         return replies
 
     def start(self, envelope: Envelope, *, group: str = "", then: Route | None = None, retried: bool = False) -> None:
-        """Write ``envelope``; its answer comes from :meth:`finish`. Raises TemporaryFailure or
-        PermanentFailure when the server refuses it before any of its data was written."""
+        """Open the envelope (unless it went ahead) and write ``envelope`` without its final dot;
+        :meth:`commit` writes the dot, :meth:`finish` reads the answer. Raises TemporaryFailure or
+        PermanentFailure when the server refuses the envelope, ConnectionFailure when no
+        connection works: in all three cases nothing was handed over."""
         route = (envelope.sender, envelope.recipient)
         prepared, self._prepared = self._prepared, None
         if prepared is not None and (prepared[0] != route or time.monotonic() - prepared[2] > PREPARED_MAX_AGE):
@@ -310,7 +422,7 @@ class SmtpTransport:
             # when this one had gone stale, else later.
             if not retried:
                 return self.start(envelope, group=group, then=then, retried=True)
-            raise TemporaryFailure(f"connection lost before the message was sent: {exc}") from None
+            raise ConnectionFailure(f"{self.label}: connection lost before the message was sent: {exc}") from None
         for (code, resp), ok in zip(replies, ((250,), (250, 251), (354,))):
             if code not in ok:
                 if replies[-1][0] == 354:
@@ -318,11 +430,30 @@ class SmtpTransport:
                 else:
                     self._reset()
                 self._fail(code, resp)
-        payload = envelope.payload() + b".\r\n"
+        try:
+            self.sock.sendall(envelope.payload())
+        except OSError as exc:
+            self._drop()
+            # Without its final dot the server holds no message: as safe to repeat as above.
+            if not retried:
+                return self.start(envelope, group=group, then=then, retried=True)
+            raise ConnectionFailure(f"{self.label}: connection lost before the message was sent: {exc}") from None
+        self._body = True
+        self._then = then
+
+    def commit(self, *, then: Route | None = None) -> None:
+        """Write the final dot of the message :meth:`start` wrote: from here on the server may
+        take it. With PIPELINING, ``then`` (or the route given to start) goes along. Raises
+        UnknownOutcome when the connection fails while the dot is written."""
+        then = then if then is not None else self._then
+        self._then = None
+        self._body = False
+        payload = b".\r\n"
         self._next = then if (then is not None and self._pipelining and self._ahead
                               and (self._utf8 or all(map(str.isascii, then)))) else None
         if self._next is not None:
             payload += self._commands(self._next)
+        self._handed_at = time.monotonic()
         try:
             self.sock.sendall(payload)
         except OSError as exc:
@@ -330,13 +461,31 @@ class SmtpTransport:
             raise UnknownOutcome(f"connection lost while the message was handed over: {exc}") from None
         self._inflight = True
 
+    def overdue(self) -> bool:
+        """The answer to the final dot has not come within ``data_timeout``."""
+        return self._inflight and time.monotonic() - self._handed_at > self.data_timeout
+
+    def abandon(self) -> None:
+        """Stop waiting for the answer (the worker is stopping): close the connection. The
+        server may still take the message, so the caller records it as unknown."""
+        self._drop()
+
     def finish(self) -> str:
-        """The answer to the message :meth:`start` wrote; raises as :meth:`start` does, or
-        UnknownOutcome when the connection was lost before the answer came."""
+        """The answer to the message :meth:`commit` completed; raises as :meth:`start` does, or
+        UnknownOutcome when the connection was lost, or no answer came within ``data_timeout``."""
         self._inflight = False
         following, self._next = self._next, None
         try:
-            code, resp = self._reply()
+            self.sock.settimeout(max(0.001, self._handed_at + self.data_timeout - time.monotonic()))
+            try:
+                code, resp = self._reply()
+            finally:
+                if self.sock is not None:
+                    self.sock.settimeout(self.timeout)
+        except TimeoutError:
+            self._drop()
+            raise UnknownOutcome(f"no answer within {self.data_timeout:.0f} s after the message was handed over; "
+                                 "the server may have taken it") from None
         except OSError as exc:
             self._drop()
             raise UnknownOutcome(f"connection lost while the message was handed over: {exc}") from None
@@ -357,6 +506,7 @@ class SmtpTransport:
     def send(self, envelope: Envelope, *, group: str = "", then: Route | None = None) -> str:
         """Hand one message over and wait for the answer."""
         self.start(envelope, group=group, then=then)
+        self.commit()
         return self.finish()
 
     def _reset(self) -> None:
@@ -371,9 +521,7 @@ class SmtpTransport:
         message = f"{code} {text}".strip()
         if 400 <= code < 500:
             raise TemporaryFailure(message)
-        lowered = text.lower()
-        unknown = code in (550, 551, 553) and (any(c in text for c in USER_UNKNOWN_CODES) or any(w in lowered for w in USER_UNKNOWN_WORDS))
-        raise PermanentFailure(message, user_unknown=unknown)
+        raise PermanentFailure(message, user_unknown=user_unknown(code, text))
 
     def _drop(self) -> None:
         if self.conn is not None:
@@ -383,11 +531,11 @@ class SmtpTransport:
                 pass
         self.conn = self.sock = None
         self._buf = b""
-        self._prepared = self._next = None
-        self._inflight = False
+        self._prepared = self._next = self._then = None
+        self._inflight = self._body = False
 
     def close(self) -> None:
-        if self.conn is not None and self._prepared is None and not self._inflight:
+        if self.conn is not None and self._prepared is None and not self._inflight and not self._body:
             try:
                 self.sock.sendall(b"QUIT\r\n")
                 self._reply()
@@ -397,8 +545,9 @@ class SmtpTransport:
         self._drop()
 
 
-def open_transport(config: TransportConfig, *, outbox: Path, env: Mapping[str, str] | None = None):
-    """The transport object for ``config``."""
+def open_transport(config: TransportConfig, *, outbox: Path, env: Mapping[str, str] | None = None,
+                   interrupted: Callable[[], bool] | None = None):
+    """The transport object for ``config``; ``interrupted`` says when to stop waiting for a server."""
     if config.kind == "outbox":
         return OutboxTransport(outbox)
-    return SmtpTransport(config, env=env)
+    return SmtpTransport(config, env=env, interrupted=interrupted)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -26,12 +27,38 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     """A copy of the project's content (campaigns, templates, contacts) to break on purpose."""
-    dest = tmp_path / "project"
+    return copy_project(tmp_path / "project")
+
+
+def copy_project(dest: Path) -> Path:
+    """Copy the project's content (campaigns, templates, the example contacts) to ``dest``."""
     for name in ("campaigns", "templates"):
         shutil.copytree(ROOT / name, dest / name)
     (dest / "contacts").mkdir()
     shutil.copy(ROOT / "contacts" / "example.csv", dest / "contacts" / "example.csv")
     return dest
+
+
+# The bundled campaign is for an election that is past. Tests that plan on the real clock use a
+# copy of it for an election this far ahead, made the way `campaign new --from-campaign` makes one:
+# another election_day in campaign.toml, the same folder name (gr2026) and content.
+ELECTION_AHEAD = (dt.date.today() + dt.timedelta(days=400)).isoformat()
+
+
+def for_election(root: Path, day: str | dt.date, campaign: str = "gr2026") -> Path:
+    """Make the campaign in the project copy ``root`` one for the election of ``day``."""
+    path = root / "campaigns" / campaign / "campaign.toml"
+    text = path.read_text(encoding="utf-8")
+    changed = re.sub(r"(?m)^election_day = .*$", f"election_day = {day}", text)
+    assert changed != text or f"election_day = {day}" in text
+    path.write_text(changed, encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def project_ahead(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy (not to be changed) whose campaign is for the election of ELECTION_AHEAD."""
+    return for_election(copy_project(tmp_path_factory.mktemp("ahead") / "project"), ELECTION_AHEAD)
 
 
 @pytest.fixture
@@ -57,6 +84,12 @@ optout_url = ""
 
 [test]
 recipients = ["staf@zender.test-org.nl"]
+
+[signatory]
+name = "Anne de Vries"
+role = "beleidsadviseur"
+phone = "+31 36 000 00 00"
+email = "anne.devries@zender.test-org.nl"
 """
 
 

@@ -1,11 +1,14 @@
 """A real SMTP server on 127.0.0.1 (aiosmtpd) that records what it receives.
 
-Its answers can be scripted per recipient: a 4xx first, a 5xx, or a dropped connection
-after the message was handed over.
+Its answers can be scripted per recipient: a 4xx first, a 5xx, a dropped connection after
+the message was handed over, or a slow answer to the final dot (``delay-dot:SECONDS``);
+``refuse_all`` answers every recipient the same way (a relay that refuses everyone).
+:class:`SilentServer` accepts connections and never greets.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import socket
@@ -37,6 +40,10 @@ class Recorder:
     lock: threading.Lock = field(default_factory=threading.Lock)
     connections: int = 0
     pipelining: bool = True
+    refuse_all: str | None = None  # an answer to every RCPT, e.g. "550 5.7.1 ... Access denied"
+    # A delayed answer waits for this (or its delay): set at the end of a test to free the server.
+    release: threading.Event = field(default_factory=threading.Event)
+    data_started: threading.Event = field(default_factory=threading.Event)  # a DATA has been received
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         # aiosmtpd reads commands line by line, so pipelined commands work; it just does not say so.
@@ -46,6 +53,8 @@ class Recorder:
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.refuse_all:
+            return self.refuse_all.replace("{rcpt}", address)
         answers = self.script.get(address.lower())
         if answers and answers[0].startswith(("4", "5")):
             return answers.pop(0)
@@ -55,8 +64,18 @@ class Recorder:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        self.data_started.set()
         for rcpt in envelope.rcpt_tos:
             answers = self.script.get(rcpt.lower())
+            if answers and answers[0].startswith("delay-dot:"):
+                delay = float(answers.pop(0).partition(":")[2])
+                # The server takes the message (a real one queues it first), and answers the
+                # final dot only after the delay (a slow content scan).
+                with self.lock:
+                    self.raw.append(envelope.content)
+                    self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+                await asyncio.get_running_loop().run_in_executor(None, self.release.wait, delay)
+                return "250 Message accepted after a while"
             if answers and answers[0] == "drop-after-data":
                 answers.pop(0)
                 # The message arrived; the answer never does.
@@ -77,9 +96,9 @@ class Recorder:
 
 class Server:
     def __init__(self, *, tls_context: ssl.SSLContext | None = None, users: dict[str, str] | None = None,
-                 pipelining: bool = True) -> None:
-        self.recorder = Recorder(pipelining=pipelining)
-        self.port = free_port()
+                 pipelining: bool = True, port: int | None = None, recorder: Recorder | None = None) -> None:
+        self.recorder = recorder or Recorder(pipelining=pipelining)
+        self.port = port or free_port()
         kwargs = {}
         if tls_context is not None:
             kwargs.update(tls_context=tls_context, require_starttls=True)
@@ -100,7 +119,47 @@ class Server:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.recorder.release.set()
         self.controller.stop()
+
+
+class SilentServer:
+    """Accepts TCP connections and never says a word (no greeting): a hung mail server."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = threading.Event()
+        self.clients: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.clients.append(client)
+            self.accepted.set()
+
+    def __enter__(self) -> "SilentServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
+        except OSError:
+            pass
+        self.sock.close()
+        for client in self.clients:
+            client.close()
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:

@@ -98,7 +98,7 @@ def test_preview_lists_nine_mails_and_switches_views(browser, preview):
     page = offline_page(browser, 1300)
     page.goto(server.url)
     assert page.locator("tr[data-mail]").count() == 9
-    assert "Samen leven doe je niet alleen" in page.inner_text("tr[data-mail='4']")
+    assert "Samen leven: ontmoetingsplekken in elke wijk" in page.inner_text("tr[data-mail='4']")
     page.click("tr[data-mail='3'] a")
     page.wait_for_selector("iframe.phone")
     assert page.locator("iframe.desktop").get_attribute("width") == "600"
@@ -106,7 +106,7 @@ def test_preview_lists_nine_mails_and_switches_views(browser, preview):
     assert not page.locator("pre.text").is_visible()
     page.click("button[data-panel='p-text']")
     assert page.locator("pre.text").is_visible()
-    assert "Beste Renée Jansen," in page.inner_text("pre.text")
+    assert "Geachte Renée Jansen," in page.inner_text("pre.text")
     page.click("button[data-panel='p-mjml']")
     assert "<mjml lang=\"nl\">" in page.inner_text("#p-mjml pre")
     # The contact picker searches (no list of everyone in the page) and shows another contact's personalisation.
@@ -118,7 +118,7 @@ def test_preview_lists_nine_mails_and_switches_views(browser, preview):
     page.wait_for_url("**/mail-3.html?contact=unal.demir%40example.nl")
     assert "Ünal Demir" in page.inner_text("#contact-current")
     page.click("button[data-panel='p-text']")
-    assert "Beste Ünal Demir," in page.inner_text("pre.text")
+    assert "Geachte Ünal Demir," in page.inner_text("pre.text")
     page.fill("#contact-search", "niemand-heet-zo")
     page.wait_for_selector("#contact-results li.more")
     assert page.inner_text("#contact-results") == "No contact matches."

@@ -38,7 +38,7 @@ def test_build_for_a_chosen_example_contact(run, tmp_path: Path):
     out = tmp_path / "out"
     result = run("build", "--out", str(out), "--contact", "UNAL.DEMIR@example.nl")
     assert result.exit_code == 0, result.output
-    assert "Beste Ünal Demir," in (out / "05-jeugd.txt").read_text(encoding="utf-8")
+    assert "Geachte Ünal Demir," in (out / "05-jeugd.txt").read_text(encoding="utf-8")
     missing = run("build", "--out", str(out), "--contact", "nobody@example.nl")
     assert missing.exit_code == 1
     assert "Error: no contact n***@example.nl" in missing.output

@@ -19,7 +19,7 @@ from mailer.project import Project
 from mailer.schedule import cancel
 from mailer.service import plan_campaign, schedule_campaign
 
-from .conftest import ROOT
+from .conftest import ROOT, copy_project, for_election
 from .smtp_server import Server
 from .test_deliver import ELECTION, MAIL1, PLANNED_AT, contacts_csv
 
@@ -195,11 +195,11 @@ def test_reactivate_refuses_erased_opted_out_unknown_and_active(run, tmp_path: P
 def _stopped_after_one(tmp_path: Path, monkeypatch, smtp: Server, addresses: list[str]) -> Project:
     """A campaign whose mail 1 has gone to the first contact only: the other rows are pending."""
     monkeypatch.setenv("CAMPAIGN_SMTP_URL", smtp.url)
-    project = Project.at(ROOT)
+    project = Project.at(for_election(copy_project(tmp_path / "project"), ELECTION))
     conn = project.connect()
     import_contacts(conn, contacts_csv(tmp_path, addresses), default_basis="published-address")
     conn.close()
-    report = plan_campaign(project, now=PLANNED_AT, election_date=ELECTION)
+    report = plan_campaign(project, now=PLANNED_AT)
     assert schedule_campaign(project, report, now=PLANNED_AT)
     worker = Worker(project, clock=lambda: MAIL1, rate_per_minute=1_000_000,
                     progress=lambda mail, done, total: worker.stop.set())

@@ -22,7 +22,7 @@ from mailer.project import Project
 from mailer.schedule import approve, cancel, retry, set_paused, status
 from mailer.service import fingerprints, plan_campaign, schedule_campaign
 
-from .conftest import ROOT
+from .conftest import ROOT, copy_project, for_election
 from .smtp_server import Server, make_certificate
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -40,13 +40,18 @@ def contacts_csv(folder: Path, addresses: list[str], name: str = "lijst.csv") ->
 
 
 def prepare(tmp_path: Path, monkeypatch, addresses: list[str], *, smtp_url: str | None, root: Path = ROOT) -> Project:
+    """The campaign (a copy of ``root``'s, for the election of ELECTION) scheduled for ``addresses``."""
     if smtp_url:
         monkeypatch.setenv("CAMPAIGN_SMTP_URL", smtp_url)
-    project = Project.at(root)
+    if root == ROOT:
+        root = tmp_path / "project-2027"
+        if not root.exists():
+            copy_project(root)
+    project = Project.at(for_election(root, ELECTION))
     conn = project.connect()
     import_contacts(conn, contacts_csv(tmp_path, addresses), default_basis="published-address")
     conn.close()
-    report = plan_campaign(project, now=PLANNED_AT, election_date=ELECTION)
+    report = plan_campaign(project, now=PLANNED_AT)
     assert schedule_campaign(project, report, now=PLANNED_AT)
     return project
 
@@ -85,7 +90,7 @@ def test_sends_the_due_mail_once_to_each_active_contact(configured_home, tmp_pat
     assert m["Subject"] == "Wonen Eerst: herstel begint met een thuis"
     assert m["From"].addresses[0].addr_spec == "campagne@zender.test-org.nl"
     assert m["Message-ID"].endswith("@zender.test-org.nl>")
-    assert "Beste Persoon" in m.get_body(("plain",)).get_content()
+    assert "Geachte Persoon" in m.get_body(("plain",)).get_content()
     assert run_worker(project, MAIL1 + dt.timedelta(minutes=5)).sent == 0  # nothing twice
     assert smtp.recorder.count() == 4
     conn = project.connect()
@@ -203,8 +208,8 @@ def test_smtp_is_refused_while_the_sender_is_not_configured(home, tmp_path, monk
     from mailer.errors import SenderNotConfigured
 
     monkeypatch.setenv("CAMPAIGN_SMTP_URL", smtp.url)
-    project = Project.at(ROOT)
-    report = plan_campaign(project, now=PLANNED_AT, election_date=ELECTION)
+    project = Project.at(for_election(copy_project(tmp_path / "project"), ELECTION))
+    report = plan_campaign(project, now=PLANNED_AT)
     with pytest.raises(SenderNotConfigured, match="sender is not configured"):
         schedule_campaign(project, report, now=PLANNED_AT)
 
@@ -263,9 +268,9 @@ def test_send_test_marks_personalises_and_records_nothing(configured_home, tmp_p
     assert result.exit_code == 0, result.output
     assert "Mail 3 to staf@zender.test-org.nl" in result.output
     [msg] = smtp.recorder.messages
-    assert msg["Subject"] == "[TEST] Een sociale basis voor iedereen"
+    assert msg["Subject"] == "[TEST] Investeer in een sociale basis voor iedereen"
     assert msg["To"].addresses[0].addr_spec == "staf@zender.test-org.nl"
-    assert "Beste Zoë van den Berg," in msg.get_body(("plain",)).get_content()
+    assert "Geachte Zoë van den Berg," in msg.get_body(("plain",)).get_content()
     refused = run("send-test", "--to", "KANDIDAAT@example.nl")
     assert refused.exit_code == 1 and "reaches the mailbox of an imported contact" in refused.output
     default = run("send-test", "--mail", "1")
@@ -291,7 +296,7 @@ def sigkill_run(tmp_path, monkeypatch, smtp, connections: int) -> None:
                  (store.iso(dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)),))
     conn.close()
     env = {**os.environ, "CAMPAIGN_HOME": str(project.home), "CAMPAIGN_SMTP_URL": smtp.url}
-    cmd = [sys.executable, "-c", "import cli; cli.cli()", "--project", str(ROOT), "worker", "--once", "--rate", "1000000",
+    cmd = [sys.executable, "-c", "import cli; cli.cli()", "--project", str(project.root), "worker", "--once", "--rate", "1000000",
            "--connections", str(connections)]
     first = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -314,7 +319,7 @@ def sigkill_run(tmp_path, monkeypatch, smtp, connections: int) -> None:
     resent = conn.execute("SELECT SUM(resent) FROM ledger").fetchone()[0]
     conn.close()
     assert duplicates <= resent <= connections  # the rows in flight are counted as resent
-    report = json.loads(subprocess.run(cmd[:3] + ["--project", str(ROOT), "status", "--json"], env=env,
+    report = json.loads(subprocess.run(cmd[:3] + ["--project", str(project.root), "status", "--json"], env=env,
                                        capture_output=True, text=True).stdout)
     assert report["mails"][0]["sent"] == n
 
@@ -323,7 +328,7 @@ def test_running_worker_is_woken_by_reschedule_and_stops_on_sigterm(configured_h
     with Server() as smtp:
         project = prepare(tmp_path, monkeypatch, [f"w{i}@example.nl" for i in range(20)], smtp_url=smtp.url)
         env = {**os.environ, "CAMPAIGN_HOME": str(project.home), "CAMPAIGN_SMTP_URL": smtp.url}
-        base = [sys.executable, "-c", "import cli; cli.cli()", "--project", str(ROOT)]
+        base = [sys.executable, "-c", "import cli; cli.cli()", "--project", str(project.root)]
         worker = subprocess.Popen(base + ["worker", "--rate", "600"], env=env, cwd=ROOT,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:

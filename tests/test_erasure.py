@@ -20,6 +20,8 @@ from mailer.deliver import Worker
 from mailer.project import Project
 from mailer.service import plan_campaign, schedule_campaign
 
+from .conftest import for_election
+
 PLANNED_AT = dt.datetime(2026, 12, 1, 12, tzinfo=dt.timezone.utc)
 ELECTION = dt.date(2027, 4, 14)
 MAIL1 = dt.datetime(2027, 2, 3, 9, 30, tzinfo=ZoneInfo("Europe/Amsterdam"))  # mail 1 is due at 09:00
@@ -74,8 +76,8 @@ def written(run, home: Path, project_copy: Path, tmp_path: Path):
     root = project_copy
     elsewhere = tmp_path / "elsewhere"
     assert run("contacts", "import", str(contacts_file(tmp_path, PEOPLE)), root=root).exit_code == 0
-    project = Project.at(root)
-    report = plan_campaign(project, now=PLANNED_AT, election_date=ELECTION)
+    project = Project.at(for_election(root, ELECTION))
+    report = plan_campaign(project, now=PLANNED_AT)
     assert schedule_campaign(project, report, now=PLANNED_AT)
     stats = Worker(project, clock=lambda: MAIL1, rate_per_minute=1_000_000).run(once=True)
     assert stats.sent == len(PEOPLE)

@@ -396,13 +396,13 @@ def test_an_idn_contact_is_built_simulated_and_sent_in_its_ascii_form(run, confi
         assert msg["To"].addresses[0].addr_spec.lower() == ascii_form
         assert "body=Piet@xn--bcher-kva.nl" in msg["List-Unsubscribe"]
     out = tmp_path / "build"
-    result = run("build", "--out", str(out))
+    result = run("build", "--out", str(out), root=project.root)
     assert result.exit_code == 0, result.output
     built = parse((out / "01-wonen-eerst.eml").read_bytes())
     assert built["To"].addresses[0].addr_spec.lower() == ascii_form
-    result = run("build", "--out", str(out), "--contact", "piet@bücher.nl")
+    result = run("build", "--out", str(out), "--contact", "piet@bücher.nl", root=project.root)
     assert result.exit_code == 0, result.output
-    result = run("simulate", "--election-date", "2027-04-14")
+    result = run("simulate", root=project.root)
     assert result.exit_code == 0, result.output
     # Mail 1 was sent above, so the simulation starts at mail 2.
     first = sorted((configured_home / "simulation" / "gr2026").glob("02-*/*.eml"))[0]

@@ -21,8 +21,7 @@ from click.testing import CliRunner, Result
 import cli
 from mailer import store
 
-from .conftest import CONFIGURED_SETTINGS, IN_CI, ROOT
-from .test_cli_schedule import ELECTION
+from .conftest import CONFIGURED_SETTINGS, ELECTION_AHEAD, IN_CI, ROOT, for_election
 
 TEXT = ["", "../../etc/passwd", "x" * 3000, "a\x00b", "\x1b[2J\r\nBcc: x@example.org", "\u202eabc@example.org",
         "nobody@", "-1", "\u00b2", "\u0663", "jan@\u0430\u0440\u0440le.com", "'; DROP TABLE ledger; --"]
@@ -100,7 +99,17 @@ def invocations(path: tuple[str, ...], command: click.Command) -> Iterator[list[
             yield args
 
 
-def invoke(args: list[str], *, root: Path = ROOT) -> Result:
+# The project the commands run against: a copy whose election is ahead (the bundled one is past).
+AHEAD: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _ahead(project_ahead: Path) -> None:
+    AHEAD[:] = [project_ahead]
+
+
+def invoke(args: list[str], *, root: Path | None = None) -> Result:
+    root = root or AHEAD[0]
     runner = CliRunner()
     # Safety net: a command that starts serving or looping must fail this test, not hang it.
     signal.alarm(60)
@@ -154,13 +163,14 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         shutil.copytree(ROOT / name, project / name)
     (project / "contacts").mkdir()
     shutil.copy(ROOT / "contacts" / "example.csv", project / "contacts" / "example.csv")
+    for_election(project, ELECTION_AHEAD)
     scheduled = base / "scheduled"
     scheduled.mkdir()
     (scheduled / "settings.toml").write_text(CONFIGURED_SETTINGS, encoding="utf-8")
     env = {**os.environ, "CAMPAIGN_HOME": str(scheduled)}
     env.pop("CAMPAIGN_SMTP_URL", None)
     for args in (["contacts", "import", str(ROOT / "contacts" / "example.csv")],
-                 ["schedule", "--election-date", ELECTION, "--yes"]):
+                 ["schedule", "--yes"]):
         result = CliRunner().invoke(cli.cli, ["--project", str(project), *args], env=env, catch_exceptions=False)
         assert result.exit_code == 0, result.output
     return {"project": project, "scheduled": scheduled}
@@ -227,7 +237,7 @@ def test_a_state_database_that_is_not_one_is_named(home: Path):
 
 # --- single cases from the issues ---------------------------------------------------------------
 
-def campaign(*args: str, root: Path = ROOT) -> Result:
+def campaign(*args: str, root: Path | None = None) -> Result:
     """Invoke ``campaign`` in-process; exceptions are caught so that a traceback fails the check."""
     return invoke(list(args), root=root)
 
@@ -254,7 +264,7 @@ def stored(home: Path, query: str) -> list[tuple]:
 def scheduled(configured_home: Path, restore_signals: None) -> Path:
     """A configured home with the example contacts imported and the plan stored."""
     assert campaign("contacts", "import", str(ROOT / "contacts" / "example.csv")).exit_code == 0
-    result = campaign("schedule", "--election-date", ELECTION, "--yes")
+    result = campaign("schedule", "--yes")
     assert result.exit_code == 0, result.output
     return configured_home
 
@@ -362,7 +372,7 @@ def test_retry_and_approve_refuse_a_mail_the_campaign_does_not_have(scheduled: P
                                               ("/dev/full", "No space left on device")])
 def test_an_ics_file_that_cannot_be_written_is_a_sentence(home: Path, tmp_path: Path, path: str, reason: str):
     path = path.replace("{tmp}", str(tmp_path))
-    refused(campaign("plan", "--election-date", ELECTION, "--ics", path), 1, f"could not write {path}: {reason}")
+    refused(campaign("plan", "--ics", path), 1, f"could not write {path}: {reason}")
 
 
 @pytest.mark.parametrize("args", [["build", "--out", "/proc/foo"], ["simulate", "--out", "/proc/x"],
@@ -453,7 +463,7 @@ def due_now(home: Path) -> None:
     """Import the example contacts, store the plan and make mail 1 due at once."""
     (home / "settings.toml").write_text(CONFIGURED_SETTINGS, encoding="utf-8")
     for args in (["contacts", "import", str(ROOT / "contacts" / "example.csv")],
-                 ["schedule", "--election-date", ELECTION, "--yes"], ["reschedule", "--mail", "1", "--at", "now"]):
+                 ["schedule", "--yes"], ["reschedule", "--mail", "1", "--at", "now"]):
         result = campaign(*args)
         assert result.exit_code == 0, result.output
 

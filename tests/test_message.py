@@ -51,7 +51,7 @@ def test_headers_and_parts(setup):
     parts = [p.get_content_type() for p in msg.iter_parts()]
     assert parts == ["text/plain", "text/html"]
     assert all(p.get_content_charset() == "utf-8" for p in msg.iter_parts())
-    assert "Beste Zoë van den Berg," in msg.get_body(("plain",)).get_content()
+    assert "Geachte Zoë van den Berg," in msg.get_body(("plain",)).get_content()
     # The HTML part, encoded from fixed parts and contact values, decodes to exactly the mail.
     personal = personalise(mail, contact, settings=campaign.settings)
     assert personal.html_values
@@ -101,7 +101,7 @@ def test_test_mail_is_marked(setup):
     assert msg["To"] == "staf@example.org"
     assert env.recipient == "staf@example.org"
     # The body still shows the chosen contact's personalisation.
-    assert "Beste Renée Jansen," in msg.get_body(("plain",)).get_content()
+    assert "Geachte Renée Jansen," in msg.get_body(("plain",)).get_content()
 
 
 def test_encoding_round_trips_through_the_email_package(setup):

@@ -62,10 +62,18 @@ def test_window_and_daylight_saving_time():
 
 
 def test_refuses_a_past_election_and_names_the_way_out():
-    with pytest.raises(PlanError, match="not in the future.*--election-date"):
+    with pytest.raises(PlanError, match="not in the future.*`campaign new NAME --from-campaign t --election-day DATE`"):
         plan(now=dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc))
-    ok = plan(now=dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc), override=dt.date(2027, 4, 14))
-    assert ok.election_day == dt.date(2027, 4, 14)
+
+
+def test_an_election_date_is_no_override_of_the_campaigns_election():
+    # The mails name the campaign's election: planning them for another day would send them
+    # naming the wrong one (issue 14).
+    with pytest.raises(PlanError, match=r"--election-date 2027-04-14 is not the election of campaign t .*"
+                                        r"`campaign new NAME --from-campaign t --election-day 2027-04-14`"):
+        plan(now=dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc), override=dt.date(2027, 4, 14))
+    same = plan(now=dt.datetime(2025, 11, 25, tzinfo=dt.timezone.utc), override=dt.date(2026, 3, 18))
+    assert same.election_day == dt.date(2026, 3, 18) and same.election_override
 
 
 def test_refuses_sends_in_the_past():

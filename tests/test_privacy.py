@@ -16,6 +16,8 @@ from mailer.deliver import Worker
 from mailer.project import Project
 from mailer.service import plan_campaign, schedule_campaign
 
+from .conftest import for_election
+
 PLANNED_AT = dt.datetime(2026, 12, 1, 12, tzinfo=dt.timezone.utc)
 ELECTION = dt.date(2027, 4, 14)
 MAIL1 = dt.datetime(2027, 2, 3, 9, 30, tzinfo=ZoneInfo("Europe/Amsterdam"))
@@ -41,8 +43,8 @@ def test_everything_the_tool_writes_is_owner_only(umask, run, home: Path, projec
     contacts.write_text("email,name,party,municipality\nan@ok.nl,An,P,Ede\njoan@ok.nl,Joan,Q,Zeist\n", encoding="utf-8")
     assert run("init", root=root).exit_code == 0
     assert run("contacts", "import", str(contacts), root=root).exit_code == 0
-    project = Project.at(root)
-    assert schedule_campaign(project, plan_campaign(project, now=PLANNED_AT, election_date=ELECTION), now=PLANNED_AT)
+    project = Project.at(for_election(root, ELECTION))
+    assert schedule_campaign(project, plan_campaign(project, now=PLANNED_AT), now=PLANNED_AT)
     assert Worker(project, clock=lambda: MAIL1, rate_per_minute=1_000_000).run(once=True).sent == 2
     assert run("build", root=root).exit_code == 0
     assert run("build", "--out", str(chosen / "build"), root=root).exit_code == 0

@@ -52,7 +52,7 @@ def test_a_test_mails_opt_out_names_the_test_recipient_never_the_contact(configu
     result = run("send-test", "--to", STAFF, "--mail", "2", "--contact", CONTACT)
     assert result.exit_code == 0, result.output
     [msg] = outbox_messages(configured_home)
-    assert "Beste Persoon 0," in msg.get_body(("plain",)).get_content()  # still personalised as the contact
+    assert "Geachte Persoon 0," in msg.get_body(("plain",)).get_content()  # still personalised as the contact
     header = str(msg["List-Unsubscribe"])
     text = msg.get_body(("plain",)).get_content()
     html = msg.get_body(("html",)).get_content()

@@ -27,11 +27,20 @@ from mailer.project import Project
 from mailer.schedule import worker_seen
 from mailer.transport import transport_config
 
-from .conftest import ROOT
+from .conftest import ELECTION_AHEAD, ROOT
 from .smtp_server import Server
 
-ELECTION = (dt.date.today() + dt.timedelta(days=400)).isoformat()
-CLI = [sys.executable, "-c", "import cli; cli.cli()", "--project", str(ROOT)]
+ELECTION = ELECTION_AHEAD
+CLI = [sys.executable, "-c", "import cli; cli.cli()", "--project"]
+
+
+@pytest.fixture
+def run(run, project_ahead: Path):
+    """``campaign`` against a copy of the project whose election is ahead (the bundled one is past)."""
+    def invoke(*args: str, root: Path = project_ahead, input: str | None = None):
+        return run(*args, root=root, input=input)
+
+    return invoke
 
 
 def rows(home: Path, query: str, args: tuple = ()) -> list[tuple]:
@@ -44,7 +53,7 @@ def rows(home: Path, query: str, args: tuple = ()) -> list[tuple]:
 
 def scheduled(run) -> None:
     assert run("contacts", "import", str(ROOT / "contacts/example.csv")).exit_code == 0
-    result = run("schedule", "--election-date", ELECTION, "--yes")
+    result = run("schedule", "--yes")
     assert result.exit_code == 0, result.output
 
 
@@ -126,13 +135,13 @@ def read_until(fd: int, marker: bytes | None, *, limit: float = 60.0) -> bytes:
     return seen
 
 
-def test_schedule_says_where_mail_goes_before_the_staff_member_confirms(home: Path):
+def test_schedule_says_where_mail_goes_before_the_staff_member_confirms(home: Path, project_ahead: Path):
     import pty
 
     env = {**os.environ, "CAMPAIGN_HOME": str(home)}
     env.pop("CAMPAIGN_SMTP_URL", None)
     master, slave = pty.openpty()
-    child = subprocess.Popen(CLI + ["schedule", "--election-date", ELECTION], cwd=ROOT, env=env,
+    child = subprocess.Popen(CLI + [str(project_ahead), "schedule"], cwd=ROOT, env=env,
                              stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
     try:
@@ -153,7 +162,7 @@ def test_schedule_says_where_mail_goes_before_the_staff_member_confirms(home: Pa
 
 def test_schedule_names_the_transport_it_stored(run, configured_home: Path, monkeypatch):
     assert run("contacts", "import", str(ROOT / "contacts/example.csv")).exit_code == 0
-    result = run("schedule", "--election-date", ELECTION, "--yes")
+    result = run("schedule", "--yes")
     assert result.exit_code == 0, result.output
     assert "Mail goes to the outbox" in result.output
     assert "Stored. The worker writes each mail to the outbox" in result.output
@@ -161,7 +170,7 @@ def test_schedule_names_the_transport_it_stored(run, configured_home: Path, monk
     assert run("cancel").exit_code == 0
     with Server() as smtp:
         monkeypatch.setenv("CAMPAIGN_SMTP_URL", smtp.url)
-        again = run("schedule", "--election-date", ELECTION, "--yes")
+        again = run("schedule", "--yes")
     assert again.exit_code == 0, again.output
     assert f"Mail goes out through {smtp.url}" in again.output
     assert f"Stored. The worker sends each mail through {smtp.url}" in again.output
@@ -180,7 +189,7 @@ def test_schedule_again_with_smtp_points_to_the_switch_instead_of_a_dead_end(run
     scheduled(run)  # without CAMPAIGN_SMTP_URL: the outbox
     with Server() as smtp:
         monkeypatch.setenv("CAMPAIGN_SMTP_URL", smtp.url)
-        again = run("schedule", "--election-date", ELECTION, "--yes")
+        again = run("schedule", "--yes")
     assert again.exit_code == 1
     assert "the plan is stored for the outbox" in again.output
     assert smtp.url in again.output
@@ -221,8 +230,8 @@ def test_switch_transport_keeps_the_reschedules_and_is_refused_once_mail_went_ou
     assert rows(home, "SELECT transport FROM plans") == [(smtp.url,)]
 
 
-def test_the_worker_refusal_names_both_transports_and_the_way_out(configured_home: Path):
-    project = Project.at(ROOT)
+def test_the_worker_refusal_names_both_transports_and_the_way_out(configured_home: Path, project_ahead: Path):
+    project = Project.at(project_ahead)
     smtp = transport_config({"CAMPAIGN_SMTP_URL": "smtp://campagne@mail.example.nl:587"})
     outbox = transport_config({})
     with pytest.raises(DeliveryError) as stored_outbox:
@@ -277,9 +286,9 @@ def test_a_worker_refused_at_start_does_not_show_as_running(run, configured_home
     assert smtp.recorder.count() == 0
 
 
-def test_the_started_signal_comes_once_the_lock_is_held(run, home: Path):
+def test_the_started_signal_comes_once_the_lock_is_held(run, home: Path, project_ahead: Path):
     scheduled(run)
-    project = Project.at(ROOT)
+    project = Project.at(project_ahead)
     seen = []
 
     def started() -> None:
@@ -301,7 +310,7 @@ def test_a_new_schedule_after_cancel_keeps_sent_mails_sent_and_simulate_skips_th
     scheduled(run)
     send_mail_1_now(run)
     assert run("cancel").exit_code == 0
-    again = run("schedule", "--election-date", ELECTION, "--yes")
+    again = run("schedule", "--yes")
     assert again.exit_code == 0, again.output
     assert "Mail 1 was sent completely before; it stays sent and is not sent again." in again.output
     report = json.loads(run("status", "--json").output)

@@ -323,3 +323,25 @@ def test_the_envelope_sender_is_the_bounce_address(inbox_home):
                              campaign=campaign.settings, now=dt.datetime(2026, 1, 6, tzinfo=dt.timezone.utc))
     assert envelope.sender == "bounces@zender.test-org.nl"
     assert b"From: Leger des Heils <campagne@zender.test-org.nl>" in envelope.data
+
+
+def test_the_worker_sends_every_message_from_the_bounce_address_over_one_connection(home, tmp_path, monkeypatch):
+    from .smtp_server import Recorder, Server
+    from .test_deliver import MAIL1, prepare, run_worker
+
+    class Envelopes(Recorder):
+        async def handle_DATA(self, server, session, envelope):
+            self.seen.append((id(session), envelope.mail_from))
+            return await super().handle_DATA(server, session, envelope)
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "settings.toml").write_text(SETTINGS, encoding="utf-8")
+    with Server() as smtp:
+        smtp.recorder.__class__ = Envelopes
+        smtp.recorder.seen = []
+        project = prepare(tmp_path, monkeypatch, [f"p{i}@example.nl" for i in range(4)], smtp_url=smtp.url)
+        assert run_worker(project, MAIL1).sent == 4
+        seen = list(smtp.recorder.seen)
+    assert [sender for _, sender in seen] == ["bounces@zender.test-org.nl"] * 4
+    # The next envelope, pipelined with a message's data, names the same sender: no reconnects.
+    assert len({session for session, _ in seen}) == 1

@@ -46,6 +46,7 @@ golden: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py --connections 2,4
+	$(BIN)/python bench/inbox.py
 
 clean:
 	rm -rf $(VENV) out

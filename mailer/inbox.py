@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 KINDS = ("bounce-hard", "bounce-soft", "delay", "optout", "complaint", "autoreply", "reply", "other")
 OPTOUT_REASON = "per mail"
-RECORD_BATCH = 200  # handled messages that changed nothing, recorded per transaction
+RECORD_BATCH = 200  # handled messages recorded per transaction (after their changes were committed)
 
 # Subjects (after Re:/Fwd: prefixes) that ask to be taken off the list.
 _OPTOUT_SUBJECT = re.compile(r"\b(afmelden|afmelding|uitschrijven|uitschrijving|unsubscribe|opt[- ]?out)\b", re.I)
@@ -280,6 +280,7 @@ def _is_auto_submitted(msg: email.message.Message) -> tuple[bool, bool]:
 
 
 def fingerprint_of(msg: email.message.Message, raw: bytes) -> str:
+    """What recognises a message read again: its Message-ID, or a digest of its bytes without one."""
     mid = _ANGLE.findall(str(msg.get("Message-ID", "")))
     if mid:
         return "mid:" + mid[0]
@@ -698,7 +699,7 @@ class _Context:
     salt: str
     # fingerprints seen in this run (a dry run records nothing, yet a message twice is still one)
     seen_now: set[str] = field(default_factory=set)
-    # Handled messages that changed nothing, recorded together (see ``flush``).
+    # Handled messages not yet recorded as handled (see ``flush``).
     pending: list[tuple[tuple | None, str]] = field(default_factory=list)
 
 
@@ -927,7 +928,7 @@ def read_inbox(
                         imap.mark(seen_uids, seen=True)
                         imap.mark(kept_uids, seen=False)
                         marked = len(seen_uids) + len(kept_uids)
-                    except (MailboxError, OSError, Exception) as exc:  # imaplib.IMAP4.error included
+                    except Exception as exc:  # imaplib.IMAP4.error, OSError or MailboxError
                         # Recorded as handled already: the next run skips them, so nothing is applied twice.
                         mark_error = str(exc)
     finally:

@@ -432,6 +432,7 @@ def contacts_show(state: State, email: str, as_json: bool) -> None:
         return
     sends = info.pop("sends")
     extra = info.pop("extra")
+    came_back = info.pop("came_back")
     width = max(len(k) for k in list(info) + list(extra))
     for key, value in info.items():
         click.echo(f"{key.ljust(width)}  {value if value not in (None, '') else '-'}")
@@ -443,6 +444,11 @@ def contacts_show(state: State, email: str, as_json: bool) -> None:
                          ["campaign", "mail", "state", "sent at", "error"]))
     else:
         click.echo("Nothing sent to this contact yet.")
+    if came_back:
+        click.echo("\nCame back by mail (campaign inbox):")
+        click.echo(table([[e["received_at"], e["kind"], e["campaign"] or "", e["mail"] or "", e["status"],
+                           e["effect"] or "-", e["subject"]] for e in came_back],
+                         ["received", "kind", "campaign", "mail", "status", "changed", "subject"]))
 
 
 def _addresses(emails: tuple[str, ...], from_file: Path | None) -> list[str]:
@@ -559,6 +565,47 @@ def contacts_forget(state: State, email: str, yes: bool, not_imported: bool) -> 
         click.echo(f"Erased {result.address}: contact and send records deleted, {result.files_removed} file(s) "
                    f"removed, {result.lines_removed} timeline line(s) dropped; a one-way hash keeps the address "
                    "from being imported again.")
+
+
+# --- what comes back by mail ------------------------------------------------------------------
+
+@cli.command()
+@click.option("--from", "source", type=FilePath(exists=True, path_type=Path), default=None, metavar="PATH",
+              help="Read a Maildir, an mbox file or a folder of .eml files instead of CAMPAIGN_IMAP_URL.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing and flag nothing.")
+@json_option
+@click.pass_obj
+@engine_errors
+def inbox(state: State, source: Path | None, dry_run: bool, as_json: bool) -> None:
+    """Read bounces, opt-outs, abuse reports, auto-replies and replies from the mailbox, and act on them.
+
+    Hard bounces make a contact bounced, opt-outs and abuse reports unsubscribe it, auto-replies
+    change nothing, replies are listed for staff. Reading a message twice changes nothing.
+    """
+    from mailer.inbox import read_inbox
+
+    report = read_inbox(state.project(), source=source, dry_run=dry_run, now=now())
+    if as_json:
+        echo_json([o.as_dict() for o in report.outcomes])
+    else:
+        if report.outcomes:
+            click.echo(table([[o.ref[-40:], o.kind, o.contact or "-", o.party, o.municipality,
+                               f"{o.campaign}/{o.mail}" if o.mail else "",
+                               f"{o.action} ({o.note})" if o.note else o.action, o.subject[:40]]
+                              for o in report.outcomes],
+                             ["message", "kind", "contact", "party", "municipality", "mail", "action", "subject"]))
+            click.echo("")
+        counts = report.counts()
+        summary = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "no messages"
+        click.echo(f"Read {len(report.outcomes)} message(s) from {report.source}: {summary}.")
+        if dry_run:
+            click.echo("Dry run: nothing was changed and no message was flagged; run it without --dry-run to apply.")
+        if counts["reply"]:
+            click.echo(f"Replies from people that wait for an answer: {counts['reply']}; read them in the mailbox "
+                       "(they stay unread there).")
+    if report.mark_error:
+        click.secho(f"Warning: the messages were handled, but flagging them in the mailbox failed "
+                    f"({report.mark_error}); the next run recognises them and changes nothing.", fg="yellow", err=True)
 
 
 # --- plan and schedule ------------------------------------------------------------------------
@@ -855,9 +902,10 @@ def _print_status(project, *, as_json: bool) -> None:
             local = _local(m.due_at, tz)
             c = m.counts
             rows.append([m.number, m.theme[:34], f"{local:%a %Y-%m-%d %H:%M}", m.state, c["sent"], c["pending"],
-                         c["failed"], c["unknown"], c["suppressed"] + c.get("excluded", 0), m.resent])
+                         c["failed"], c["unknown"], c["suppressed"] + c.get("excluded", 0), m.resent,
+                         c.get("bounced", 0), c.get("opted_out", 0)])
         click.echo(table(rows, ["#", "theme", "planned", "state", "sent", "pending", "failed", "unknown",
-                                "suppressed", "resent"]))
+                                "suppressed", "resent", "bounced", "opted out"]))
         # A campaign paused and then cancelled is cancelled: resume can no longer send it.
         flags = " (cancelled)" if report.cancelled else " (paused)" if report.paused else ""
         click.echo(f"\nCampaign {report.campaign}{flags}; election day {dutch_date(report.election_day)}; "

@@ -50,6 +50,7 @@ from zoneinfo import ZoneInfo
 from . import store
 from .contacts import Contact, _row_to_contact
 from .errors import DeliveryError, SenderNotConfigured, StateError
+from .inbox import imap_config
 from .message import Envelope, build_message
 from .personalise import personalise
 from .plan import closed_reason, window_close, window_open
@@ -72,6 +73,7 @@ BACKOFF = (60, 300, 900, 3600)  # seconds before attempts 2, 3, 4, 5
 REREAD_SECONDS = 30  # how often a running worker re-reads the schedule: under a minute
 WAIT_SLICE = 0.25  # how long a wait for answers goes without looking at stop, pause and the clock
 STOP_GRACE = 5.0  # seconds a stopping worker still waits for answers to messages in flight
+INBOX_SECONDS = 300  # how often it reads bounces and opt-outs when CAMPAIGN_IMAP_URL is set
 
 
 @dataclass
@@ -722,7 +724,7 @@ class Worker:
                         if following is not None:
                             upcoming[transport] = following
                             built[transport] = build(following)
-                        then = (sender.address, following["email"]) if following is not None else None
+                        then = (sender.envelope_sender, following["email"]) if following is not None else None
                         try:
                             transport.commit(then=then)
                         except Exception as exc:
@@ -894,6 +896,11 @@ class Worker:
         scheduler = BackgroundScheduler(timezone=dt.timezone.utc,
                                         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         scheduler.add_job(self.wake.set, "interval", seconds=REREAD_SECONDS, id="reread")
+        if imap_config(self.env) is not None:
+            # Bounces and opt-outs arrive by mail: read them every few minutes (and at once), so
+            # that an opt-out stops the next mail without anyone running `campaign inbox`.
+            scheduler.add_job(self.read_inbox, "interval", seconds=INBOX_SECONDS, id="inbox",
+                              next_run_time=dt.datetime.now(dt.timezone.utc))
         scheduler.start()
         try:
             while not self.stop.is_set():
@@ -917,6 +924,19 @@ class Worker:
                 self.wake.clear()
         finally:
             scheduler.shutdown(wait=False)
+
+
+    def read_inbox(self) -> None:
+        """Read and apply the mailbox of ``CAMPAIGN_IMAP_URL`` (in APScheduler's thread, with its own
+        database connection); a failure is reported and tried again at the next run."""
+        from .errors import CampaignError
+        from .inbox import read_inbox
+
+        try:
+            read_inbox(self.project, env=self.env, now=self.clock())
+        except (CampaignError, sqlite3.Error, OSError) as exc:
+            if self.on_error:
+                self.on_error(f"reading the inbox failed: {exc}")
 
 
 @dataclass(frozen=True)

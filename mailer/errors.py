@@ -73,3 +73,7 @@ class OutputError(CampaignError):
 
 class ChecklistError(CampaignError):
     """A checklist document cannot be read, or no themes are found in it."""
+
+
+class MailboxError(CampaignError):
+    """A mailbox to read (IMAP, Maildir, mbox or a folder of .eml files) cannot be opened or read."""

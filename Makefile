@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test browser dovecot golden bench clean
+.PHONY: demo test browser mailservers golden bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,15 +29,16 @@ browser:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-# Debian's Dovecot (IMAP) for the XOAUTH2 tests (tests/test_oauth_imap.py); the tests start
-# their own instance with their own configuration. Installed only when missing.
-dovecot:
-	@command -v dovecot >/dev/null 2>&1 || test -x /usr/sbin/dovecot || { \
-	  echo "Installing Debian's dovecot-imapd for the IMAP tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; \
-	  systemctl disable --now dovecot >/dev/null 2>&1 || true; }
+# Debian's Dovecot (IMAP) and Postfix for the inbox tests, which start their own on loopback
+# ports from throwaway configurations; installed only when missing. Postfix is installed
+# without a configuration of its own ("No configuration"), and neither is started here.
+mailservers:
+	@command -v dovecot >/dev/null 2>&1 && command -v postfix >/dev/null 2>&1 || { \
+	  echo "Installing Debian's dovecot-imapd and postfix for the inbox tests"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd postfix >/dev/null; }
 
-test: $(STAMP) browser dovecot
+test: $(STAMP) browser mailservers
 	$(BIN)/python -m pytest
 
 golden: $(STAMP)
@@ -45,6 +46,7 @@ golden: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py --connections 2,4
+	$(BIN)/python bench/inbox.py
 
 clean:
 	rm -rf $(VENV) out

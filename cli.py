@@ -330,12 +330,17 @@ def build(state: State, campaign_name: str | None, out: Path | None, contact: st
             "out": str(result.out), "contact": result.contact, "render_seconds": round(result.render_seconds, 4),
             "sender_configured": not result.sender_problems,
             "mails": [{"number": m.number, "theme": m.theme, "subject": m.subject, "slug": m.slug,
-                       "html_bytes": m.html_bytes, "findings": [f.as_dict() for f in m.findings]} for m in result.mails],
+                       "html_bytes": m.html_bytes, "draft": m.draft,
+                       "findings": [f.as_dict() for f in m.findings]} for m in result.mails],
         })
     else:
         rows = [[m.number, m.theme[:40], m.subject, f"{m.html_bytes / 1024:.1f}",
                  "; ".join(f"{f.level}: {f.message}" for f in m.findings) or "ok"] for m in result.mails]
         click.echo(table(rows, ["#", "theme", "subject", "HTML KB", "problems"]))
+        drafts = [str(m.number) for m in result.mails if m.draft]
+        if drafts:
+            click.echo(f"\nDraft (draft = true): mail {', '.join(drafts)}; `campaign schedule` refuses until each "
+                       "is edited and the line deleted.")
         click.echo(f"\nWrote {len(result.mails) * 4} files to {result.out} for {result.contact} "
                    f"(from {result.contact_source}); rendering took {result.render_seconds * 1000:.0f} ms.")
     warn_sender(result.sender_problems)
@@ -427,6 +432,7 @@ def contacts_show(state: State, email: str, as_json: bool) -> None:
         return
     sends = info.pop("sends")
     extra = info.pop("extra")
+    came_back = info.pop("came_back")
     width = max(len(k) for k in list(info) + list(extra))
     for key, value in info.items():
         click.echo(f"{key.ljust(width)}  {value if value not in (None, '') else '-'}")
@@ -438,6 +444,11 @@ def contacts_show(state: State, email: str, as_json: bool) -> None:
                          ["campaign", "mail", "state", "sent at", "error"]))
     else:
         click.echo("Nothing sent to this contact yet.")
+    if came_back:
+        click.echo("\nCame back by mail (campaign inbox):")
+        click.echo(table([[e["received_at"], e["kind"], e["campaign"] or "", e["mail"] or "", e["status"],
+                           e["effect"] or "-", e["subject"]] for e in came_back],
+                         ["received", "kind", "campaign", "mail", "status", "changed", "subject"]))
 
 
 def _addresses(emails: tuple[str, ...], from_file: Path | None) -> list[str]:
@@ -554,6 +565,47 @@ def contacts_forget(state: State, email: str, yes: bool, not_imported: bool) -> 
         click.echo(f"Erased {result.address}: contact and send records deleted, {result.files_removed} file(s) "
                    f"removed, {result.lines_removed} timeline line(s) dropped; a one-way hash keeps the address "
                    "from being imported again.")
+
+
+# --- what comes back by mail ------------------------------------------------------------------
+
+@cli.command()
+@click.option("--from", "source", type=FilePath(exists=True, path_type=Path), default=None, metavar="PATH",
+              help="Read a Maildir, an mbox file or a folder of .eml files instead of CAMPAIGN_IMAP_URL.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing and flag nothing.")
+@json_option
+@click.pass_obj
+@engine_errors
+def inbox(state: State, source: Path | None, dry_run: bool, as_json: bool) -> None:
+    """Read bounces, opt-outs, abuse reports, auto-replies and replies from the mailbox, and act on them.
+
+    Hard bounces make a contact bounced, opt-outs and abuse reports unsubscribe it, auto-replies
+    change nothing, replies are listed for staff. Reading a message twice changes nothing.
+    """
+    from mailer.inbox import read_inbox
+
+    report = read_inbox(state.project(), source=source, dry_run=dry_run, now=now())
+    if as_json:
+        echo_json([o.as_dict() for o in report.outcomes])
+    else:
+        if report.outcomes:
+            click.echo(table([[o.ref[-40:], o.kind, o.contact or "-", o.party, o.municipality,
+                               f"{o.campaign}/{o.mail}" if o.mail else "",
+                               f"{o.action} ({o.note})" if o.note else o.action, o.subject[:40]]
+                              for o in report.outcomes],
+                             ["message", "kind", "contact", "party", "municipality", "mail", "action", "subject"]))
+            click.echo("")
+        counts = report.counts()
+        summary = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "no messages"
+        click.echo(f"Read {len(report.outcomes)} message(s) from {report.source}: {summary}.")
+        if dry_run:
+            click.echo("Dry run: nothing was changed and no message was flagged; run it without --dry-run to apply.")
+        if counts["reply"]:
+            click.echo(f"Replies from people that wait for an answer: {counts['reply']}; read them in the mailbox "
+                       "(they stay unread there).")
+    if report.mark_error:
+        click.secho(f"Warning: the messages were handled, but flagging them in the mailbox failed "
+                    f"({report.mark_error}); the next run recognises them and changes nothing.", fg="yellow", err=True)
 
 
 # --- plan and schedule ------------------------------------------------------------------------
@@ -864,9 +916,10 @@ def _print_status(project, *, as_json: bool) -> None:
             local = _local(m.due_at, tz)
             c = m.counts
             rows.append([m.number, m.theme[:34], f"{local:%a %Y-%m-%d %H:%M}", m.state, c["sent"], c["pending"],
-                         c["failed"], c["unknown"], c["suppressed"] + c.get("excluded", 0), m.resent])
+                         c["failed"], c["unknown"], c["suppressed"] + c.get("excluded", 0), m.resent,
+                         c.get("bounced", 0), c.get("opted_out", 0)])
         click.echo(table(rows, ["#", "theme", "planned", "state", "sent", "pending", "failed", "unknown",
-                                "suppressed", "resent"]))
+                                "suppressed", "resent", "bounced", "opted out"]))
         # A campaign paused and then cancelled is cancelled: resume can no longer send it.
         flags = " (cancelled)" if report.cancelled else " (paused)" if report.paused else ""
         click.echo(f"\nCampaign {report.campaign}{flags}; election day {dutch_date(report.election_day)}; "
@@ -1072,3 +1125,49 @@ def preview(state: State, campaign_name: str | None, port: int, contact: str | N
         pass
     finally:
         server.httpd.server_close()
+
+
+# --- a series for the next election -----------------------------------------------------------
+
+@cli.command("new")
+@click.argument("name", type=CampaignName())
+@click.option("--checklist", type=FilePath(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A checklist document (.docx, .pdf, .md or .txt): one mail per theme.")
+@click.option("--from-campaign", "base", metavar="BASE", type=CampaignName(), default=None,
+              help="Copy organisation, links, salutations and sending policy (and, without --checklist, the "
+                   "mails) from this campaign.")
+@click.option("--election-day", type=PlanDate(), required=True, help="The new election's day (YYYY-MM-DD).")
+@click.option("--election-name", metavar="TEXT", default=None,
+              help="The election's name in the mails (default: the base campaign's, else gemeenteraadsverkiezingen).")
+@click.option("--force", is_flag=True, help="Replace campaigns/NAME when it exists.")
+@json_option
+@click.pass_obj
+@engine_errors
+def new(state: State, name: str, checklist: Path | None, base: str | None, election_day: dt.datetime,
+        election_name: str | None, force: bool, as_json: bool) -> None:
+    """Write campaigns/NAME/ for another election, from a checklist document or another campaign."""
+    from mailer.newcampaign import new_campaign
+
+    if checklist is None and base is None:
+        raise click.UsageError("give --checklist FILE (a .docx, .pdf, .md or .txt) or --from-campaign BASE")
+    if election_name is not None and (not election_name.strip() or not election_name.isprintable()):
+        raise click.BadParameter("give the election's name as a line of text", param_hint="--election-name")
+    project = state.project()
+    result = new_campaign(project.root, name, election_day=election_day.date(), election_name=election_name,
+                          checklist=checklist, base=base, force=force)
+    if as_json:
+        echo_json(result.as_dict())
+        return
+    rows = [[m.number, m.file, m.subject, "draft" if m.draft else ""] for m in result.mails]
+    click.echo(table(rows, ["#", "file", "subject", "state"]))
+    click.echo(f"\nWrote {result.folder} from {result.source}: {len(result.mails)} mail(s).")
+    if result.review:
+        click.echo("\nA person must look at these:")
+        for line in result.review:
+            click.echo(f"  - {line}")
+    if any(m.draft for m in result.mails):
+        click.echo(f"\nNext: edit the mails, then `campaign preview --campaign {name}` and "
+                   f"`campaign check --campaign {name}`.")
+    else:
+        click.echo(f"\nNext: `campaign preview --campaign {name}`, `campaign check --campaign {name}`, then "
+                   f"`campaign plan --campaign {name}`.")

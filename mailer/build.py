@@ -25,6 +25,7 @@ class BuiltMail:
     html_bytes: int
     findings: tuple[checks.Finding, ...]
     files: tuple[Path, ...]
+    draft: bool = False  # still draft = true: `schedule` refuses it
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def build(project: Project, *, out: Path, contact: str | None = None, now: dt.da
         with project.db() as conn:
             store.record_files(conn, [path for *_, written in made for path, _ in written], contact_id=chosen.id)
     built = []
+    drafts = {m.number for m in campaign.mails if m.draft}
     for mail, personal, envelope, written in made:
         for path, data in written:
             files.write_private(path, data)
@@ -87,6 +89,7 @@ def build(project: Project, *, out: Path, contact: str | None = None, now: dt.da
             html_bytes=len(personal.html.encode("utf-8")),
             findings=tuple(checks.check_mail(mail, personal, envelope, campaign=campaign.settings)),
             files=tuple(path for path, _ in written),
+            draft=mail.number in drafts,
         ))
     return BuildResult(
         out=out, mails=tuple(built), contact=chosen.masked, contact_source=source,

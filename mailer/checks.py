@@ -113,6 +113,14 @@ def check_mail(mail: RenderedMail, personal: PersonalMail, envelope: Envelope, *
     return found
 
 
+def check_drafts(mails: Iterable) -> list[Finding]:
+    """A mail written by `campaign new` stays a draft until a person has edited it: an error, so that
+    `schedule` (which refuses on check errors) refuses it."""
+    return [Finding("error", m.number, f"draft: {m.path.name} still says draft = true; edit the mail, then delete "
+                                       "that line from its front matter")
+            for m in mails if getattr(m, "draft", False)]
+
+
 _MONTHS = ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september", "oktober",
            "november", "december")
 _DATE = re.compile(r"\b(\d{1,2})\s+(" + "|".join(_MONTHS) + r")\b(?:\s+(\d{4})\b)?", re.I)

@@ -730,6 +730,9 @@ def show_contact(conn: sqlite3.Connection, address: str) -> dict:
             "SELECT campaign, mail, state, attempts, resent, sent_at, updated_at, error FROM ledger"
             " WHERE contact_id = ? ORDER BY campaign, mail", (row["id"],))
     ]
+    from .inbox import events_for
+
+    info["came_back"] = events_for(conn, row["id"])
     return info
 
 
@@ -958,6 +961,11 @@ def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path, not_
     row = conn.execute("SELECT id FROM contacts WHERE email_key = ?", (key,)).fetchone()
     if row is None:
         if conn.execute("SELECT 1 FROM suppressions WHERE hash = ?", (hashed,)).fetchone() is not None:
+            if conn.execute("SELECT 1 FROM inbox_events WHERE hash = ?", (hashed,)).fetchone() is not None:
+                # An opt-out by mail recorded the hash; what the inbox kept about it goes now.
+                with store.transaction(conn):
+                    _forget_inbox(conn, contact_id=None, hashed=hashed)
+                store.scrub(conn)
             return ForgetResult(address=masked, imported=False, already=True, files_removed=0, lines_removed=0)
         if not not_imported:
             raise UnknownContact(
@@ -966,6 +974,7 @@ def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path, not_
         with store.transaction(conn):
             conn.execute("INSERT OR REPLACE INTO suppressions (hash, reason, created_at) VALUES (?, ?, ?)",
                          (hashed, "erasure requested before import", moment))
+            _forget_inbox(conn, contact_id=None, hashed=hashed)
         return ForgetResult(address=masked, imported=False, already=False, files_removed=0, lines_removed=0)
     if not_imported:
         raise ContactsError(f"{masked} is an imported contact; run it again without --not-imported to erase it "
@@ -1000,6 +1009,7 @@ def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path, not_
                             "suppressed)", failures)
     with store.transaction(conn):
         conn.execute("DELETE FROM ledger WHERE contact_id = ?", (contact_id,))
+        _forget_inbox(conn, contact_id=contact_id, hashed=hashed)
         conn.execute("DELETE FROM written WHERE contact_id = ? AND kind = 'file'", (contact_id,))
         conn.executemany("DELETE FROM written WHERE path = ?", [(p,) for p in gone])
         conn.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
@@ -1010,6 +1020,12 @@ def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path, not_
     for path in outbox_files:
         removed += _remove(path, failures)
     return ForgetResult(address=masked, imported=True, already=False, files_removed=removed, lines_removed=lines)
+
+
+def _forget_inbox(conn: sqlite3.Connection, *, contact_id: int | None, hashed: str) -> None:
+    from .inbox import forget
+
+    forget(conn, contact_id=contact_id, hashed=hashed)
 
 
 def _remove(path: Path, failures: list[str]) -> int:

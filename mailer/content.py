@@ -15,6 +15,8 @@ from .headers import TEXT_MAX, length_problem, value_problem
 from .settings import CampaignSettings, load_campaign_settings
 
 FRONT_MATTER_FIELDS = {"number": int, "theme": str, "subject": str, "preheader": str}
+# Optional: `campaign new` writes ``draft = true``; `check` lists drafts and `schedule` refuses them.
+OPTIONAL_FIELDS = {"draft": bool}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -29,6 +31,7 @@ class Mail:
     body: str
     path: Path
     body_line: int  # the file line on which the body starts, for error messages
+    draft: bool = False  # written by `campaign new`; a person removes it after the editing pass
 
     @property
     def slug(self) -> str:
@@ -105,9 +108,13 @@ def parse_mail(path: Path) -> Mail:
             problem = value_problem(value) or length_problem(value.strip(), TEXT_MAX)
             if problem:
                 raise ContentError(f"{path}:{field_line(name)}: field 'subject': {problem}")
-    unknown = sorted(set(meta) - set(FRONT_MATTER_FIELDS))
+    for name, kind in OPTIONAL_FIELDS.items():
+        if name in meta and not isinstance(meta[name], kind):
+            raise ContentError(f"{path}:{field_line(name)}: field '{name}': expected true or false, got {meta[name]!r}")
+    unknown = sorted(set(meta) - set(FRONT_MATTER_FIELDS) - set(OPTIONAL_FIELDS))
     if unknown:
-        raise ContentError(f"{path}:{field_line(unknown[0])}: field '{unknown[0]}': unknown (expected {', '.join(FRONT_MATTER_FIELDS)})")
+        raise ContentError(f"{path}:{field_line(unknown[0])}: field '{unknown[0]}': unknown (expected "
+                           f"{', '.join([*FRONT_MATTER_FIELDS, *OPTIONAL_FIELDS])})")
     body = "\n".join(lines[end + 1 :]).strip("\n") + "\n"
     if not body.strip():
         raise ContentError(f"{path}:{end + 2}: the mail has no body")
@@ -120,6 +127,7 @@ def parse_mail(path: Path) -> Mail:
         path=path,
         # The line of the body's first text: the blank lines that strip("\n") removed are skipped.
         body_line=end + 2 + next((i for i, line in enumerate(lines[end + 1:]) if line), 0),
+        draft=meta.get("draft", False),
     )
 
 

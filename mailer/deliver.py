@@ -51,6 +51,7 @@ from zoneinfo import ZoneInfo
 from . import store
 from .contacts import Contact, _row_to_contact
 from .errors import DeliveryError, SenderNotConfigured, StateError
+from .inbox import imap_config
 from .message import Envelope, build_message
 from .personalise import personalise
 from .plan import closed_reason, window_close, window_open
@@ -76,6 +77,7 @@ WAIT_SLICE = 0.25  # how long a wait for answers goes without looking at stop, p
 STOP_GRACE = 5.0  # seconds a stopping worker still waits for answers to messages in flight
 THROTTLE_PAUSE = 60.0  # seconds a worker waits after a slow-down answer before the next message
 DAY = dt.timedelta(hours=24)
+INBOX_SECONDS = 300  # how often it reads bounces and opt-outs when CAMPAIGN_IMAP_URL is set
 
 
 @dataclass
@@ -257,6 +259,7 @@ class Worker:
         if self.config.auth == "xoauth2":
             self.config.token_source(self.env, self.oauth)  # a missing token source shows now
         self._day: deque[dt.datetime] = deque()  # moments of the claims in the last 24 hours
+        self._imap_tokens = None  # the inbox's token source when only the inbox logs in with XOAUTH2
         self.stop_grace = stop_grace
         self.transports: list = []
         self.stats = RunStats()
@@ -779,7 +782,7 @@ class Worker:
                         if following is not None:
                             upcoming[transport] = following
                             built[transport] = build(following)
-                        then = (sender.address, following["email"]) if following is not None else None
+                        then = (sender.envelope_sender, following["email"]) if following is not None else None
                         try:
                             transport.commit(then=then)
                         except Exception as exc:
@@ -951,6 +954,11 @@ class Worker:
         scheduler = BackgroundScheduler(timezone=dt.timezone.utc,
                                         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         scheduler.add_job(self.wake.set, "interval", seconds=REREAD_SECONDS, id="reread")
+        if imap_config(self.env) is not None:
+            # Bounces and opt-outs arrive by mail: read them every few minutes (and at once), so
+            # that an opt-out stops the next mail without anyone running `campaign inbox`.
+            scheduler.add_job(self.read_inbox, "interval", seconds=INBOX_SECONDS, id="inbox",
+                              next_run_time=dt.datetime.now(dt.timezone.utc))
         scheduler.start()
         try:
             while not self.stop.is_set():
@@ -976,6 +984,33 @@ class Worker:
                 self.wake.clear()
         finally:
             scheduler.shutdown(wait=False)
+
+
+    def _inbox_tokens(self):  # type: ignore[no-untyped-def]
+        """One token source for every inbox read of this worker (its cache outlives each read);
+        the SMTP login's when that is XOAUTH2 too: the app's token is good for both."""
+        config = imap_config(self.env)
+        if config is None or config.auth != "xoauth2":
+            return None
+        if self.config.auth == "xoauth2":
+            return self.config.token_source(self.env, self.oauth)
+        if self._imap_tokens is None:
+            from .oauth import token_provider
+
+            self._imap_tokens = token_provider(self.env, self.oauth)
+        return self._imap_tokens
+
+    def read_inbox(self) -> None:
+        """Read and apply the mailbox of ``CAMPAIGN_IMAP_URL`` (in APScheduler's thread, with its own
+        database connection); a failure is reported and tried again at the next run."""
+        from .errors import CampaignError
+        from .inbox import read_inbox
+
+        try:
+            read_inbox(self.project, env=self.env, now=self.clock(), tokens=self._inbox_tokens())
+        except (CampaignError, sqlite3.Error, OSError) as exc:
+            if self.on_error:
+                self.on_error(f"reading the inbox failed: {exc}")
 
 
 @dataclass(frozen=True)

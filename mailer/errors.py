@@ -84,3 +84,11 @@ class TokenError(DeliveryError):
     def __init__(self, message: str, *, temporary: bool = False) -> None:
         super().__init__(message)
         self.temporary = temporary
+
+
+class ChecklistError(CampaignError):
+    """A checklist document cannot be read, or no themes are found in it."""
+
+
+class MailboxError(CampaignError):
+    """A mailbox to read (IMAP, Maildir, mbox or a folder of .eml files) cannot be opened or read."""

@@ -250,7 +250,7 @@ def build_message(
     tail = (b"\r\n", f"--{boundary}--\r\n".encode("ascii"))
     plain += tail
     stuffed += tail
-    return Envelope(sender=sender.address, recipient=recipient, message_id=mid, data=b"".join(plain),
+    return Envelope(sender=sender.envelope_sender, recipient=recipient, message_id=mid, data=b"".join(plain),
                     stuffed=b"".join(stuffed))
 
 

@@ -266,6 +266,7 @@ def _build_site(project: Project, *, contact: str | None, live: bool, version: s
     header = (f"<header><h1><a href='index.html{query}'>Preview: {_e(settings.name)}</a></h1>"
               f"<span class='sender'>From: {_e(sender.name)} &lt;{_e(sender.address)}&gt;</span>{picker}</header>")
     total = len(rendered)
+    drafts = {m.number for m in campaign.mails if m.draft}
     for i, mail in enumerate(rendered):
         n = mail.number
         personal = personalise(mail, chosen, settings=settings)
@@ -278,6 +279,8 @@ def _build_site(project: Project, *, contact: str | None, live: bool, version: s
         when_text = f"{dutch_date(when.astimezone(ZoneInfo(tz)))} {when.astimezone(ZoneInfo(tz)):%H:%M}" if when else "not scheduled"
         verdict = (f"<span class='err'>{len(errors)} error(s)</span>" if errors else
                    f"<span class='wrn'>{len(findings)} warning(s)</span>" if findings else "<span class='ok'>✓ checks pass</span>")
+        draft = "<span class='err draft'>draft</span> " if n in drafts else ""
+        verdict = draft + verdict
         rows.append(
             f"<tr data-mail='{n}'><td>{n}</td><td>{_e(sender.name)}</td><td><a href='mail-{n}.html{query}'>"
             f"<span class='subject'>{_e(personal.subject)}</span><br><span class='pre'>{_e(mail.preheader)}</span></a></td>"
@@ -294,7 +297,7 @@ def _build_site(project: Project, *, contact: str | None, live: bool, version: s
         next_link = f"<a href='mail-{rendered[i + 1].number}.html{query}'>next →</a>" if i + 1 < total else ""
         body = (
             f"{header}<main>{warn}<p class='nav'><a href='index.html{query}'>All mails</a>{prev_link}{next_link}</p>"
-            f"<h2>{n}/{total} · {_e(personal.subject)}</h2><p class='pre'>{_e(mail.preheader)}</p>"
+            f"<h2>{draft}{n}/{total} · {_e(personal.subject)}</h2><p class='pre'>{_e(mail.preheader)}</p>"
             f"<dl class='headers'>{headers}</dl><ul class='findings'>{finding_list}</ul>"
             "<nav class='tabs' role='tablist'>"
             "<button role='tab' data-panel='p-views' aria-selected='true'>Desktop and phone</button>"

@@ -409,6 +409,9 @@ def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerp
         counts.setdefault(row["mail"], dict.fromkeys(LEDGER_STATES, 0))[row["state"]] = row["n"]
         resent[row["mail"]] = resent.get(row["mail"], 0) + (row["r"] or 0)
     excluded = _excluded(conn, campaign)
+    from .inbox import counts_per_mail
+
+    came_back = counts_per_mail(conn, campaign)
     mails = []
     warnings = []
     for row in conn.execute("SELECT * FROM schedule WHERE campaign = ? ORDER BY mail", (campaign,)):
@@ -417,6 +420,8 @@ def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerp
         # "excluded": contacts that get no row for this mail because they bounced, opted out or
         # were removed before it was prepared (those who left later are "suppressed").
         c = {**counts.get(n, dict.fromkeys(LEDGER_STATES, 0)), "excluded": excluded.get(n, 0)}
+        # What came back by mail (campaign inbox), beside the ledger's states.
+        c = {**c, **came_back.get(n, {"bounced": 0, "opted_out": 0})}
         changed = fingerprints is not None and fingerprints.get(n) != row["approved_fingerprint"]
         state = row["state"]
         if state == "done":

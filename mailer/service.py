@@ -69,6 +69,7 @@ def campaign_findings(project: Project) -> list[checks.Finding]:
         envelope = build_message(personal, sender=deployment.sender, campaign=campaign.settings,
                                  now=dt.datetime.now(dt.timezone.utc))
         findings += checks.check_mail(mail, personal, envelope, campaign=campaign.settings)
+    findings += checks.check_drafts(campaign.mails)
     for problem in deployment.problems:
         findings.append(checks.Finding("warning", None, f"sender not configured: {problem}"))
     if project.db_exists:

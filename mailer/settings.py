@@ -112,10 +112,28 @@ class Sender:
     contact: str
     optout_address: str
     optout_url: str = ""
+    # MAIL FROM: where bounces go; empty means the From address.
+    bounce_address: str = ""
 
     @property
     def domain(self) -> str:
         return self.address.rpartition("@")[2].lower()
+
+    @property
+    def envelope_sender(self) -> str:
+        """The envelope sender (MAIL FROM, Return-Path): the mailbox that ``campaign inbox`` reads."""
+        return self.bounce_address or self.address
+
+
+@dataclass(frozen=True)
+class InboxSettings:
+    """How ``campaign inbox`` leaves what it handled in an IMAP mailbox, and when soft bounces count."""
+
+    # Empty: handled messages stay where they are, flagged with ``keyword``.
+    move_to: str = ""
+    keyword: str = "$CampaignHandled"
+    # Soft bounces on this many mails in a row make a contact bounced.
+    soft_bounce_limit: int = 3
 
 
 @dataclass(frozen=True)
@@ -137,6 +155,7 @@ class DeploymentSettings:
     max_per_day: int | None = None
     preset: str = ""
     oauth: Any = None  # mailer.oauth.OAuthSettings from [oauth]; None without that table
+    inbox: InboxSettings = field(default_factory=InboxSettings)
 
     @property
     def configured(self) -> bool:
@@ -325,6 +344,9 @@ reply_to = "campagne@example.org"
 contact = "Voorbeeldstraat 1, 1234 AB Voorbeeldstad"
 # The mailbox that receives opt-outs (mailto: in the footer and List-Unsubscribe).
 optout_address = "afmelden@example.org"
+# The envelope sender (MAIL FROM): where mail servers send bounces. Point it, like
+# optout_address, at the mailbox that `campaign inbox` reads. Default: address.
+# bounce_address = "bounces@example.org"
 # Optional: an https endpoint that accepts a one-click POST (RFC 8058). Leave empty
 # when there is none; the header then offers the mailto: opt-out only.
 optout_url = ""
@@ -360,6 +382,15 @@ recipients = ["uzelf@example.org"]
 # secret is never written here: it comes from CAMPAIGN_OAUTH_CLIENT_SECRET.
 # tenant = "00000000-0000-0000-0000-000000000000"
 # client_id = "00000000-0000-0000-0000-000000000000"
+
+[inbox]
+# `campaign inbox` reads CAMPAIGN_IMAP_URL (password in CAMPAIGN_IMAP_PASSWORD).
+# IMAP folder to move handled bounces, opt-outs and auto-replies to; empty: leave
+# them in place, marked read and flagged with the keyword. Replies stay unread.
+# move_to = "Verwerkt"
+# keyword = "$CampaignHandled"
+# Soft bounces (mailbox full, ...) on this many mails in a row make a contact bounced.
+# soft_bounce_limit = 3
 """
 
 # What each provider allows one mailbox (Exchange Online: 30 messages a minute, 10,000
@@ -430,8 +461,10 @@ def _checked_sender(sender: Sender, path: Path) -> Sender:
 
     check_header_value("sender.name", sender.name, where=str(path), max_length=TEXT_MAX, error=SettingsError)
     addresses = {}
-    for key in ("address", "reply_to", "optout_address"):
+    for key in ("address", "reply_to", "optout_address", "bounce_address"):
         value = getattr(sender, key)
+        if key == "bounce_address" and not value:
+            continue
         try:
             addresses[key] = normalise_address(value)
         except InvalidAddress as exc:
@@ -460,6 +493,7 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
         contact=_get(s, "contact", str, path, p),
         optout_address=_get(s, "optout_address", str, path, p),
         optout_url=_get(s, "optout_url", str, path, p, ""),
+        bounce_address=_get(s, "bounce_address", str, path, p, ""),
     )
     sender = _checked_sender(sender, path)
     test = _get(data, "test", dict, path, "", {})
@@ -493,6 +527,7 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
         cap = cap if cap is not None else PRESETS[preset][1]
     oauth = _oauth(data, path)
     signatory = _signatory(data, path)
+    inbox = _inbox_settings(_get(data, "inbox", dict, path, "", {}), path)
     problems = _sender_problems(sender, recipients) + _signatory_problems(signatory)
     if not exists:
         problems.insert(0, f"{path} does not exist (run `campaign init`)")
@@ -509,6 +544,7 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
         max_per_day=cap,
         preset=preset,
         oauth=oauth,
+        inbox=inbox,
     )
 
 
@@ -533,6 +569,24 @@ def _oauth(data: dict[str, Any], path: Path):  # type: ignore[no-untyped-def]
     return OAuthSettings(tenant=_get(table, "tenant", str, path, p, "").strip(),
                          client_id=_get(table, "client_id", str, path, p, "").strip(),
                          authority=authority, scope=_get(table, "scope", str, path, p, EXCHANGE_SCOPE).strip())
+
+
+
+def _inbox_settings(table: dict[str, Any], path: Path) -> InboxSettings:
+    p = "inbox."
+    move_to = _get(table, "move_to", str, path, p, "")
+    keyword = _get(table, "keyword", str, path, p, InboxSettings.keyword)
+    # IMAP atoms (RFC 3501): no spaces, brackets, quotes or wildcards; a folder name in quotes.
+    if not re.fullmatch(r"\$?[A-Za-z0-9_.-]{1,64}", keyword):
+        raise SettingsError(f"{_where(path, p + 'keyword')}: {keyword!r} is not an IMAP keyword (letters, digits, "
+                            "'_', '.', '-', optionally starting with '$')")
+    if move_to and (not move_to.isascii() or any(c in move_to for c in '"\\*%\r\n') or len(move_to) > 200):
+        raise SettingsError(f"{_where(path, p + 'move_to')}: {move_to!r} is not a folder name this tool can use "
+                            "(ASCII, without quotes, backslashes, '*' or '%')")
+    limit = _get(table, "soft_bounce_limit", int, path, p, InboxSettings.soft_bounce_limit)
+    if not 1 <= limit <= 100:
+        raise SettingsError(f"{_where(path, p + 'soft_bounce_limit')}: must be 1 to 100")
+    return InboxSettings(move_to=move_to, keyword=keyword, soft_bounce_limit=limit)
 
 
 def write_settings_template(home: Path, *, force: bool = False) -> tuple[Path, bool]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import files
 
 DB_NAME = "campaign.sqlite3"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Seconds a connection waits for another process's write (a worker's commit takes
 # milliseconds) before it gives up with "database is locked". Tests shorten it.
 BUSY_TIMEOUT = 30.0
@@ -106,6 +106,33 @@ CREATE TABLE IF NOT EXISTS written (
     everyone INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS written_contact ON written (contact_id);
+-- What came back by mail (campaign inbox). Only what the actions need: who (the contact, or the
+-- salted hash of an address that is not one), when, what kind, which mail it answers, the DSN
+-- status, and the subject of a reply; never a body or a plain address. Erasure deletes these rows.
+CREATE TABLE IF NOT EXISTS inbox_events (
+    id INTEGER PRIMARY KEY,
+    contact_id INTEGER REFERENCES contacts (id) ON DELETE CASCADE,
+    hash TEXT,
+    kind TEXT NOT NULL,
+    campaign TEXT,
+    mail INTEGER,
+    received_at TEXT NOT NULL,
+    handled_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT '',
+    subject TEXT NOT NULL DEFAULT '',
+    effect TEXT NOT NULL DEFAULT ''
+);
+-- A bounce names the Message-ID of the send it answers (written once, when the row is made).
+CREATE INDEX IF NOT EXISTS ledger_message_id ON ledger (message_id);
+CREATE INDEX IF NOT EXISTS inbox_events_contact ON inbox_events (contact_id);
+CREATE INDEX IF NOT EXISTS inbox_events_hash ON inbox_events (hash) WHERE hash IS NOT NULL;
+CREATE INDEX IF NOT EXISTS inbox_events_mail ON inbox_events (campaign, mail);
+-- Messages already handled, by a salted hash of their Message-ID (or content): reading one twice
+-- changes nothing. Holds nothing about a person, so erasure leaves it.
+CREATE TABLE IF NOT EXISTS inbox_seen (
+    fingerprint TEXT PRIMARY KEY,
+    handled_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS worker (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     pid INTEGER,
@@ -121,6 +148,7 @@ MIGRATIONS = {
     1: "DROP INDEX IF EXISTS ledger_work;",
     # 2 -> 3 adds the table `written` (SCHEMA creates it). Files written by version 2 were not
     # recorded: erasure cannot attribute them (re-running build or simulate replaces them).
+    # 3 -> 4 adds inbox_events and inbox_seen (SCHEMA creates them).
 }
 
 

@@ -15,6 +15,7 @@ from mailer.oauth import CommandTokens, imap_authenticate, token_provider
 
 from .conftest import require_tool
 from .imap_server import Dovecot
+from .test_inbox import inbox_home  # noqa: F401  (a fixture)
 from .token_server import CLIENT_SECRET, MAILBOX, TokenService
 
 
@@ -67,3 +68,32 @@ def test_a_revoked_imap_token_is_a_clear_error_without_the_token(tmp_path, idp, 
     imap.logout()
     assert good not in str(caught.value) and CLIENT_SECRET not in str(caught.value)
     assert "Login: user=" not in dovecot.log_text()
+
+
+def test_campaign_inbox_logs_in_with_the_app_registration_and_never_shows_the_secret(inbox_home, run, idp, dovecot,
+                                                                                    monkeypatch):
+    for key, value in idp.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CAMPAIGN_IMAP_URL", f"imap://{MAILBOX.replace('@', '%40')}@127.0.0.1:{dovecot.port}/INBOX"
+                                            "?auth=xoauth2")
+    monkeypatch.delenv("CAMPAIGN_IMAP_PASSWORD", raising=False)
+    monkeypatch.setenv("CAMPAIGN_IMAP_CA_FILE", str(dovecot.cert))
+    result = run("inbox")
+    assert result.exit_code == 0, result.output
+    assert f"Login: user=<{MAILBOX}>, method=XOAUTH2" in dovecot.log_text()
+    idp.revoke_all()
+    idp.disabled = True  # the app's secret was withdrawn: no new token either
+    refused = run("inbox")
+    assert refused.exit_code == 1 and "invalid_client" in refused.output and "Traceback" not in refused.output
+    for secret in [CLIENT_SECRET, *idp.issued]:
+        assert secret not in result.output + refused.output
+
+
+def test_the_imap_url_chooses_xoauth2():
+    from mailer.inbox import imap_config
+
+    assert imap_config({"CAMPAIGN_IMAP_URL": "imaps://a%40b.nl@outlook.office365.com/INBOX?auth=xoauth2"}).auth == "xoauth2"
+    assert imap_config({"CAMPAIGN_IMAP_URL": "imaps://a%40b.nl;AUTH=XOAUTH2@outlook.office365.com/"}).auth == "xoauth2"
+    config = imap_config({"CAMPAIGN_IMAP_URL": "imaps://a%40b.nl@outlook.office365.com/", "CAMPAIGN_IMAP_AUTH": "xoauth2"})
+    assert config.auth == "xoauth2" and config.user == "a@b.nl"
+    assert imap_config({"CAMPAIGN_IMAP_URL": "imaps://a@h/"}).auth == "password"

@@ -656,7 +656,7 @@ def print_plan(report, tz: str) -> None:
                         f"{e.contacts:,} messages take until about {_local(e.finishes, tz):%Y-%m-%d %H:%M}; the "
                         "series no longer fits its cadence.", fg="yellow", err=True)
         elif e.days > 1 and cap and e.contacts > cap:
-            click.secho(f"Mail {e.mail} takes {e.days} days: {e.contacts:,} contacts at most {cap:,} a day "
+            click.secho(f"Mail {e.mail} goes out over {e.days} days: {e.contacts:,} contacts at most {cap:,} a day "
                         f"(until about {_local(e.finishes, tz):%Y-%m-%d %H:%M}).", fg="yellow", err=True)
         elif not e.fits_window:
             click.secho(f"Warning: mail {e.mail} takes {e.minutes / 60:.1f} h at {report.rate_per_minute}/min and "

@@ -37,7 +37,7 @@ class SendEstimate:
     minutes: float
     finishes: dt.datetime
     fits_window: bool
-    days: int = 1  # the calendar days (in the policy's zone) the send spans
+    days: int = 1  # the days (in the policy's zone) on which messages of this send go out
     overlaps_next: bool = False  # still sending when the next mail is due
     after_election: bool = False  # not finished before election day
 
@@ -230,15 +230,17 @@ def estimate(plan: Plan, *, contacts: int, rate_per_minute: int, policy: Schedul
     window, and whether it is done before the next mail and before election day."""
     out = []
     for i, s in enumerate(plan.sends):
-        tail = deque(send_moments(s.at, contacts, rate_per_minute=rate_per_minute, policy=policy,
-                                  max_per_day=max_per_day), maxlen=1)
-        last = tail[0] if tail else s.at
+        last, send_days, day = s.at, 0, None
+        for last in send_moments(s.at, contacts, rate_per_minute=rate_per_minute, policy=policy,
+                                 max_per_day=max_per_day):
+            if last.date() != day:
+                day, send_days = last.date(), send_days + 1
         finishes = last + dt.timedelta(seconds=60 / rate_per_minute) if contacts else s.at
         following = plan.sends[i + 1].at if i + 1 < len(plan.sends) else None
         out.append(SendEstimate(
             mail=s.mail, contacts=contacts, minutes=contacts / rate_per_minute, finishes=finishes,
             fits_window=finishes.date() == s.at.date() and finishes <= window_close(s.at.date(), policy),
-            days=(last.date() - s.at.date()).days + 1,
+            days=max(send_days, 1),
             overlaps_next=following is not None and last >= following,
             after_election=last.date() >= plan.election_day,
         ))

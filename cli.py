@@ -1022,6 +1022,13 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
     for n in stats.held:
         click.secho(f"Held: mail {n} changed after it was approved; check it, then `campaign approve --mail {n}`.",
                     fg="yellow", err=True)
+    if stats.throttled:
+        click.secho(f"The mail server asked to slow down {stats.throttled} time(s) ({stats.last_error}); those messages "
+                    "wait in the queue without using an attempt.", fg="yellow", err=True)
+    if stats.capped_until is not None:
+        tz = project.load_campaign().settings.schedule.timezone
+        click.secho(f"The daily limit was reached ([delivery] max_per_day in settings.toml); the rest goes from about "
+                    f"{_local(stats.capped_until, tz):%Y-%m-%d %H:%M} on.", fg="yellow", err=True)
 
 
 @cli.command("send-test")

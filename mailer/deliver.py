@@ -412,16 +412,19 @@ class Worker:
                 " AND COALESCE(sent_at, updated_at) > ? ORDER BY t", (since,)):
             self._day.append(store.parse_iso(moment))
 
-    def _under_cap(self) -> bool:
-        """True while fewer than ``max_per_day`` messages went out in the last 24 hours; else
-        records in ``stats.capped_until`` when the next one may go."""
+    def _under_cap(self, *, taken: int = 0) -> bool:
+        """True while fewer than ``max_per_day`` messages went out in the last 24 hours (with
+        ``taken`` about to be claimed); else records in ``stats.capped_until`` when the next may go."""
         if not self.max_per_day:
             return True
         now = self.clock()
         while self._day and self._day[0] <= now - DAY:
             self._day.popleft()
-        if len(self._day) < self.max_per_day:
+        if len(self._day) + taken < self.max_per_day:
             return True
+        if not self._day:
+            self.stats.capped_until = now + DAY
+            return False
         self.stats.capped_until = self._day[0] + DAY
         return False
 
@@ -711,7 +714,7 @@ class Worker:
                             more = False
                             break
                         last_check = tick
-                    if not self._under_cap():
+                    if not self._under_cap(taken=len(batch)):
                         more = False  # the daily cap: the rest waits for the next 24 hours' room
                         break
                     # A connection with a reserved row goes first: its envelope is open already.

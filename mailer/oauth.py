@@ -15,7 +15,6 @@ A token or secret never appears in a message, a log line, ``repr()`` or an excep
 
 from __future__ import annotations
 
-import base64
 import os
 import shlex
 import subprocess

@@ -19,7 +19,7 @@ import pytest
 from mailer.deliver import Worker
 from mailer.errors import DeliveryError, MailServerConfigError, SettingsError, TokenError
 from mailer.oauth import CommandTokens, MicrosoftClientCredentials, token_provider
-from mailer.transport import SmtpTransport, transport_config
+from mailer.transport import transport_config
 
 from .smtp_server import Server, make_certificate
 from .test_deliver import MAIL1, MAIL2, ledger, prepare, run_worker
@@ -203,8 +203,6 @@ def test_exchange_refusing_password_logins_is_a_configuration_error(configured_h
 
 def test_an_unauthenticated_submission_refused_per_message_stops_before_the_breaker_counts(configured_home, tmp_path,
                                                                                            monkeypatch):
-    from mailer import store
-
     with Server() as server:
         server.recorder.refuse_all = "530 5.7.57 Client not authenticated to send mail"
         project = prepare(tmp_path, monkeypatch, [f"p{i}@example.nl" for i in range(5)], smtp_url=server.url)
@@ -217,7 +215,6 @@ def test_an_unauthenticated_submission_refused_per_message_stops_before_the_brea
         assert conn.execute("SELECT COUNT(*) FROM contacts WHERE status != 'active'").fetchone()[0] == 0
     finally:
         conn.close()
-    del store
 
 
 def test_a_throttling_answer_slows_the_worker_down_without_using_an_attempt(configured_home, tmp_path, monkeypatch):

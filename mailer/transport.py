@@ -53,8 +53,9 @@ ENHANCED_CODE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
 # Answers about the account or the tenant, not about a message (Exchange Online: 5.7.30 "Basic
 # authentication is not supported for Client Submission", 5.7.139 "SmtpClientAuthentication is
 # disabled for the Tenant", 5.7.57 "Client not authenticated to send mail"; 5.7.0 and 5.7.8 from
-# Postfix and Gmail for a login that is missing or refused). Every message would get them.
-CONFIG_CODES = {"5.7.30", "5.7.139", "5.7.57", "5.7.8", "5.7.3"}
+# Postfix and Gmail for a login that is missing or refused; 5.7.60 "Client does not have
+# permissions to send as this sender"). Every message would get them.
+CONFIG_CODES = {"5.7.30", "5.7.139", "5.7.57", "5.7.8", "5.7.3", "5.7.60"}
 # Throttling: Exchange's 4.3.2 (STOREDRV.ClientSubmit ... sender thread limit / concurrency) and
 # 4.7.x with "too many"; Gmail's 4.7.0 "Try again later" and 4.7.28 rate limits. The daily quota
 # answers (Gmail 5.4.5, Exchange 5.2.0 SubmissionQuotaExceeded) mean: nothing more today.
@@ -142,6 +143,11 @@ def config_refusal(code: int, text: str, *, label: str, xoauth2: bool) -> MailSe
             "must allow it for this mailbox (Set-CASMailbox -Identity MAILBOX -SmtpClientAuthenticationDisabled "
             "$false) or for the tenant (Set-TransportConfig -SmtpClientAuthenticationDisabled $false). "
             "Nothing was sent and nobody was marked bounced.")
+    if enhanced == "5.7.60" or "does not have permissions to send as" in text.lower():
+        return MailServerConfigError(
+            f"{label} does not let this login send as the From address ({answer}); send from the mailbox that logs "
+            "in ([sender] address in settings.toml), or have an Exchange administrator give it SendAs on that address "
+            "(Add-RecipientPermission ... -AccessRights SendAs). Nothing was sent and nobody was marked bounced.")
     if code == 535 or enhanced in CONFIG_CODES or (code == 530 and enhanced.startswith("5.7.")):
         if xoauth2:
             return MailServerConfigError(

@@ -74,7 +74,15 @@ def token_command(tmp_path: Path, idp: TokenService, *, fixed: str = "") -> str:
 
 def test_the_worker_sends_with_the_microsoft_client_credentials_grant(configured_home, tmp_path, monkeypatch, idp,
                                                                       oauth_smtp):
-    env = smtp_env(oauth_smtp, idp)
+    # As the README has staff do it: tenant and client id in settings.toml, the secret in the environment.
+    settings = configured_home / "settings.toml"
+    given = idp.env()
+    settings.write_text(settings.read_text(encoding="utf-8") + f'\n[oauth]\ntenant = "{given["CAMPAIGN_OAUTH_TENANT"]}"\n'
+                        f'client_id = "{given["CAMPAIGN_OAUTH_CLIENT_ID"]}"\nauthority = "{idp.authority}"\n',
+                        encoding="utf-8")
+    env = {"CAMPAIGN_SMTP_URL": f"smtp://{MAILBOX_Q}@127.0.0.1:{oauth_smtp.port}?auth=xoauth2",
+           "CAMPAIGN_SMTP_CA_FILE": oauth_smtp.ca, "CAMPAIGN_OAUTH_CLIENT_SECRET": CLIENT_SECRET,
+           "CAMPAIGN_OAUTH_CA_FILE": given["CAMPAIGN_OAUTH_CA_FILE"]}
     project = prepare(tmp_path, monkeypatch, ["a@example.nl", "b@example.nl"], smtp_url=env["CAMPAIGN_SMTP_URL"])
     stats = run_worker(project, MAIL1, env=env)
     assert stats.sent == 2 and oauth_smtp.recorder.count() == 2
@@ -201,12 +209,16 @@ def test_exchange_refusing_password_logins_is_a_configuration_error(configured_h
     assert ledger(project) == {"pending": 2}
 
 
-def test_an_unauthenticated_submission_refused_per_message_stops_before_the_breaker_counts(configured_home, tmp_path,
-                                                                                           monkeypatch):
+@pytest.mark.parametrize("answer, says", [
+    ("530 5.7.57 Client not authenticated to send mail", "login refused"),
+    ("550 5.7.60 SMTP; Client does not have permissions to send as this sender", "SendAs"),
+])
+def test_a_submission_refused_for_the_account_stops_before_the_breaker_counts(configured_home, tmp_path, monkeypatch,
+                                                                              answer, says):
     with Server() as server:
-        server.recorder.refuse_all = "530 5.7.57 Client not authenticated to send mail"
+        server.recorder.refuse_all = answer
         project = prepare(tmp_path, monkeypatch, [f"p{i}@example.nl" for i in range(5)], smtp_url=server.url)
-        with pytest.raises(MailServerConfigError, match="nobody was marked bounced"):
+        with pytest.raises(MailServerConfigError, match=f"{says}.*nobody was marked bounced"):
             run_worker(project, MAIL1, env={"CAMPAIGN_SMTP_URL": server.url}, failure_threshold=3)
     assert ledger(project) == {"pending": 5}
     conn = project.connect()

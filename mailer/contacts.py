@@ -1079,20 +1079,27 @@ def _forget_in_simulation(folder: Path, contact_id: int, failures: list[str]) ->
     return removed, len(rows) - len(kept)
 
 
-def audience(project: "Project") -> tuple[list[Contact], str]:
-    """Who the mails are shown, simulated and built for: the active imported contacts, or,
-    while none are imported, the fictional ones in ``contacts/example.csv``; and which it is."""
+def audience(project: "Project", *, limit: int | None = None) -> tuple[list[Contact], str]:
+    """Who the mails are shown, simulated and built for: the active imported contacts (the first
+    ``limit`` of them), or, while none are imported, the fictional ones in ``contacts/example.csv``;
+    and which it is."""
+    import itertools
+
     if project.db_exists:
         with project.db() as conn:
-            imported = list(active_contacts(conn))
+            imported = list(itertools.islice(active_contacts(conn), limit))
         if imported:
             return imported, "imported contacts"
     return example_contacts(project.root), "contacts/example.csv"
 
 
 def example_contacts(root: Path) -> list[Contact]:
-    """The fictional contacts in ``contacts/example.csv``: for build, preview and tests."""
+    """The fictional contacts in ``contacts/example.csv``: for build, preview and tests, while no
+    contacts are imported (callers look at the imported contacts first)."""
     path = root / "contacts" / "example.csv"
+    if not path.exists() and not path.is_symlink():
+        raise ContactsError("no contacts imported and no contacts/example.csv: import a list with "
+                            "`campaign contacts import FILE`")
     parsed = read_contacts(path, default_basis="example")
     if parsed.problems:
         raise ContactsError(f"{path}: the example list has problems", parsed.problems)

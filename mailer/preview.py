@@ -202,6 +202,8 @@ def search_contacts(project: Project, query: str, *, limit: int = SEARCH_LIMIT) 
         with project.db() as conn:
             if conn.execute("SELECT 1 FROM contacts WHERE status = 'active' LIMIT 1").fetchone():
                 return _search_imported(conn, folded, limit)
+    if not (project.root / "contacts" / "example.csv").exists():
+        return [], False  # no one to find: the pages say what to do
     found = [c for c in example_contacts(project.root) if _matches(c, folded)][:limit + 1]
     return found[:limit], len(found) > limit
 

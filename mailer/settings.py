@@ -467,6 +467,8 @@ def _checked_sender(sender: Sender, path: Path) -> Sender:
     from .headers import TEXT_MAX, check_header_value, url_problem
 
     check_header_value("sender.name", sender.name, where=str(path), max_length=TEXT_MAX, error=SettingsError)
+    # Not a header, but in every footer: the same refusals (a bidi control would reorder the address).
+    check_header_value("sender.contact", sender.contact, where=str(path), error=SettingsError)
     addresses = {}
     for key in ("address", "reply_to", "optout_address"):
         value = getattr(sender, key)

@@ -88,7 +88,7 @@ def test_the_fallback_may_not_name_the_name_it_stands_in_for(project_copy: Path)
     assert load_campaign_settings(path.parent).salutation_fallback == "Beste leden van {party},"
 
 
-@pytest.mark.parametrize("char", ["\u202e", "\n", "\x00"])
+@pytest.mark.parametrize("char", ["\u202e", "\n", "\x00", "\u200b"])
 def test_a_salutation_with_a_control_character_is_refused(project_copy: Path, char: str):
     path = set_copy(project_copy, "salutation", f"Beste{char} {{name}},")
     with pytest.raises(SettingsError, match=r"copy\.salutation: "):

@@ -93,8 +93,15 @@ def address_key(address: str) -> str:
     return email_key(normalise_address(address))
 
 
+# A local part as it stands in typed text: up to the '@', after a space, ',', ';', '<' or the like.
+_LOCAL_BEFORE_AT = re.compile(r"[^\s@,;:<>()\[\]\"']+(?=@)")
+
+
 def mask(address: str) -> str:
+    """``r***@example.nl``; in typed text that holds several addresses (``a@x.nl,b@y.nl``), each of them."""
     local, _, domain = address.partition("@")
+    if "@" in domain:
+        return _LOCAL_BEFORE_AT.sub(lambda m: m.group()[:1] + "***", address)
     return f"{local[:1]}***@{domain}"
 
 

@@ -290,7 +290,7 @@ def load_campaign_settings(folder: Path) -> CampaignSettings:
         list_id=list_id,
         organisation_article=_get(org, "article", str, path, "organisation.", "").strip(),
         fact_years=_fact_years(copy, path),
-        follow_up_opening=_get(copy, "follow_up_opening", str, path, "copy.", "").strip(),
+        follow_up_opening=_follow_up_opening(copy, path),
     )
 
 
@@ -348,6 +348,21 @@ def _salutation(copy: dict[str, Any], key: str, path: Path, default: str) -> str
         problem = "names {name}, but the fallback is for contacts without a name: leave {name} out"
     if problem:
         raise SettingsError(f"{_where(path, 'copy.' + key)}: {value!r} {problem}")
+    return value
+
+
+# '{name}' with single braces: a salutation's field, which Jinja leaves in the text as it is.
+_SINGLE_BRACE_FIELD = re.compile(r"(?<!\{)\{\s*[A-Za-z_][\w.]*\s*\}(?!\})")
+
+
+def _follow_up_opening(copy: dict[str, Any], path: Path) -> str:
+    """``copy.follow_up_opening``: Jinja content, so a salutation-style ``{name}`` would be sent as written."""
+    value = _get(copy, "follow_up_opening", str, path, "copy.", "").strip()
+    m = _SINGLE_BRACE_FIELD.search(value)
+    if m:
+        raise SettingsError(f"{_where(path, 'copy.follow_up_opening')}: {m.group()!r} would be sent as written: this "
+                            "line is the same for every contact and may use {{ election.name }} and the like; "
+                            "contact fields belong in copy.salutation")
     return value
 
 

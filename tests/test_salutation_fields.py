@@ -93,3 +93,18 @@ def test_a_salutation_with_a_control_character_is_refused(project_copy: Path, ch
     path = set_copy(project_copy, "salutation", f"Beste{char} {{name}},")
     with pytest.raises(SettingsError, match=r"copy\.salutation: "):
         load_campaign_settings(path.parent)
+
+
+@pytest.mark.parametrize("value", ["Beste {name}, hallo.", "Namens ons aan { party }."])
+def test_a_salutation_field_in_the_follow_up_opening_is_refused(project_copy: Path, value: str):
+    # That text is Jinja, the same for every contact: '{name}' would reach every mail as written.
+    path = set_copy(project_copy, "follow_up_opening", value)
+    with pytest.raises(SettingsError) as caught:
+        load_campaign_settings(path.parent)
+    assert str(caught.value).startswith(f"{path}: copy.follow_up_opening: '{{")
+    assert "would be sent as written" in str(caught.value) and "copy.salutation" in str(caught.value)
+
+
+def test_the_follow_up_opening_may_name_the_election(project_copy: Path):
+    path = set_copy(project_copy, "follow_up_opening", "Voor de {{ election.name }} van {{election.year}}.")
+    assert "{{ election.name }}" in load_campaign_settings(path.parent).follow_up_opening

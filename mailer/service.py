@@ -56,7 +56,8 @@ def plan_campaign(project: Project, *, now: dt.datetime, start: dt.date | None =
 
 
 def campaign_findings(project: Project) -> list[checks.Finding]:
-    """``campaign check``-level findings for every mail, as the first example contact gets it."""
+    """``campaign check``-level findings for every mail, as the first imported contact (else the first
+    example) gets it."""
     campaign = project.load_campaign()
     deployment = project.deployment()
     # As `build` chooses: the first imported contact, else the first example (needed only then).

@@ -170,8 +170,9 @@ class PlanDate(click.DateTime):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         moment = super().convert(value, param, ctx)
         if not self.FIRST <= moment <= self.LAST:
-            self.fail(f"{moment:%Y-%m-%d} is out of range: give a date from {self.FIRST:%Y-%m-%d} "
-                      f"to {self.LAST:%Y-%m-%d}", param, ctx)
+            # isoformat, not %Y: strftime writes the year 1 as '1'.
+            self.fail(f"{moment.date().isoformat()} is out of range: give a date from {self.FIRST.date().isoformat()} "
+                      f"to {self.LAST.date().isoformat()}", param, ctx)
         return moment
 
 

@@ -93,8 +93,15 @@ def address_key(address: str) -> str:
     return email_key(normalise_address(address))
 
 
+# A local part as it stands in typed text: up to the '@', after a space, ',', ';', '<' or the like.
+_LOCAL_BEFORE_AT = re.compile(r"[^\s@,;:<>()\[\]\"']+(?=@)")
+
+
 def mask(address: str) -> str:
+    """``r***@example.nl``; in typed text that holds several addresses (``a@x.nl,b@y.nl``), each of them."""
     local, _, domain = address.partition("@")
+    if "@" in domain:
+        return _LOCAL_BEFORE_AT.sub(lambda m: m.group()[:1] + "***", address)
     return f"{local[:1]}***@{domain}"
 
 
@@ -1095,20 +1102,27 @@ def _forget_in_simulation(folder: Path, contact_id: int, failures: list[str]) ->
     return removed, len(rows) - len(kept)
 
 
-def audience(project: "Project") -> tuple[list[Contact], str]:
-    """Who the mails are shown, simulated and built for: the active imported contacts, or,
-    while none are imported, the fictional ones in ``contacts/example.csv``; and which it is."""
+def audience(project: "Project", *, limit: int | None = None) -> tuple[list[Contact], str]:
+    """Who the mails are shown, simulated and built for: the active imported contacts (the first
+    ``limit`` of them), or, while none are imported, the fictional ones in ``contacts/example.csv``;
+    and which it is."""
+    import itertools
+
     if project.db_exists:
         with project.db() as conn:
-            imported = list(active_contacts(conn))
+            imported = list(itertools.islice(active_contacts(conn), limit))
         if imported:
             return imported, "imported contacts"
     return example_contacts(project.root), "contacts/example.csv"
 
 
 def example_contacts(root: Path) -> list[Contact]:
-    """The fictional contacts in ``contacts/example.csv``: for build, preview and tests."""
+    """The fictional contacts in ``contacts/example.csv``: for build, preview and tests, while no
+    contacts are imported (callers look at the imported contacts first)."""
     path = root / "contacts" / "example.csv"
+    if not path.exists() and not path.is_symlink():
+        raise ContactsError("no contacts imported and no contacts/example.csv: import a list with "
+                            "`campaign contacts import FILE`")
     parsed = read_contacts(path, default_basis="example")
     if parsed.problems:
         raise ContactsError(f"{path}: the example list has problems", parsed.problems)

@@ -214,9 +214,10 @@ def reschedule(conn: sqlite3.Connection, campaign: str, mail: int, at: dt.dateti
     if plan.cancelled:
         raise StateError(f"campaign {campaign} is cancelled; schedule it again first")
     if at < now - dt.timedelta(minutes=1):
-        raise PlanError(f"{at:%Y-%m-%d %H:%M} is in the past; use --at now to send at once")
+        # isoformat, not %Y: strftime writes the year 999 as '999'.
+        raise PlanError(f"{at.date().isoformat()} {at:%H:%M} is in the past; use --at now to send at once")
     if at.date() >= plan.election_day:
-        raise PlanError(f"{at:%Y-%m-%d} is on or after election day ({plan.election_day}); refused")
+        raise PlanError(f"{at.date().isoformat()} is on or after election day ({plan.election_day}); refused")
     with store.transaction(conn):
         row = conn.execute("SELECT state FROM schedule WHERE campaign = ? AND mail = ?", (campaign, mail)).fetchone()
         if row is None:

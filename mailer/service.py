@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from . import checks
-from .contacts import count_contacts, example_contacts
+from .contacts import audience, count_contacts
 from .errors import PlanError, SenderNotConfigured, StateError
 from .message import build_message
 from .personalise import personalise
@@ -56,10 +56,12 @@ def plan_campaign(project: Project, *, now: dt.datetime, start: dt.date | None =
 
 
 def campaign_findings(project: Project) -> list[checks.Finding]:
-    """``campaign check``-level findings for every mail, as the first example contact gets it."""
+    """``campaign check``-level findings for every mail, as the first imported contact (else the first
+    example) gets it."""
     campaign = project.load_campaign()
     deployment = project.deployment()
-    contact = example_contacts(project.root)[0]
+    # As `build` chooses: the first imported contact, else the first example (needed only then).
+    contact = audience(project, limit=1)[0][0]
     findings: list[checks.Finding] = []
     for mail in Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
                         cache=project.render_cache).render_all():

@@ -211,8 +211,7 @@ def parse_when(text: str, *, timezone: str, now: dt.datetime) -> dt.datetime:
 def reschedule(conn: sqlite3.Connection, campaign: str, mail: int, at: dt.datetime, *, now: dt.datetime) -> dt.datetime:
     """Move one mail; outside the window is allowed (staff's explicit choice), after election day is not."""
     plan = require_plan(conn, campaign)
-    if plan.cancelled:
-        raise StateError(f"campaign {campaign} is cancelled; schedule it again first")
+    refuse_if_cancelled(conn, plan, mail, action="move")
     if at < now - dt.timedelta(minutes=1):
         raise PlanError(f"{at:%Y-%m-%d %H:%M} is in the past; use --at now to send at once")
     if at.date() >= plan.election_day:
@@ -221,6 +220,7 @@ def reschedule(conn: sqlite3.Connection, campaign: str, mail: int, at: dt.dateti
         row = conn.execute("SELECT state FROM schedule WHERE campaign = ? AND mail = ?", (campaign, mail)).fetchone()
         if row is None:
             raise StateError(f"campaign {campaign} has no mail {mail}")
+        refuse_if_cancelled(conn, require_plan(conn, campaign), mail, action="move")  # cancelled meanwhile
         if row["state"] in ("sending", "done"):
             raise StateError(f"mail {mail} has already started sending; it cannot be moved "
                              "(use `campaign cancel --mail N` to stop it)")
@@ -259,6 +259,21 @@ def cancel(conn: sqlite3.Connection, campaign: str, *, mail: int | None, now: dt
     return n
 
 
+def refuse_if_cancelled(conn: sqlite3.Connection, plan: StoredPlan, mail: int | None, *, action: str) -> None:
+    """Refuse ``action`` (a retry, an approval, a move) on a cancelled campaign or a cancelled mail,
+    as pause and resume are refused: nothing of it is sent any more, so it would change nothing."""
+    if plan.cancelled:
+        raise StateError(f"campaign {plan.campaign} is cancelled, so nothing of it is sent any more and there is "
+                         f"nothing to {action}; to send it after all, schedule it again with `campaign schedule`")
+    if mail is None:
+        return
+    row = conn.execute("SELECT state FROM schedule WHERE campaign = ? AND mail = ?", (plan.campaign, mail)).fetchone()
+    if row is not None and row["state"] == "cancelled":
+        raise StateError(f"mail {mail} of campaign {plan.campaign} is cancelled, so it is not sent any more and "
+                         f"there is nothing to {action}; to send it after all, `campaign cancel` the campaign and "
+                         "schedule it again with `campaign schedule` (mails sent completely stay sent)")
+
+
 def require_mails(conn: sqlite3.Connection, campaign: str, mails: Iterable[int]) -> None:
     """Refuse a mail number that the stored schedule of the campaign does not have."""
     known = [row[0] for row in conn.execute("SELECT mail FROM schedule WHERE campaign = ? ORDER BY mail", (campaign,))]
@@ -271,9 +286,11 @@ def require_mails(conn: sqlite3.Connection, campaign: str, mails: Iterable[int])
 def retry(conn: sqlite3.Connection, campaign: str, *, mail: int, now: dt.datetime) -> int:
     """Put failed and unknown sends of a mail back in the queue; returns how many. An unknown
     one may have arrived the first time, so its second copy is counted as resent."""
-    require_plan(conn, campaign)
+    plan = require_plan(conn, campaign)
     require_mails(conn, campaign, [mail])
+    refuse_if_cancelled(conn, plan, mail, action="retry")
     with store.transaction(conn):
+        refuse_if_cancelled(conn, require_plan(conn, campaign), mail, action="retry")  # cancelled meanwhile
         n = conn.execute(
             "UPDATE ledger SET state = 'pending', next_attempt_at = NULL, error = '', updated_at = ?,"
             " resent = resent + (state = 'unknown')"
@@ -287,14 +304,21 @@ def retry(conn: sqlite3.Connection, campaign: str, *, mail: int, now: dt.datetim
 
 
 def approve(conn: sqlite3.Connection, campaign: str, fingerprints: dict[int, str], *, mails: Iterable[int] | None) -> list[int]:
-    """Approve the current version of changed mails; returns the mails whose approval changed."""
-    require_plan(conn, campaign)
+    """Approve the current version of changed mails; returns the mails whose approval changed.
+    Cancelled mails (and a cancelled campaign) are refused when named, and skipped otherwise."""
+    plan = require_plan(conn, campaign)
     wanted = set(mails) if mails is not None else None
     require_mails(conn, campaign, sorted(wanted or ()))
+    refuse_if_cancelled(conn, plan, None, action="approve")
+    for n in sorted(wanted or ()):
+        refuse_if_cancelled(conn, plan, n, action="approve")
     changed = []
     with store.transaction(conn):
-        for row in conn.execute("SELECT mail, approved_fingerprint FROM schedule WHERE campaign = ?", (campaign,)).fetchall():
+        for row in conn.execute("SELECT mail, approved_fingerprint, state FROM schedule WHERE campaign = ?",
+                                (campaign,)).fetchall():
             n = row["mail"]
+            if row["state"] == "cancelled":
+                continue
             if (wanted is None or n in wanted) and fingerprints.get(n) and fingerprints[n] != row["approved_fingerprint"]:
                 conn.execute("UPDATE schedule SET approved_fingerprint = ? WHERE campaign = ? AND mail = ?",
                              (fingerprints[n], campaign, n))

@@ -69,3 +69,89 @@ def test_simulate_refuses_an_out_that_is_a_symlink_and_says_so(run, home: Path, 
     assert "no timeline.csv" not in result.output
     assert (target / "keep.txt").read_text() == "k\n"
     assert sorted(p.name for p in target.iterdir()) == ["keep.txt"]
+
+
+# --- 4. retry, approve and reschedule of a cancelled campaign or mail -------------------------------
+
+@pytest.fixture
+def ahead(run, project_ahead: Path):
+    """``campaign`` against a copy of the project whose election is ahead."""
+    def invoke(*args: str, input: str | None = None):
+        return run(*args, root=project_ahead, input=input)
+
+    return invoke
+
+
+def schedule_example(ahead) -> None:
+    assert ahead("contacts", "import", str(ROOT / "contacts/example.csv")).exit_code == 0
+    result = ahead("schedule", "--yes")
+    assert result.exit_code == 0, result.output
+
+
+def fail_mail_1_for(home: Path, address: str) -> None:
+    """Mail 1 sending, with the row of ``address`` failed (as a 5xx leaves it)."""
+    conn = sqlite3.connect(home / "campaign.sqlite3")
+    with conn:
+        conn.execute("UPDATE schedule SET state = 'sending' WHERE mail = 1")
+        (cid,) = conn.execute("SELECT id FROM contacts WHERE email_key = ?", (address,)).fetchone()
+        conn.execute("INSERT INTO ledger (campaign, mail, contact_id, state, message_id, updated_at)"
+                     " VALUES ('gr2026', 1, ?, 'failed', '<x@y>', '2026-01-01T00:00:00Z')", (cid,))
+    conn.close()
+
+
+def test_retry_of_a_cancelled_campaign_is_refused_and_queues_nothing(ahead, home: Path):
+    schedule_example(ahead)
+    address = rows(home, "SELECT email_key FROM contacts ORDER BY id LIMIT 1")[0][0]
+    fail_mail_1_for(home, address)
+    assert ahead("cancel").exit_code == 0
+    result = ahead("retry", "--mail", "1")
+    assert result.exit_code == 1
+    assert "queued again" not in result.output
+    assert "Error: campaign gr2026 is cancelled, so nothing of it is sent any more and there is nothing to retry" \
+        in result.output
+    assert "campaign schedule" in result.output
+    assert rows(home, "SELECT state FROM ledger") == [("failed",)]
+    status = json.loads(ahead("status", "--json").output)
+    assert status["mails"][0]["state"] == "cancelled"
+    assert not any("overdue" in w for w in status["warnings"])
+
+
+def test_retry_of_a_cancelled_mail_is_refused(ahead, home: Path):
+    schedule_example(ahead)
+    address = rows(home, "SELECT email_key FROM contacts ORDER BY id LIMIT 1")[0][0]
+    fail_mail_1_for(home, address)
+    assert ahead("cancel", "--mail", "1").exit_code == 0
+    result = ahead("retry", "--mail", "1")
+    assert result.exit_code == 1
+    assert "Error: mail 1 of campaign gr2026 is cancelled" in result.output
+    assert rows(home, "SELECT state FROM ledger") == [("failed",)]
+    assert rows(home, "SELECT state FROM schedule WHERE mail = 1") == [("cancelled",)]
+
+
+def test_reschedule_of_a_cancelled_mail_is_refused_and_does_not_bring_it_back(ahead, home: Path):
+    schedule_example(ahead)
+    assert ahead("cancel", "--mail", "2").exit_code == 0
+    result = ahead("reschedule", "--mail", "2", "--at", "now")
+    assert result.exit_code == 1
+    assert "Error: mail 2 of campaign gr2026 is cancelled" in result.output and "nothing to move" in result.output
+    assert rows(home, "SELECT state FROM schedule WHERE mail = 2") == [("cancelled",)]
+    assert ahead("cancel").exit_code == 0
+    whole = ahead("reschedule", "--mail", "3", "--at", "now")
+    assert whole.exit_code == 1 and "campaign gr2026 is cancelled" in whole.output
+
+
+def test_approve_of_a_cancelled_campaign_or_mail_is_refused(ahead, home: Path):
+    schedule_example(ahead)
+    conn = sqlite3.connect(home / "campaign.sqlite3")
+    with conn:
+        conn.execute("UPDATE schedule SET approved_fingerprint = 'old'")
+    conn.close()
+    assert ahead("cancel", "--mail", "2").exit_code == 0
+    named = ahead("approve", "--mail", "2")
+    assert named.exit_code == 1 and "Error: mail 2 of campaign gr2026 is cancelled" in named.output
+    every = ahead("approve")
+    assert every.exit_code == 0, every.output
+    assert rows(home, "SELECT mail FROM schedule WHERE approved_fingerprint = 'old'") == [(2,)]
+    assert ahead("cancel").exit_code == 0
+    refused = ahead("approve")
+    assert refused.exit_code == 1 and "campaign gr2026 is cancelled" in refused.output

@@ -615,9 +615,15 @@ def plan(state: State, campaign_name: str | None, start: dt.datetime | None, ele
     settings = project.load_campaign().settings
     print_plan(report, settings.schedule.timezone)
     if ics:
+        from mailer import files
+
+        if ics.is_symlink():
+            raise click.ClickException(f"--ics {ics} is a symbolic link, and the calendar is not written through "
+                                       "one; name the file itself (a new file, or one you want replaced)")
         try:
-            ics.write_text(to_ics(report.plan, name=settings.name, estimates=report.estimates), encoding="utf-8",
-                           newline="")
+            # Owner-only, like every file the tool writes; an existing file is tightened too.
+            files.write_private(ics, to_ics(report.plan, name=settings.name, estimates=report.estimates, now=now()),
+                                atomic=False)
         except OSError as exc:
             raise click.ClickException(f"could not write {ics}: {exc.strerror}; the plan was shown above, "
                                        "but no complete calendar file was written") from None

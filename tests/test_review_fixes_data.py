@@ -26,6 +26,15 @@ def rows(home: Path, query: str, args: tuple = ()) -> list[tuple]:
         conn.close()
 
 
+@pytest.fixture
+def ahead(run, project_ahead: Path):
+    """``campaign`` against a copy of the project whose election is ahead."""
+    def invoke(*args: str, input: str | None = None):
+        return run(*args, root=project_ahead, input=input)
+
+    return invoke
+
+
 # --- 1. simulate --out never deletes what it did not write ------------------------------------------
 
 def test_simulate_refuses_a_folder_with_a_stray_timeline_and_deletes_nothing(run, home: Path, tmp_path: Path):
@@ -72,15 +81,6 @@ def test_simulate_refuses_an_out_that_is_a_symlink_and_says_so(run, home: Path, 
 
 
 # --- 4. retry, approve and reschedule of a cancelled campaign or mail -------------------------------
-
-@pytest.fixture
-def ahead(run, project_ahead: Path):
-    """``campaign`` against a copy of the project whose election is ahead."""
-    def invoke(*args: str, input: str | None = None):
-        return run(*args, root=project_ahead, input=input)
-
-    return invoke
-
 
 def schedule_example(ahead) -> None:
     assert ahead("contacts", "import", str(ROOT / "contacts/example.csv")).exit_code == 0
@@ -155,3 +155,35 @@ def test_approve_of_a_cancelled_campaign_or_mail_is_refused(ahead, home: Path):
     assert ahead("cancel").exit_code == 0
     refused = ahead("approve")
     assert refused.exit_code == 1 and "campaign gr2026 is cancelled" in refused.output
+
+
+# --- 5. plan --ics: no symlink followed, owner-only, DTSTAMP the moment it is made ------------------
+
+def test_plan_ics_does_not_follow_a_symlink(ahead, home: Path, tmp_path: Path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("do not touch\n")
+    link = tmp_path / "link.ics"
+    link.symlink_to(victim)
+    result = ahead("plan", "--ics", str(link))
+    assert result.exit_code == 1
+    assert "is a symbolic link" in result.output
+    assert victim.read_text() == "do not touch\n"
+    assert link.is_symlink()
+
+
+def test_plan_ics_is_owner_only_and_stamped_when_made(ahead, home: Path, tmp_path: Path):
+    import datetime as dt
+
+    path = tmp_path / "plan.ics"
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    result = ahead("plan", "--ics", str(path))
+    after = dt.datetime.now(dt.timezone.utc)
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    text = path.read_text(encoding="utf-8")
+    stamps = [line.split(":", 1)[1] for line in text.splitlines() if line.startswith("DTSTAMP:")]
+    starts = [line.split(":", 1)[1] for line in text.splitlines() if line.startswith("DTSTART:")]
+    assert len(stamps) == 9 and len(set(stamps)) == 1
+    made = dt.datetime.strptime(stamps[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+    assert before <= made <= after
+    assert not set(stamps) & set(starts)

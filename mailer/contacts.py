@@ -242,12 +242,28 @@ class _Table:
     delimiter: str
 
 
-def _open_table(path: Path, *, sheet: str | None) -> _Table:
-    """Open a CSV/text file or an Excel workbook (recognised by its content, not its name)."""
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of a contact or address file; anything but a regular file is refused before it
+    is opened, since opening a FIFO (or reading a device) waits forever."""
+    import os
+    import stat
+
     try:
-        raw = path.read_bytes()
+        mode = os.stat(path).st_mode
     except OSError as exc:
         raise ContactsError(f"{path}: cannot read: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ContactsError(f"{path}: is not a regular file (a pipe, device or socket), so it was not read and "
+                            "nothing was changed; save the list as a file and name that file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ContactsError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _open_table(path: Path, *, sheet: str | None) -> _Table:
+    """Open a CSV/text file or an Excel workbook (recognised by its content, not its name)."""
+    raw = _read_regular_file(path)
     if raw.startswith(_ZIP_MAGIC):
         return _xlsx_table(path, raw, sheet=sheet)
     if raw.startswith(_OLE_MAGIC):
@@ -913,10 +929,7 @@ def read_address_list(path: Path) -> list[str]:
 
 def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
     """The lines of a text file, or the rows of a workbook's first sheet, with their numbers."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ContactsError(f"{path}: cannot read: {exc.strerror}") from None
+    raw = _read_regular_file(path)
     if raw.startswith(_ZIP_MAGIC):
         _, rows = _xlsx_sheet_rows(path, raw, sheet=None)
         for number, cells in rows:

@@ -187,3 +187,29 @@ def test_plan_ics_is_owner_only_and_stamped_when_made(ahead, home: Path, tmp_pat
     made = dt.datetime.strptime(stamps[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
     assert before <= made <= after
     assert not set(stamps) & set(starts)
+
+
+# --- 6. a FIFO is refused before it is opened ------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["contacts", "import"], ["contacts", "unsubscribe", "--from"]])
+def test_a_fifo_is_refused_instead_of_hanging(run, home: Path, tmp_path: Path, command: list[str]):
+    import threading
+
+    fifo = tmp_path / "list.csv"
+    os.mkfifo(fifo)
+
+    # A writer that opens the FIFO and closes it at once: should the command open it after all,
+    # it reads an empty file and ends (and the test fails) instead of waiting forever.
+    def writer() -> None:
+        os.close(os.open(fifo, os.O_WRONLY))
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        result = run(*command, str(fifo))
+    finally:
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # frees the writer if nobody read
+        thread.join(timeout=10)  # daemon: never keeps the test run alive
+    assert result.exit_code == 1
+    assert f"{fifo}: is not a regular file" in result.output
+    assert "Traceback" not in result.output

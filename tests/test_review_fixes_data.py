@@ -213,3 +213,22 @@ def test_a_fifo_is_refused_instead_of_hanging(run, home: Path, tmp_path: Path, c
     assert result.exit_code == 1
     assert f"{fifo}: is not a regular file" in result.output
     assert "Traceback" not in result.output
+
+
+# --- 7. CAMPAIGN_HOME set but empty -------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["", "  "])
+@pytest.mark.parametrize("command", [["status"], ["contacts", "list"]])
+def test_an_empty_campaign_home_is_an_error_naming_the_variable(run, home: Path, tmp_path: Path, monkeypatch,
+                                                                 value: str, command: list[str]):
+    from .conftest import copy_project
+
+    root = copy_project(tmp_path / "project")
+    monkeypatch.setenv("CAMPAIGN_HOME", value)
+    monkeypatch.chdir(root)
+    result = run(*command, root=root)
+    assert result.exit_code == 1
+    assert ("Error: CAMPAIGN_HOME is set but empty: unset it to use var/ in the project folder, or name a folder"
+            in result.output)
+    assert "Traceback" not in result.output
+    assert not (root / "var").exists()

@@ -76,6 +76,7 @@ def campaign_findings(project: Project) -> list[checks.Finding]:
         conn = project.connect()
         try:
             findings += checks.check_contacts(active_contacts(conn))
+            findings += _test_recipient_findings(conn, deployment.test_recipients)
             plan = get_plan(conn, project.campaign_name)
             if plan is not None and not plan.cancelled:
                 rows = [{"mail": r["mail"], "due_at": store.parse_iso(r["due_at"]), "outside_window": r["outside_window"]}
@@ -85,6 +86,32 @@ def campaign_findings(project: Project) -> list[checks.Finding]:
                                                   election_day=plan.election_day)
         finally:
             conn.close()
+    return findings
+
+
+def _test_recipient_findings(conn, recipients: tuple[str, ...]) -> list[checks.Finding]:
+    """An error for each ``[test] recipients`` address that ``send-test`` would refuse: one that
+    reaches an imported contact's mailbox or is on the suppression list (the same guard)."""
+    from .contacts import mask, normalise_address
+    from .errors import InvalidAddress
+    from .guard import recipient_problem
+
+    findings = []
+    for typed in recipients:
+        try:
+            normal = normalise_address(typed)
+        except InvalidAddress as exc:
+            findings.append(checks.Finding("error", None, f"[test] recipients in settings.toml: {exc}"))
+            continue
+        problem = recipient_problem(conn, typed, normal)
+        if problem == "contact":
+            findings.append(checks.Finding(
+                "error", None, f"[test] recipients in settings.toml: {mask(normal)} reaches the mailbox of an "
+                "imported contact, and test mails never go to contacts; name your own address instead"))
+        elif problem == "suppressed":
+            findings.append(checks.Finding(
+                "error", None, f"[test] recipients in settings.toml: {mask(normal)} is on the suppression list "
+                "(erased or opted out), and test mails never go there; name your own address instead"))
     return findings
 
 

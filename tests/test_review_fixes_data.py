@@ -35,6 +35,13 @@ def ahead(run, project_ahead: Path):
     return invoke
 
 
+def contact_list(folder: Path, *addresses: str, name: str = "list.csv") -> Path:
+    path = folder / name
+    path.write_text("email;party;municipality\n" + "".join(f"{a};Partij;Teststad\n" for a in addresses),
+                    encoding="utf-8")
+    return path
+
+
 # --- 1. simulate --out never deletes what it did not write ------------------------------------------
 
 def test_simulate_refuses_a_folder_with_a_stray_timeline_and_deletes_nothing(run, home: Path, tmp_path: Path):
@@ -232,3 +239,29 @@ def test_an_empty_campaign_home_is_an_error_naming_the_variable(run, home: Path,
             in result.output)
     assert "Traceback" not in result.output
     assert not (root / "var").exists()
+
+
+# --- 8. campaign check flags [test] recipients that are contacts or suppressed ---------------------
+
+def test_check_flags_a_test_recipient_that_reaches_a_contact(run, configured_home: Path, tmp_path: Path):
+    # The settings' test recipient is staf@zender.test-org.nl; a contact is that mailbox with a tag.
+    assert run("contacts", "import", str(contact_list(tmp_path, "Staf+lijst@zender.test-org.nl"))).exit_code == 0
+    result = run("check", "--json")
+    assert result.exit_code == 1
+    found = [f for f in json.loads(result.output)["findings"] if "[test] recipients" in f["message"]]
+    assert [f["level"] for f in found] == ["error"]
+    assert "s***@zender.test-org.nl reaches the mailbox of an imported contact" in found[0]["message"]
+    assert "staf@" not in result.output.lower()
+
+
+def test_check_flags_a_test_recipient_that_is_suppressed(run, configured_home: Path):
+    assert run("contacts", "unsubscribe", "staf@zender.test-org.nl").exit_code == 0
+    result = run("check")
+    assert result.exit_code == 1
+    assert "is on the suppression list" in result.output and "[test] recipients" in result.output
+
+
+def test_check_has_no_test_recipient_finding_for_a_staff_address(run, configured_home: Path, tmp_path: Path):
+    assert run("contacts", "import", str(contact_list(tmp_path, "iemand@partij.nl"))).exit_code == 0
+    result = run("check", "--json")
+    assert not [f for f in json.loads(result.output)["findings"] if "[test] recipients" in f["message"]]

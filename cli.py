@@ -511,10 +511,10 @@ def contacts_reactivate(state: State, email: str) -> None:
 @engine_errors
 def contacts_remove(state: State, emails: tuple[str, ...]) -> None:
     """Deactivate contacts (staff decision; a later import of the address reactivates it)."""
-    from mailer.contacts import mask, set_status
+    from mailer.contacts import mask, remove_contacts
 
     with state.project().db() as conn:
-        changed, unknown = set_status(conn, emails, status="removed", reason="removed by staff")
+        changed, unknown = remove_contacts(conn, emails)
     click.echo(f"Removed {changed} contact{'s' if changed != 1 else ''}.")
     for address in unknown:
         click.secho(f"  not a contact: {mask(address)}", fg="yellow", err=True)

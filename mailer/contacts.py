@@ -784,6 +784,22 @@ def set_status(
     return changed, unknown
 
 
+def remove_contacts(conn: sqlite3.Connection, addresses: Sequence[str], *, now: dt.datetime | None = None
+                    ) -> tuple[int, list[str]]:
+    """Deactivate contacts by staff decision; returns (changed, unknown addresses in normal form).
+
+    Every typed address goes through ``normalise_address`` first, as forget and unsubscribe do:
+    one that is not usable raises :class:`InvalidAddress` and nothing is changed.
+    """
+    normal: dict[str, None] = {}
+    for address in addresses:
+        try:
+            normal[normalise_address(address)] = None
+        except InvalidAddress as exc:
+            raise InvalidAddress(f"{exc}; nothing was changed") from None
+    return set_status(conn, list(normal), status="removed", reason="removed by staff", now=now)
+
+
 @dataclass(frozen=True)
 class UnsubscribeResult:
     """What ``unsubscribe`` did with the addresses it was given."""

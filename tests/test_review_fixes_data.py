@@ -265,3 +265,35 @@ def test_check_has_no_test_recipient_finding_for_a_staff_address(run, configured
     assert run("contacts", "import", str(contact_list(tmp_path, "iemand@partij.nl"))).exit_code == 0
     result = run("check", "--json")
     assert not [f for f in json.loads(result.output)["findings"] if "[test] recipients" in f["message"]]
+
+
+# --- 9. typed addresses are normalised the same way by every contacts command ----------------------
+
+@pytest.mark.parametrize("command", [["remove"], ["unsubscribe"], ["reactivate"], ["show"]])
+@pytest.mark.parametrize("typed", ["", "jan@@example.nl"])
+def test_an_invalid_typed_address_is_an_error_and_changes_nothing(run, home: Path, tmp_path: Path,
+                                                                 command: list[str], typed: str):
+    assert run("contacts", "import", str(contact_list(tmp_path, "jan@example.nl"))).exit_code == 0
+    before = rows(home, "SELECT email, status FROM contacts")
+    result = run("contacts", *command, typed)
+    assert result.exit_code == 1, result.output
+    assert "is not a usable address" in result.output
+    assert "not a contact" not in result.output
+    assert rows(home, "SELECT email, status FROM contacts") == before
+    assert rows(home, "SELECT COUNT(*) FROM suppressions") == [(0,)]
+
+
+def test_remove_finds_a_contact_typed_in_another_form(run, home: Path, tmp_path: Path):
+    assert run("contacts", "import", str(contact_list(tmp_path, "x@xn--bcher-kva.nl"))).exit_code == 0
+    result = run("contacts", "remove", " X@Bücher.nl ")
+    assert result.exit_code == 0, result.output
+    assert "Removed 1 contact." in result.output
+    assert rows(home, "SELECT status FROM contacts") == [("removed",)]
+
+
+def test_remove_of_a_valid_and_an_invalid_address_changes_nothing(run, home: Path, tmp_path: Path):
+    assert run("contacts", "import", str(contact_list(tmp_path, "jan@example.nl"))).exit_code == 0
+    result = run("contacts", "remove", "jan@example.nl", "kapot@@example.nl")
+    assert result.exit_code == 1
+    assert "nothing was changed" in result.output
+    assert rows(home, "SELECT status FROM contacts") == [("active",)]

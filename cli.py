@@ -451,11 +451,27 @@ def _addresses(emails: tuple[str, ...], from_file: Path | None) -> list[str]:
     return found
 
 
+REASON_MAX = 200
+
+
+def _opt_out_reason(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A reason is stored and shown on one line: no control characters, at most REASON_MAX characters."""
+    import unicodedata
+
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise click.BadParameter(f"{_shown(value)} holds a control character (a new line, tab or escape code); "
+                                 "write the reason on one line of plain text")
+    if len(value) > REASON_MAX:
+        raise click.BadParameter(f"is {len(value)} characters long; write a reason of at most {REASON_MAX}")
+    return value
+
+
 @contacts.command("unsubscribe")
 @click.argument("emails", nargs=-1)
 @click.option("--from", "from_file", type=FilePath(exists=True, dir_okay=False, path_type=Path),
               help="A file of addresses (one per line, or a CSV with an e-mail column).")
-@click.option("--reason", default="opt-out", show_default=True, help="Why: shown with the opt-out.")
+@click.option("--reason", default="opt-out", show_default=True, callback=_opt_out_reason,
+              help=f"Why: shown with the opt-out (one line, at most {REASON_MAX} characters).")
 @click.pass_obj
 @engine_errors
 def contacts_unsubscribe(state: State, emails: tuple[str, ...], from_file: Path | None, reason: str) -> None:

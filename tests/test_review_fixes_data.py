@@ -297,3 +297,25 @@ def test_remove_of_a_valid_and_an_invalid_address_changes_nothing(run, home: Pat
     assert result.exit_code == 1
     assert "nothing was changed" in result.output
     assert rows(home, "SELECT status FROM contacts") == [("active",)]
+
+
+# --- 10. the reason of an opt-out ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("reason", "said"), [("per mail\nFAKE: line", "control character"),
+                                              ("\x1b[2Jcleared", "control character"),
+                                              ("x" * 201, "201 characters long")])
+def test_an_opt_out_reason_with_control_characters_or_too_long_is_a_usage_error(run, home: Path, tmp_path: Path,
+                                                                               reason: str, said: str):
+    assert run("contacts", "import", str(contact_list(tmp_path, "jan@example.nl"))).exit_code == 0
+    result = run("contacts", "unsubscribe", "jan@example.nl", "--reason", reason)
+    assert result.exit_code == 2
+    assert "--reason" in result.output and said in result.output
+    assert "\x1b" not in result.output
+    assert rows(home, "SELECT status FROM contacts") == [("active",)]
+
+
+def test_a_plain_reason_of_200_characters_is_kept(run, home: Path, tmp_path: Path):
+    assert run("contacts", "import", str(contact_list(tmp_path, "jan@example.nl"))).exit_code == 0
+    reason = "Vroeg per brief om afmelding; " + "é" * 170
+    assert run("contacts", "unsubscribe", "jan@example.nl", "--reason", reason).exit_code == 0
+    assert rows(home, "SELECT status, status_reason FROM contacts") == [("unsubscribed", reason)]

@@ -377,6 +377,10 @@ def contacts_import(state: State, file: Path, dry_run: bool, skip_invalid: bool,
                f"{result.added} added, {result.updated} updated, {result.unchanged} unchanged, "
                f"{result.kept_status} kept as opted out or bounced, {result.opted_out} refused as opted out, "
                f"{result.suppressed} refused as erased, {len(result.refused)} invalid.")
+    if result.empty == 1:
+        click.echo("1 empty row skipped (no value in any column).")
+    elif result.empty:
+        click.echo(f"{result.empty} empty rows skipped (no value in any column).")
     if result.name_from:
         click.echo(f"Name made from the columns {', '.join(result.name_from)}.")
     if result.extras:

@@ -113,6 +113,7 @@ class ParsedFile:
     delimiter: str
     extras: tuple[str, ...] = ()  # columns kept only as extra fields (header labels)
     name_from: tuple[str, ...] = ()  # split name columns that make the name
+    empty: int = 0  # rows with no value in any field (``;;;`` or a blank line): skipped
 
 
 def _decode(raw: bytes, path: Path) -> tuple[str, str]:
@@ -509,11 +510,13 @@ def read_contacts(path: Path, *, default_basis: str, sheet: str | None = None) -
 
     rows: list[ParsedRow] = []
     first_seen: dict[str, int] = {}
+    empty = 0
     for line, record, reason in table.records:
         if record is None:
             problems.append(f"{path}:{line}: {reason}")
             continue
         if not any(v.strip() for v in record):
+            empty += 1  # counted, so that the summary says they were skipped
             continue
         if len(record) != len(columns):
             problems.append(f"{path}:{line}: has {len(record)} fields, the header has {len(columns)}")
@@ -568,7 +571,8 @@ def read_contacts(path: Path, *, default_basis: str, sheet: str | None = None) -
     used = {key for part in name_parts for key in part}
     return ParsedFile(path=path, rows=tuple(rows), problems=tuple(problems), encoding=encoding,
                       delimiter=delimiter, extras=tuple(c for c in extra_columns if c not in used),
-                      name_from=() if "name" in columns else tuple(label[key] for part in name_parts for key in part))
+                      name_from=() if "name" in columns else tuple(label[key] for part in name_parts for key in part),
+                      empty=empty)
 
 
 @dataclass(frozen=True)
@@ -589,6 +593,7 @@ class ImportResult:
     withheld: tuple[str, ...] = ()  # ``FILE:LINE: ...`` for each row refused as opted out or erased
     extras: tuple[str, ...] = ()  # columns kept only as extra fields
     name_from: tuple[str, ...] = ()  # split name columns that made the name
+    empty: int = 0  # rows with no value in any field: skipped
 
 
 def suppression_hash(conn: sqlite3.Connection, address: str) -> str:
@@ -676,6 +681,7 @@ def import_contacts(
         path=path, added=added, updated=updated, unchanged=unchanged, kept_status=kept, suppressed=suppressed,
         refused=parsed.problems, dry_run=dry_run, encoding=parsed.encoding, delimiter=parsed.delimiter,
         opted_out=opted_out, withheld=tuple(withheld), extras=parsed.extras, name_from=parsed.name_from,
+        empty=parsed.empty,
     )
 
 

@@ -319,3 +319,21 @@ def test_a_plain_reason_of_200_characters_is_kept(run, home: Path, tmp_path: Pat
     reason = "Vroeg per brief om afmelding; " + "é" * 170
     assert run("contacts", "unsubscribe", "jan@example.nl", "--reason", reason).exit_code == 0
     assert rows(home, "SELECT status, status_reason FROM contacts") == [("unsubscribed", reason)]
+
+
+# --- 11. empty rows are counted in the import summary ------------------------------------------------
+
+def test_rows_of_only_delimiters_are_counted_as_skipped(run, home: Path, tmp_path: Path):
+    path = tmp_path / "list.csv"
+    path.write_text("email;party;municipality\njan@example.nl;A;B\n;;\n;;\npiet@example.nl;A;B\n ; ;\n",
+                    encoding="utf-8")
+    result = run("contacts", "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert "2 added" in result.output
+    assert "3 empty rows skipped" in result.output
+
+
+def test_an_import_without_empty_rows_says_nothing_about_them(run, home: Path, tmp_path: Path):
+    result = run("contacts", "import", str(contact_list(tmp_path, "jan@example.nl")))
+    assert result.exit_code == 0
+    assert "empty row" not in result.output

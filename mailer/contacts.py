@@ -38,6 +38,9 @@ ALIASES = {
 }
 STATUSES = ("active", "unsubscribed", "bounced", "removed")
 OPT_OUT = "opt-out"  # the reason stored with the hash of an address that opted out while not a contact
+# Appended to the reason of the hash of the mailbox an address reaches (no +tag, Gmail without dots),
+# when that is not the address itself: that form never opted out or was erased by its own name.
+ANOTHER_FORM = " (another form of the address)"
 
 
 @dataclass(frozen=True)
@@ -600,6 +603,26 @@ def suppression_hash(conn: sqlite3.Connection, address: str) -> str:
     return hashlib.sha256((store.salt(conn) + email_key(address)).encode()).hexdigest()
 
 
+def _suppress(conn: sqlite3.Connection, key: str, reason: str, moment: str, *, replace: bool = False) -> int:
+    """Inside a transaction: put ``key`` on the suppression list, and the mailbox it reaches too
+    (without ``+tag``, Gmail without dots: ``guard.reduced_key``), so that another form of the
+    same address is refused as well. Returns 1 when the exact form was not on the list yet.
+
+    ``replace`` lets an erasure overrule an opt-out stored for the exact form; the reduced form
+    keeps what it had (other forms may have put it there).
+    """
+    from .guard import reduced_key
+
+    verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+    inserted = conn.execute(f"{verb} INTO suppressions (hash, reason, created_at) VALUES (?, ?, ?)",
+                            (suppression_hash(conn, key), reason, moment)).rowcount
+    reduced = reduced_key(key)
+    if reduced != key:
+        conn.execute("INSERT OR IGNORE INTO suppressions (hash, reason, created_at) VALUES (?, ?, ?)",
+                     (suppression_hash(conn, reduced), reason + ANOTHER_FORM, moment))
+    return inserted
+
+
 def import_contacts(
     conn: sqlite3.Connection,
     path: Path,
@@ -621,6 +644,8 @@ def import_contacts(
         n = len(parsed.problems)
         raise ContactsError(f"{path}: {n} problem{'s' if n > 1 else ''}; nothing was imported "
                             "(fix the file, or use --skip-invalid to import the valid rows)", parsed.problems)
+    from .guard import reduced_key
+
     moment = store.iso(now or store.now_utc())
     source = path.name
     added = updated = unchanged = kept = suppressed = opted_out = 0
@@ -632,19 +657,20 @@ def import_contacts(
             for row in conn.execute("SELECT id, email_key, email, name, party, municipality, role, extra, basis, status FROM contacts")
         }
         blocked = {row[0]: row[1] for row in conn.execute("SELECT hash, reason FROM suppressions")}
+        # The mailboxes of contacts who opted out: another form of their address (a +tag, Gmail
+        # dots) is the same person. Contacts who opted out before their hash was stored count too.
+        opted_mailboxes = {reduced_key(k): r["email"] for k, r in existing.items() if r["status"] == "unsubscribed"}
         for row in parsed.rows:
             c = row.contact
             key = c.key
-            reason = blocked.get(hashlib.sha256((salt_value + key).encode()).hexdigest())
-            if reason is not None:
-                if _is_opt_out(reason):
-                    opted_out += 1
-                    withheld.append(f"{path}:{row.line}: this address opted out earlier (while it was not a "
-                                    "contact); an import never adds it")
-                else:
+            refusal = None if key in existing else _import_refusal(key, blocked, opted_mailboxes, salt_value)
+            if refusal is not None:
+                erased, why = refusal
+                if erased:
                     suppressed += 1
-                    withheld.append(f"{path}:{row.line}: this person was erased on request; the address is "
-                                    "never imported again")
+                else:
+                    opted_out += 1
+                withheld.append(f"{path}:{row.line}: {why}")
                 continue
             extra = json.dumps(dict(c.extra), ensure_ascii=False, sort_keys=True)
             old = existing.get(key)
@@ -683,6 +709,36 @@ def import_contacts(
         opted_out=opted_out, withheld=tuple(withheld), extras=parsed.extras, name_from=parsed.name_from,
         empty=parsed.empty,
     )
+
+
+def _import_refusal(key: str, blocked: dict[str, str], opted_mailboxes: dict[str, str],
+                    salt_value: str) -> tuple[bool, str] | None:
+    """Why an import refuses a new address, as (erased, the sentence for its line); None to add it.
+
+    The exact form and the mailbox it reaches (``guard.reduced_key``) are both looked up: one
+    hash more per row.
+    """
+    from .guard import reduced_key
+
+    reason = blocked.get(hashlib.sha256((salt_value + key).encode()).hexdigest())
+    if reason is not None and not reason.endswith(ANOTHER_FORM):
+        if _is_opt_out(reason):
+            return False, "this address opted out earlier; an import never adds it"
+        return True, "this person was erased on request; the address is never imported again"
+    reduced = reduced_key(key)
+    if reason is None and reduced != key:
+        reason = blocked.get(hashlib.sha256((salt_value + reduced).encode()).hexdigest())
+    if reason is not None:
+        if _is_opt_out(reason):
+            return False, ("this address reaches the mailbox of an address that opted out earlier (only a "
+                           "+tag or Gmail dots differ); an import never adds it")
+        return True, ("this address reaches the mailbox of a person erased on request (only a +tag or Gmail "
+                      "dots differ); it is never imported")
+    contact = opted_mailboxes.get(reduced)
+    if contact is not None:
+        return False, (f"this address reaches the mailbox of the contact {mask(contact)}, who opted out (only a "
+                       "+tag or Gmail dots differ); an import never adds it")
+    return None
 
 
 def _is_opt_out(reason: str) -> bool:
@@ -786,6 +842,9 @@ def set_status(
                          (status, moment, reason, row["id"]))
             conn.execute("UPDATE ledger SET state='suppressed', updated_at=? WHERE contact_id=? AND state='pending'",
                          (moment, row["id"]))
+            if status == "unsubscribed":
+                # Kept as a hash too: a later change of address or an import under another form is caught.
+                _suppress(conn, email_key(address), OPT_OUT, moment)
             changed += 1
     return changed, unknown
 
@@ -838,25 +897,34 @@ def unsubscribe(
     moment = store.iso(now or store.now_utc())
     unsubscribed = already = 0
     recorded: list[str] = []
+    from .guard import reduced_key
+
     with store.transaction(conn):
+        # Every contact whose address reaches the same mailbox (a +tag, Gmail dots) opts out with it:
+        # one pass over the contacts, however many addresses are given.
+        mailboxes: dict[str, list[sqlite3.Row]] = {}
+        for row in conn.execute("SELECT id, email_key, status FROM contacts ORDER BY id"):
+            mailboxes.setdefault(reduced_key(row["email_key"]), []).append(row)
         for key in keys:
-            row = conn.execute("SELECT id, status FROM contacts WHERE email_key = ?", (key,)).fetchone()
-            if row is None:
-                # INSERT OR IGNORE: an erasure recorded earlier keeps its reason.
-                inserted = conn.execute("INSERT OR IGNORE INTO suppressions (hash, reason, created_at) VALUES (?, ?, ?)",
-                                        (suppression_hash(conn, key), OPT_OUT, moment)).rowcount
+            # INSERT OR IGNORE: an erasure recorded earlier keeps its reason.
+            inserted = _suppress(conn, key, OPT_OUT, moment)
+            reached = mailboxes.get(reduced_key(key), [])
+            if not reached:
                 if inserted:
                     recorded.append(mask(key))
                 already += 1 - inserted
                 continue
-            if row["status"] == "unsubscribed":
+            if all(row["status"] == "unsubscribed" for row in reached):
                 already += 1  # the first opt-out keeps its moment and reason
                 continue
-            conn.execute("UPDATE contacts SET status = 'unsubscribed', status_at = ?, status_reason = ? WHERE id = ?",
-                         (moment, reason, row["id"]))
-            conn.execute("UPDATE ledger SET state = 'suppressed', updated_at = ? WHERE contact_id = ? AND state = 'pending'",
-                         (moment, row["id"]))
-            unsubscribed += 1
+            for row in reached:
+                if row["status"] == "unsubscribed":
+                    continue
+                conn.execute("UPDATE contacts SET status = 'unsubscribed', status_at = ?, status_reason = ?"
+                             " WHERE id = ?", (moment, reason, row["id"]))
+                conn.execute("UPDATE ledger SET state = 'suppressed', updated_at = ? WHERE contact_id = ?"
+                             " AND state = 'pending'", (moment, row["id"]))
+                unsubscribed += 1
     return UnsubscribeResult(unsubscribed=unsubscribed, recorded=tuple(recorded), already=already)
 
 
@@ -992,15 +1060,17 @@ def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path, not_
     moment = store.iso(now or store.now_utc())
     row = conn.execute("SELECT id FROM contacts WHERE email_key = ?", (key,)).fetchone()
     if row is None:
-        if conn.execute("SELECT 1 FROM suppressions WHERE hash = ?", (hashed,)).fetchone() is not None:
+        hit = conn.execute("SELECT reason FROM suppressions WHERE hash = ?", (hashed,)).fetchone()
+        # Only an erasure of this very address is "erased earlier": an opt-out, or the hash of the
+        # mailbox another form reaches, still takes the erasure request.
+        if hit is not None and not _is_opt_out(hit[0]) and not hit[0].endswith(ANOTHER_FORM):
             return ForgetResult(address=masked, imported=False, already=True, files_removed=0, lines_removed=0)
         if not not_imported:
             raise UnknownContact(
                 f"no contact {masked}; nothing was erased. Check the address with `campaign contacts list`, or, "
                 "if this person was never imported and asks to be kept out, run it again with --not-imported.")
         with store.transaction(conn):
-            conn.execute("INSERT OR REPLACE INTO suppressions (hash, reason, created_at) VALUES (?, ?, ?)",
-                         (hashed, "erasure requested before import", moment))
+            _suppress(conn, key, "erasure requested before import", moment, replace=True)
         return ForgetResult(address=masked, imported=False, already=False, files_removed=0, lines_removed=0)
     if not_imported:
         raise ContactsError(f"{masked} is an imported contact; run it again without --not-imported to erase it "
@@ -1038,8 +1108,7 @@ def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path, not_
         conn.execute("DELETE FROM written WHERE contact_id = ? AND kind = 'file'", (contact_id,))
         conn.executemany("DELETE FROM written WHERE path = ?", [(p,) for p in gone])
         conn.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
-        conn.execute("INSERT OR REPLACE INTO suppressions (hash, reason, created_at) VALUES (?, 'erased on request', ?)",
-                     (hashed, moment))
+        _suppress(conn, key, "erased on request", moment, replace=True)
     store.scrub(conn)
     # A message the worker had in flight before the rows were suppressed lands only now.
     for path in outbox_files:

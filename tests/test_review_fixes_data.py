@@ -337,3 +337,88 @@ def test_an_import_without_empty_rows_says_nothing_about_them(run, home: Path, t
     result = run("contacts", "import", str(contact_list(tmp_path, "jan@example.nl")))
     assert result.exit_code == 0
     assert "empty row" not in result.output
+
+
+# --- 3. opt-outs and erasures cover the +tag and Gmail-dot forms of the same mailbox -----------------
+
+GMAIL_FORMS = ("base.person+raad@gmail.com", "baseperson@gmail.com", "Base.Person@googlemail.com")
+
+
+def test_an_opt_out_of_a_non_contact_refuses_the_other_forms_of_its_mailbox(run, home: Path, tmp_path: Path):
+    assert run("contacts", "unsubscribe", "base.person@gmail.com").exit_code == 0
+    result = run("contacts", "import", str(contact_list(tmp_path, *GMAIL_FORMS, "other@gmail.com")))
+    assert result.exit_code == 0, result.output
+    assert "1 added" in result.output and "3 refused as opted out" in result.output
+    assert result.output.count("reaches the mailbox of an address that opted out earlier") == 3
+    assert rows(home, "SELECT email_key FROM contacts") == [("other@gmail.com",)]
+
+
+def test_an_opt_out_with_a_tag_refuses_the_plain_address(run, home: Path, tmp_path: Path):
+    assert run("contacts", "unsubscribe", "stranger+tag@example.nl").exit_code == 0
+    result = run("contacts", "import", str(contact_list(tmp_path, "stranger@example.nl", "stranger+x@example.nl")))
+    assert result.exit_code == 0, result.output
+    assert "0 added" in result.output and "2 refused as opted out" in result.output
+
+
+def test_a_contact_who_opts_out_is_kept_out_under_another_form(run, home: Path, tmp_path: Path):
+    assert run("contacts", "import", str(contact_list(tmp_path, "base.person@gmail.com"))).exit_code == 0
+    assert run("contacts", "unsubscribe", "base.person@gmail.com").exit_code == 0
+    assert rows(home, "SELECT COUNT(*) FROM suppressions") == [(2,)]  # the address and its mailbox
+    result = run("contacts", "import", str(contact_list(tmp_path, *GMAIL_FORMS, name="again.csv")))
+    assert "0 added" in result.output and "3 refused as opted out" in result.output
+
+
+def test_a_contact_who_opted_out_before_hashes_were_kept_still_blocks_other_forms(run, home: Path, tmp_path: Path):
+    assert run("contacts", "import", str(contact_list(tmp_path, "jan@example.nl"))).exit_code == 0
+    assert run("contacts", "unsubscribe", "jan@example.nl").exit_code == 0
+    conn = sqlite3.connect(home / "campaign.sqlite3")
+    with conn:
+        conn.execute("DELETE FROM suppressions")  # as an older version left it: the status only
+    conn.close()
+    result = run("contacts", "import", str(contact_list(tmp_path, "jan+raad@example.nl", name="again.csv")))
+    assert "0 added" in result.output and "1 refused as opted out" in result.output
+    assert "reaches the mailbox of the contact j***@example.nl, who opted out" in result.output
+
+
+def test_set_status_unsubscribed_stores_the_hashes(home: Path, tmp_path: Path):
+    from mailer import store
+    from mailer.contacts import import_contacts, set_status
+
+    conn = store.connect(home)
+    try:
+        import_contacts(conn, contact_list(tmp_path, "jan.de.vries@gmail.com"), default_basis="test")
+        assert set_status(conn, ["jan.de.vries@gmail.com"], status="unsubscribed", reason="reply") == (1, [])
+        # The address changes (the contact is removed by hand); the mailbox stays opted out.
+        conn.execute("DELETE FROM contacts")
+        result = import_contacts(conn, contact_list(tmp_path, "jandevries@gmail.com", "jan.de.vries@gmail.com",
+                                                    name="again.csv"), default_basis="test")
+    finally:
+        conn.close()
+    assert (result.added, result.opted_out) == (0, 2)
+
+
+def test_unsubscribe_reaches_the_contacts_of_the_same_mailbox(run, home: Path, tmp_path: Path):
+    assert run("contacts", "import", str(contact_list(tmp_path, "jan+raad@example.nl", "piet@example.nl"))).exit_code == 0
+    result = run("contacts", "unsubscribe", "jan@example.nl")
+    assert result.exit_code == 0, result.output
+    assert "Unsubscribed 1 contact." in result.output
+    assert rows(home, "SELECT email_key, status FROM contacts ORDER BY id") == [
+        ("jan+raad@example.nl", "unsubscribed"), ("piet@example.nl", "active")]
+
+
+def test_an_erasure_of_a_tagged_address_refuses_the_plain_one_for_import_and_test_mail(run, configured_home: Path,
+                                                                                        tmp_path: Path):
+    assert run("contacts", "import", str(contact_list(tmp_path, "jan.bakker+raad@bücher.example"))).exit_code == 0
+    assert run("contacts", "forget", "jan.bakker+raad@bücher.example", "--yes").exit_code == 0
+    sent = run("send-test", "--to", "jan.bakker@bücher.example", "--mail", "1")
+    assert sent.exit_code == 1
+    assert "is on the suppression list" in sent.output
+    assert not (configured_home / "outbox" / "test").exists() or not any((configured_home / "outbox" / "test").iterdir())
+    again = run("contacts", "import", str(contact_list(tmp_path, "jan.bakker@bücher.example", name="again.csv")))
+    assert "0 added" in again.output and "1 refused as erased" in again.output
+
+
+def test_an_erasure_request_before_import_covers_the_other_forms(run, home: Path, tmp_path: Path):
+    assert run("contacts", "forget", "base.person+x@gmail.com", "--yes", "--not-imported").exit_code == 0
+    result = run("contacts", "import", str(contact_list(tmp_path, "base.person@gmail.com")))
+    assert "0 added" in result.output and "1 refused as erased" in result.output

@@ -438,8 +438,9 @@ def contacts_show(state: State, email: str, as_json: bool) -> None:
         click.echo(f"{key.ljust(width)}  {value}  (extra column)")
     click.echo("")
     if sends:
-        click.echo(table([[s["campaign"], s["mail"], s["state"], s["sent_at"] or "", s["error"]] for s in sends],
-                         ["campaign", "mail", "state", "sent at", "error"]))
+        shown = {"outbox": "written to the outbox (not delivered)"}
+        click.echo(table([[s["campaign"], s["mail"], shown.get(s["state"], s["state"]), s["sent_at"] or "", s["error"]]
+                          for s in sends], ["campaign", "mail", "state", "sent/written at", "error"]))
     else:
         click.echo("Nothing sent to this contact yet.")
 
@@ -656,7 +657,8 @@ def plan(state: State, campaign_name: str | None, start: dt.datetime | None, ele
 @click.option("--switch-transport", is_flag=True,
               help="Keep the stored plan, its moments and reschedules, but send it through the transport of "
                    "this environment: CAMPAIGN_SMTP_URL, or the outbox when it is not set. Refused once "
-                   "anything went out through the stored transport.")
+                   "anything went out through a real transport; from the outbox, what was only written there "
+                   "is then sent for real.")
 @click.pass_obj
 @engine_errors
 def schedule(state: State, campaign_name: str | None, start: dt.datetime | None, election_date: dt.datetime | None,
@@ -665,7 +667,7 @@ def schedule(state: State, campaign_name: str | None, start: dt.datetime | None,
 
     The transport is stored with the plan: CAMPAIGN_SMTP_URL when it is set, else the outbox
     (nothing leaves this machine). `campaign schedule --switch-transport` changes it while
-    nothing has been sent.
+    nothing has gone out through a real transport.
     """
     from mailer.service import kept_as_sent, plan_campaign, schedule_campaign, stored_plan_exists
     from mailer.transport import transport_config
@@ -696,7 +698,14 @@ def schedule(state: State, campaign_name: str | None, start: dt.datetime | None,
     report = plan_campaign(project, now=now(), start=_date(start), election_date=_date(election_date))
     print_plan(report, project.load_campaign().settings.schedule.timezone)
     kept = kept_as_sent(project)
-    if len(kept) == 1:
+    if config.kind == "outbox" and len(kept) == 1:
+        # Kept whether they were sent or only written to the outbox: the outbox gets no second copy.
+        click.echo(f"Mail {kept[0]} was sent or written to the outbox completely before; it is not sent or "
+                   "written again.")
+    elif config.kind == "outbox" and kept:
+        click.echo(f"Mails {', '.join(map(str, kept))} were sent or written to the outbox completely before; they "
+                   "are not sent or written again.")
+    elif len(kept) == 1:
         click.echo(f"Mail {kept[0]} was sent completely before; it stays sent and is not sent again.")
     elif kept:
         click.echo(f"Mails {', '.join(map(str, kept))} were sent completely before; they stay sent and are not "
@@ -729,22 +738,26 @@ def _where_mail_goes(project, config) -> str:
 def _switch_transport(project, *, yes: bool) -> None:
     from mailer.service import switch_to_current_transport
 
-    planned = switch_to_current_transport(project, check_only=True)
+    planned = switch_to_current_transport(project, now=now(), check_only=True)
     new = planned.new
     if not planned.changed:
         where = "the outbox" if new.kind == "outbox" else new.label
         click.echo(f"The plan is already stored for {where}; nothing to switch.")
         return
     click.echo(_where_mail_goes(project, new))
+    if planned.requeued:
+        click.echo(f"{planned.requeued} message(s) were only written to the outbox and reached no one; after the "
+                   f"switch they are sent through {new.label}.")
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("switching the transport changes where mail to real contacts goes: "
                                    "confirm on a terminal or pass --yes")
         click.confirm(f"\nSwitch the stored plan of {project.campaign_name} to this transport?", abort=True)
-    done = switch_to_current_transport(project)
+    done = switch_to_current_transport(project, now=now())
     if done.old == "outbox":
         click.echo(f"Switched the stored plan from the outbox to {new.label}: a worker with this "
                    "CAMPAIGN_SMTP_URL sends each mail when it is due; the moments and reschedules stay as they were.")
+        _print_requeued(project, done)
     elif new.kind == "outbox":
         click.echo(f"Switched the stored plan from {done.old} to the outbox: nothing leaves this machine; "
                    "start the worker without CAMPAIGN_SMTP_URL. The moments and reschedules stay as they were.")
@@ -752,6 +765,22 @@ def _switch_transport(project, *, yes: bool) -> None:
         click.echo(f"Switched the stored plan from {done.old} to {new.label}: a worker with this "
                    "CAMPAIGN_SMTP_URL sends each mail when it is due; the moments and reschedules stay as they were.")
     _notify(project)
+
+
+def _print_requeued(project, done) -> None:
+    """What a switch from the outbox put back in the queue, and when each mail done there goes out."""
+    if done.requeued:
+        click.echo(f"{done.requeued} message(s) that were only written to the outbox (they reached no one) are back "
+                   f"in the queue and are sent through {done.new.label}.")
+    tz = project.load_campaign().settings.schedule.timezone
+    for mail in done.replanned:
+        if mail.passed:
+            click.echo(f"Mail {mail.number} had gone only to the outbox and its planned moment has passed: it goes out "
+                       "now, within the send window (never on or after election day), as soon as a worker with "
+                       "this CAMPAIGN_SMTP_URL runs.")
+        else:
+            click.echo(f"Mail {mail.number} had gone only to the outbox: it goes out at its planned moment, "
+                       f"{_local(mail.due_at, tz):%Y-%m-%d %H:%M} ({tz}).")
 
 
 @cli.command()
@@ -875,9 +904,10 @@ def _print_status(project, *, as_json: bool) -> None:
         for m in report.mails:
             local = _local(m.due_at, tz)
             c = m.counts
-            rows.append([m.number, m.theme[:34], f"{local:%a %Y-%m-%d %H:%M}", m.state, c["sent"], c["pending"],
-                         c["failed"], c["unknown"], c["suppressed"] + c.get("excluded", 0), m.resent])
-        click.echo(table(rows, ["#", "theme", "planned", "state", "sent", "pending", "failed", "unknown",
+            rows.append([m.number, m.theme[:34], f"{local:%a %Y-%m-%d %H:%M}", m.state, c["sent"], c["outbox"],
+                         c["pending"], c["failed"], c["unknown"], c["suppressed"] + c.get("excluded", 0), m.resent])
+        # "outbox": written to the outbox, which reached no one; "sent": accepted by a mail server.
+        click.echo(table(rows, ["#", "theme", "planned", "state", "sent", "outbox", "pending", "failed", "unknown",
                                 "suppressed", "resent"]))
         # A campaign paused and then cancelled is cancelled: resume can no longer send it.
         flags = " (cancelled)" if report.cancelled else " (paused)" if report.paused else ""
@@ -933,7 +963,8 @@ def simulate(state: State, campaign_name: str | None, start: dt.datetime | None,
     click.echo(f"\nSimulated {sum(m.messages for m in result.mails)} messages for {result.contacts} contact(s) "
                f"from {result.contact_source}, on {result.plan_source}, at {result.rate_per_minute}/min.")
     if result.skipped:
-        click.echo(f"Skipped {result.skipped} message(s) that the ledger records as sent already.")
+        click.echo(f"Skipped {result.skipped} message(s) that the ledger records as sent through a mail server "
+                   "already.")
     click.echo(f"Messages and timeline: {result.out} (timeline.csv). Nothing was sent or recorded as delivered.")
 
 
@@ -975,9 +1006,15 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
 
         # Said only once the lock is held and the transport accepted: a refused worker never started.
         stats = w.run(once=once, started=None if once else started)
-    click.echo(f"Sent {stats.sent}, deferred {stats.deferred} (4xx, retried later), failed {stats.failed}, "
-               f"unknown {stats.unknown}; {stats.resent} resent after an interrupted run, "
-               f"{stats.resent_unknown} sent again after an answer that never came.")
+    if w.config.kind == "outbox":
+        # Nothing was delivered: the messages are files in the outbox.
+        click.echo(f"Wrote {stats.sent} message(s) to the outbox ({project.outbox}); nothing left this machine and "
+                   f"none was delivered. Failed {stats.failed}. To send for real, set CAMPAIGN_SMTP_URL and run "
+                   "`campaign schedule --switch-transport`.")
+    else:
+        click.echo(f"Sent {stats.sent}, deferred {stats.deferred} (4xx, retried later), failed {stats.failed}, "
+                   f"unknown {stats.unknown}; {stats.resent} resent after an interrupted run, "
+                   f"{stats.resent_unknown} sent again after an answer that never came.")
     for n in stats.held:
         click.secho(f"Held: mail {n} changed after it was approved; check it, then `campaign approve --mail {n}`.",
                     fg="yellow", err=True)

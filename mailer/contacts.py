@@ -803,9 +803,11 @@ def show_contact(conn: sqlite3.Connection, address: str) -> dict:
         raise UnknownContact(f"no contact {mask(key)}")
     info = {k: row[k] for k in row.keys() if k not in ("id", "email_key")}
     info["extra"] = json.loads(row["extra"])
+    # A message written to the outbox reached no one: its state is "outbox", not "sent".
     info["sends"] = [
         dict(r) for r in conn.execute(
-            "SELECT campaign, mail, state, attempts, resent, sent_at, updated_at, error FROM ledger"
+            "SELECT campaign, mail, CASE WHEN state = 'sent' AND transport = 'outbox' THEN 'outbox' ELSE state END"
+            " AS state, attempts, resent, sent_at, updated_at, error, transport FROM ledger"
             " WHERE contact_id = ? ORDER BY campaign, mail", (row["id"],))
     ]
     return info

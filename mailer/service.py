@@ -13,7 +13,7 @@ from .personalise import personalise
 from .plan import Plan, SendEstimate, estimate, make_plan
 from .project import Project
 from .render import RenderedMail, Renderer
-from .schedule import completed_mails, fingerprint, get_plan, store_schedule, switch_transport
+from .schedule import ReplannedMail, completed_mails, fingerprint, get_plan, store_schedule, switch_transport
 from .transport import TransportConfig, transport_config
 
 
@@ -150,12 +150,13 @@ def stored_plan_exists(project: Project) -> bool:
 
 
 def kept_as_sent(project: Project) -> list[int]:
-    """Mails that a new schedule keeps as sent: sent completely before the campaign was cancelled."""
+    """Mails that a new schedule keeps as sent: sent completely before the campaign was cancelled
+    (through a real transport, when this environment's is one: the outbox reached no one)."""
     if not project.db_exists:
         return []
     conn = project.connect()
     try:
-        return completed_mails(conn, project.campaign_name)
+        return completed_mails(conn, project.campaign_name, transport=transport_config().label)
     finally:
         conn.close()
 
@@ -164,15 +165,20 @@ def kept_as_sent(project: Project) -> list[int]:
 class TransportSwitch:
     old: str
     new: TransportConfig
+    # From the outbox to a real transport: rows written to the outbox that go back to the queue,
+    # and mails done only through the outbox that are planned again (see schedule.switch_transport).
+    requeued: int = 0
+    replanned: tuple[ReplannedMail, ...] = ()
 
     @property
     def changed(self) -> bool:
         return self.old != self.new.label
 
 
-def switch_to_current_transport(project: Project, *, check_only: bool = False) -> TransportSwitch:
+def switch_to_current_transport(project: Project, *, now: dt.datetime, check_only: bool = False) -> TransportSwitch:
     """Send the stored plan through this environment's transport (``CAMPAIGN_SMTP_URL``, or the
-    outbox without it), keeping its moments; refused once anything went out the stored way.
+    outbox without it), keeping its moments; refused once anything went out through a real
+    transport. From the outbox, what was written there is sent for real.
 
     ``check_only`` raises what the switch would raise and changes nothing, so that the CLI can
     ask for confirmation only when the switch would happen.
@@ -183,12 +189,12 @@ def switch_to_current_transport(project: Project, *, check_only: bool = False) -
                          "(see `campaign plan` and `campaign schedule`)")
     conn = project.connect()
     try:
-        old = switch_transport(conn, project.campaign_name, transport=config.label, check_only=True)
-        if old == config.label:
-            return TransportSwitch(old=old, new=config)
+        change = switch_transport(conn, project.campaign_name, transport=config.label, now=now, check_only=True)
+        if change.old == config.label:
+            return TransportSwitch(old=change.old, new=config)
         _send_gate(project, config)
         if not check_only:
-            old = switch_transport(conn, project.campaign_name, transport=config.label)
+            change = switch_transport(conn, project.campaign_name, transport=config.label, now=now)
     finally:
         conn.close()
-    return TransportSwitch(old=old, new=config)
+    return TransportSwitch(old=change.old, new=config, requeued=change.requeued, replanned=change.replanned)

@@ -68,14 +68,16 @@ def _stored_sends(project: Project) -> list[PlannedSend] | None:
 
 
 def _sent_pairs(project: Project, campaign: str) -> set[tuple[int, int]]:
-    """(mail, contact id) of every message the ledger records as sent for this campaign:
-    the worker never sends those again, so neither does the simulation."""
+    """(mail, contact id) of every message the ledger records as sent through a mail server for
+    this campaign: the worker never sends those again, so neither does the simulation. One only
+    written to the outbox reached no one, and is sent for real after a switch of transport."""
     if not project.db_exists:
         return set()
     conn = project.connect()
     try:
         return {(r[0], r[1]) for r in conn.execute(
-            "SELECT mail, contact_id FROM ledger WHERE campaign = ? AND state = 'sent'", (campaign,))}
+            "SELECT mail, contact_id FROM ledger WHERE campaign = ? AND state = 'sent' AND transport != 'outbox'",
+            (campaign,))}
     finally:
         conn.close()
 

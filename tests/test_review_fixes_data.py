@@ -422,3 +422,105 @@ def test_an_erasure_request_before_import_covers_the_other_forms(run, home: Path
     assert run("contacts", "forget", "base.person+x@gmail.com", "--yes", "--not-imported").exit_code == 0
     result = run("contacts", "import", str(contact_list(tmp_path, "base.person@gmail.com")))
     assert "0 added" in result.output and "1 refused as erased" in result.output
+
+
+# --- 2. the outbox reached no one: shown as such, and sent for real after a switch -----------------
+
+def write_mail_1_to_the_outbox(ahead) -> None:
+    schedule_example(ahead)  # no CAMPAIGN_SMTP_URL: the outbox
+    assert ahead("reschedule", "--mail", "1", "--at", "now").exit_code == 0
+    worked = ahead("worker", "--once")
+    assert worked.exit_code == 0, worked.output
+    assert "Wrote 5 message(s) to the outbox" in worked.output
+    assert "nothing left this machine" in worked.output
+    assert "Sent 5" not in worked.output
+
+
+def next_window_moment(project_root: Path):
+    """A moment inside the send window on the next open day (the worker sends only then)."""
+    import datetime as dt
+
+    from mailer.plan import closed_reason, window_open
+    from mailer.project import Project
+
+    policy = Project.at(project_root).load_campaign().settings.schedule
+    today = dt.datetime.now(dt.timezone.utc).date()
+    for offset in range(1, 15):
+        day = today + dt.timedelta(days=offset)
+        if not closed_reason(day, policy):
+            return (window_open(day, policy) + dt.timedelta(hours=1)).astimezone(dt.timezone.utc)
+    raise AssertionError("no open day in two weeks")
+
+
+def test_outbox_writes_are_shown_as_outbox_not_as_sent(ahead, home: Path):
+    write_mail_1_to_the_outbox(ahead)
+    report = json.loads(ahead("status", "--json").output)
+    first = report["mails"][0]
+    assert (first["sent"], first["outbox"]) == (0, 5)
+    assert first["state"] == "written to the outbox"
+    table = ahead("status").output
+    assert "outbox" in table.splitlines()[0] and "written to the outbox" in table
+    shown = ahead("contacts", "show", "renee.jansen@example.nl")
+    assert "written to the outbox (not delivered)" in shown.output
+    sends = json.loads(ahead("contacts", "show", "renee.jansen@example.nl", "--json").output)["sends"]
+    assert [(s["mail"], s["state"], s["transport"]) for s in sends] == [(1, "outbox", "outbox")]
+    simulated = ahead("simulate")
+    assert simulated.exit_code == 0, simulated.output
+    assert "Simulated 45 messages" in simulated.output and "Skipped" not in simulated.output
+
+
+def test_switch_from_the_outbox_after_outbox_writes_sends_them_for_real(ahead, configured_home: Path,
+                                                                        project_ahead: Path, monkeypatch):
+    from mailer.deliver import Worker
+    from mailer.project import Project
+
+    home = configured_home
+    write_mail_1_to_the_outbox(ahead)
+    with Server() as smtp:
+        monkeypatch.setenv("CAMPAIGN_SMTP_URL", smtp.url)
+        switched = ahead("schedule", "--switch-transport", "--yes")
+        assert switched.exit_code == 0, switched.output
+        assert f"from the outbox to {smtp.url}" in switched.output
+        assert ("5 message(s) that were only written to the outbox (they reached no one) are back in the queue"
+                in switched.output)
+        assert "Mail 1 had gone only to the outbox and its planned moment has passed: it goes out now, within the " \
+               "send window" in switched.output
+        assert rows(home, "SELECT DISTINCT state, transport, sent_at FROM ledger") == [("pending", "", None)]
+        assert rows(home, "SELECT state, outside_window FROM schedule WHERE mail = 1") == [("scheduled", 0)]
+        status = json.loads(ahead("status", "--json").output)["mails"][0]
+        assert (status["sent"], status["outbox"], status["pending"]) == (0, 0, 5)
+        moment = next_window_moment(project_ahead)
+        stats = Worker(Project.at(project_ahead), clock=lambda: moment,
+                       env={"CAMPAIGN_SMTP_URL": smtp.url}).run(once=True)
+        assert stats.sent == 5 and smtp.recorder.count() == 5
+    report = json.loads(ahead("status", "--json").output)["mails"][0]
+    assert (report["state"], report["sent"], report["outbox"]) == ("sent", 5, 0)
+    monkeypatch.delenv("CAMPAIGN_SMTP_URL")
+    back = ahead("schedule", "--switch-transport", "--yes")  # real sends: no way back to the outbox
+    assert back.exit_code == 1 and "5 message(s) of this campaign went out through" in back.output
+
+
+def test_a_new_schedule_for_smtp_after_cancel_does_not_keep_outbox_mails_as_sent(ahead, configured_home: Path,
+                                                                                 monkeypatch):
+    home = configured_home
+    write_mail_1_to_the_outbox(ahead)
+    assert ahead("cancel").exit_code == 0
+    with Server() as smtp:
+        monkeypatch.setenv("CAMPAIGN_SMTP_URL", smtp.url)
+        again = ahead("schedule", "--yes")
+    assert again.exit_code == 0, again.output
+    assert "sent completely before" not in again.output
+    assert rows(home, "SELECT state FROM schedule WHERE mail = 1") == [("scheduled",)]
+    assert rows(home, "SELECT DISTINCT state, transport FROM ledger") == [("pending", "")]
+
+
+def test_a_new_schedule_for_the_outbox_after_cancel_keeps_outbox_mails_written(ahead, home: Path):
+    write_mail_1_to_the_outbox(ahead)
+    assert ahead("cancel").exit_code == 0
+    again = ahead("schedule", "--yes")
+    assert again.exit_code == 0, again.output
+    assert "Mail 1 was sent or written to the outbox completely before; it is not sent or written again." \
+        in again.output
+    assert rows(home, "SELECT state FROM schedule WHERE mail = 1") == [("done",)]
+    first = json.loads(ahead("status", "--json").output)["mails"][0]
+    assert (first["state"], first["outbox"]) == ("written to the outbox", 5)

@@ -23,6 +23,10 @@ EXAMPLE_DOMAIN = re.compile(r"(^|\.)(example\.(org|com|net|nl)|example|invalid|t
 def campaign_home(root: Path | None = None) -> Path:
     """The folder for local state: ``$CAMPAIGN_HOME``, or ``var/`` under the project root."""
     env = os.environ.get("CAMPAIGN_HOME")
+    if env is not None and not env.strip():
+        # An EnvironmentFile line `CAMPAIGN_HOME=` must not quietly mean a fresh state in ./var.
+        raise SettingsError("CAMPAIGN_HOME is set but empty: unset it to use var/ in the project folder, "
+                            "or name a folder")
     if env:
         if Path(env).exists() and not Path(env).is_dir():
             raise SettingsError(f"CAMPAIGN_HOME={env} is not a folder; point it at a folder (one that does not "

@@ -170,8 +170,9 @@ class PlanDate(click.DateTime):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         moment = super().convert(value, param, ctx)
         if not self.FIRST <= moment <= self.LAST:
-            self.fail(f"{moment:%Y-%m-%d} is out of range: give a date from {self.FIRST:%Y-%m-%d} "
-                      f"to {self.LAST:%Y-%m-%d}", param, ctx)
+            # isoformat, not %Y: strftime writes the year 1 as '1'.
+            self.fail(f"{moment.date().isoformat()} is out of range: give a date from {self.FIRST.date().isoformat()} "
+                      f"to {self.LAST.date().isoformat()}", param, ctx)
         return moment
 
 
@@ -382,6 +383,10 @@ def contacts_import(state: State, file: Path, dry_run: bool, skip_invalid: bool,
                f"{result.added} added, {result.updated} updated, {result.unchanged} unchanged, "
                f"{result.kept_status} kept as opted out or bounced, {result.opted_out} refused as opted out, "
                f"{result.suppressed} refused as erased, {len(result.refused)} invalid.")
+    if result.empty == 1:
+        click.echo("1 empty row skipped (no value in any column).")
+    elif result.empty:
+        click.echo(f"{result.empty} empty rows skipped (no value in any column).")
     if result.name_from:
         click.echo(f"Name made from the columns {', '.join(result.name_from)}.")
     if result.extras:
@@ -440,8 +445,9 @@ def contacts_show(state: State, email: str, as_json: bool) -> None:
         click.echo(f"{key.ljust(width)}  {value}  (extra column)")
     click.echo("")
     if sends:
-        click.echo(table([[s["campaign"], s["mail"], s["state"], s["sent_at"] or "", s["error"]] for s in sends],
-                         ["campaign", "mail", "state", "sent at", "error"]))
+        shown = {"outbox": "written to the outbox (not delivered)"}
+        click.echo(table([[s["campaign"], s["mail"], shown.get(s["state"], s["state"]), s["sent_at"] or "", s["error"]]
+                          for s in sends], ["campaign", "mail", "state", "sent/written at", "error"]))
     else:
         click.echo("Nothing sent to this contact yet.")
     if came_back:
@@ -462,11 +468,27 @@ def _addresses(emails: tuple[str, ...], from_file: Path | None) -> list[str]:
     return found
 
 
+REASON_MAX = 200
+
+
+def _opt_out_reason(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A reason is stored and shown on one line: no control characters, at most REASON_MAX characters."""
+    import unicodedata
+
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise click.BadParameter(f"{_shown(value)} holds a control character (a new line, tab or escape code); "
+                                 "write the reason on one line of plain text")
+    if len(value) > REASON_MAX:
+        raise click.BadParameter(f"is {len(value)} characters long; write a reason of at most {REASON_MAX}")
+    return value
+
+
 @contacts.command("unsubscribe")
 @click.argument("emails", nargs=-1)
 @click.option("--from", "from_file", type=FilePath(exists=True, dir_okay=False, path_type=Path),
               help="A file of addresses (one per line, or a CSV with an e-mail column).")
-@click.option("--reason", default="opt-out", show_default=True, help="Why: shown with the opt-out.")
+@click.option("--reason", default="opt-out", show_default=True, callback=_opt_out_reason,
+              help=f"Why: shown with the opt-out (one line, at most {REASON_MAX} characters).")
 @click.pass_obj
 @engine_errors
 def contacts_unsubscribe(state: State, emails: tuple[str, ...], from_file: Path | None, reason: str) -> None:
@@ -522,10 +544,10 @@ def contacts_reactivate(state: State, email: str) -> None:
 @engine_errors
 def contacts_remove(state: State, emails: tuple[str, ...]) -> None:
     """Deactivate contacts (staff decision; a later import of the address reactivates it)."""
-    from mailer.contacts import mask, set_status
+    from mailer.contacts import mask, remove_contacts
 
     with state.project().db() as conn:
-        changed, unknown = set_status(conn, emails, status="removed", reason="removed by staff")
+        changed, unknown = remove_contacts(conn, emails)
     click.echo(f"Removed {changed} contact{'s' if changed != 1 else ''}.")
     for address in unknown:
         click.secho(f"  not a contact: {mask(address)}", fg="yellow", err=True)
@@ -681,9 +703,15 @@ def plan(state: State, campaign_name: str | None, start: dt.datetime | None, ele
     settings = project.load_campaign().settings
     print_plan(report, settings.schedule.timezone)
     if ics:
+        from mailer import files
+
+        if ics.is_symlink():
+            raise click.ClickException(f"--ics {ics} is a symbolic link, and the calendar is not written through "
+                                       "one; name the file itself (a new file, or one you want replaced)")
         try:
-            ics.write_text(to_ics(report.plan, name=settings.name, estimates=report.estimates), encoding="utf-8",
-                           newline="")
+            # Owner-only, like every file the tool writes; an existing file is tightened too.
+            files.write_private(ics, to_ics(report.plan, name=settings.name, estimates=report.estimates, now=now()),
+                                atomic=False)
         except OSError as exc:
             raise click.ClickException(f"could not write {ics}: {exc.strerror}; the plan was shown above, "
                                        "but no complete calendar file was written") from None
@@ -696,7 +724,8 @@ def plan(state: State, campaign_name: str | None, start: dt.datetime | None, ele
 @click.option("--switch-transport", is_flag=True,
               help="Keep the stored plan, its moments and reschedules, but send it through the transport of "
                    "this environment: CAMPAIGN_SMTP_URL, or the outbox when it is not set. Refused once "
-                   "anything went out through the stored transport.")
+                   "anything went out through a real transport; from the outbox, what was only written there "
+                   "is then sent for real.")
 @click.pass_obj
 @engine_errors
 def schedule(state: State, campaign_name: str | None, start: dt.datetime | None, election_date: dt.datetime | None,
@@ -705,7 +734,7 @@ def schedule(state: State, campaign_name: str | None, start: dt.datetime | None,
 
     The transport is stored with the plan: CAMPAIGN_SMTP_URL when it is set, else the outbox
     (nothing leaves this machine). `campaign schedule --switch-transport` changes it while
-    nothing has been sent.
+    nothing has gone out through a real transport.
     """
     from mailer.service import kept_as_sent, plan_campaign, schedule_campaign, stored_plan_exists
     from mailer.transport import transport_config
@@ -736,7 +765,14 @@ def schedule(state: State, campaign_name: str | None, start: dt.datetime | None,
     report = plan_campaign(project, now=now(), start=_date(start), election_date=_date(election_date))
     print_plan(report, project.load_campaign().settings.schedule.timezone)
     kept = kept_as_sent(project)
-    if len(kept) == 1:
+    if config.kind == "outbox" and len(kept) == 1:
+        # Kept whether they were sent or only written to the outbox: the outbox gets no second copy.
+        click.echo(f"Mail {kept[0]} was sent or written to the outbox completely before; it is not sent or "
+                   "written again.")
+    elif config.kind == "outbox" and kept:
+        click.echo(f"Mails {', '.join(map(str, kept))} were sent or written to the outbox completely before; they "
+                   "are not sent or written again.")
+    elif len(kept) == 1:
         click.echo(f"Mail {kept[0]} was sent completely before; it stays sent and is not sent again.")
     elif kept:
         click.echo(f"Mails {', '.join(map(str, kept))} were sent completely before; they stay sent and are not "
@@ -769,22 +805,26 @@ def _where_mail_goes(project, config) -> str:
 def _switch_transport(project, *, yes: bool) -> None:
     from mailer.service import switch_to_current_transport
 
-    planned = switch_to_current_transport(project, check_only=True)
+    planned = switch_to_current_transport(project, now=now(), check_only=True)
     new = planned.new
     if not planned.changed:
         where = "the outbox" if new.kind == "outbox" else new.label
         click.echo(f"The plan is already stored for {where}; nothing to switch.")
         return
     click.echo(_where_mail_goes(project, new))
+    if planned.requeued:
+        click.echo(f"{planned.requeued} message(s) were only written to the outbox and reached no one; after the "
+                   f"switch they are sent through {new.label}.")
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("switching the transport changes where mail to real contacts goes: "
                                    "confirm on a terminal or pass --yes")
         click.confirm(f"\nSwitch the stored plan of {project.campaign_name} to this transport?", abort=True)
-    done = switch_to_current_transport(project)
+    done = switch_to_current_transport(project, now=now())
     if done.old == "outbox":
         click.echo(f"Switched the stored plan from the outbox to {new.label}: a worker with this "
                    "CAMPAIGN_SMTP_URL sends each mail when it is due; the moments and reschedules stay as they were.")
+        _print_requeued(project, done)
     elif new.kind == "outbox":
         click.echo(f"Switched the stored plan from {done.old} to the outbox: nothing leaves this machine; "
                    "start the worker without CAMPAIGN_SMTP_URL. The moments and reschedules stay as they were.")
@@ -792,6 +832,22 @@ def _switch_transport(project, *, yes: bool) -> None:
         click.echo(f"Switched the stored plan from {done.old} to {new.label}: a worker with this "
                    "CAMPAIGN_SMTP_URL sends each mail when it is due; the moments and reschedules stay as they were.")
     _notify(project)
+
+
+def _print_requeued(project, done) -> None:
+    """What a switch from the outbox put back in the queue, and when each mail done there goes out."""
+    if done.requeued:
+        click.echo(f"{done.requeued} message(s) that were only written to the outbox (they reached no one) are back "
+                   f"in the queue and are sent through {done.new.label}.")
+    tz = project.load_campaign().settings.schedule.timezone
+    for mail in done.replanned:
+        if mail.passed:
+            click.echo(f"Mail {mail.number} had gone only to the outbox and its planned moment has passed: it goes out "
+                       "now, within the send window (never on or after election day), as soon as a worker with "
+                       "this CAMPAIGN_SMTP_URL runs.")
+        else:
+            click.echo(f"Mail {mail.number} had gone only to the outbox: it goes out at its planned moment, "
+                       f"{_local(mail.due_at, tz):%Y-%m-%d %H:%M} ({tz}).")
 
 
 @cli.command()
@@ -915,10 +971,11 @@ def _print_status(project, *, as_json: bool) -> None:
         for m in report.mails:
             local = _local(m.due_at, tz)
             c = m.counts
-            rows.append([m.number, m.theme[:34], f"{local:%a %Y-%m-%d %H:%M}", m.state, c["sent"], c["pending"],
-                         c["failed"], c["unknown"], c["suppressed"] + c.get("excluded", 0), m.resent,
+            rows.append([m.number, m.theme[:34], f"{local:%a %Y-%m-%d %H:%M}", m.state, c["sent"], c["outbox"],
+                         c["pending"], c["failed"], c["unknown"], c["suppressed"] + c.get("excluded", 0), m.resent,
                          c.get("bounced", 0), c.get("opted_out", 0)])
-        click.echo(table(rows, ["#", "theme", "planned", "state", "sent", "pending", "failed", "unknown",
+        # "outbox": written to the outbox, which reached no one; "sent": accepted by a mail server.
+        click.echo(table(rows, ["#", "theme", "planned", "state", "sent", "outbox", "pending", "failed", "unknown",
                                 "suppressed", "resent", "bounced", "opted out"]))
         # A campaign paused and then cancelled is cancelled: resume can no longer send it.
         flags = " (cancelled)" if report.cancelled else " (paused)" if report.paused else ""
@@ -974,7 +1031,8 @@ def simulate(state: State, campaign_name: str | None, start: dt.datetime | None,
     click.echo(f"\nSimulated {sum(m.messages for m in result.mails)} messages for {result.contacts} contact(s) "
                f"from {result.contact_source}, on {result.plan_source}, at {result.rate_per_minute}/min.")
     if result.skipped:
-        click.echo(f"Skipped {result.skipped} message(s) that the ledger records as sent already.")
+        click.echo(f"Skipped {result.skipped} message(s) that the ledger records as sent through a mail server "
+                   "already.")
     click.echo(f"Messages and timeline: {result.out} (timeline.csv). Nothing was sent or recorded as delivered.")
 
 
@@ -1016,9 +1074,15 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
 
         # Said only once the lock is held and the transport accepted: a refused worker never started.
         stats = w.run(once=once, started=None if once else started)
-    click.echo(f"Sent {stats.sent}, deferred {stats.deferred} (4xx, retried later), failed {stats.failed}, "
-               f"unknown {stats.unknown}; {stats.resent} resent after an interrupted run, "
-               f"{stats.resent_unknown} sent again after an answer that never came.")
+    if w.config.kind == "outbox":
+        # Nothing was delivered: the messages are files in the outbox.
+        click.echo(f"Wrote {stats.sent} message(s) to the outbox ({project.outbox}); nothing left this machine and "
+                   f"none was delivered. Failed {stats.failed}. To send for real, set CAMPAIGN_SMTP_URL and run "
+                   "`campaign schedule --switch-transport`.")
+    else:
+        click.echo(f"Sent {stats.sent}, deferred {stats.deferred} (4xx, retried later), failed {stats.failed}, "
+                   f"unknown {stats.unknown}; {stats.resent} resent after an interrupted run, "
+                   f"{stats.resent_unknown} sent again after an answer that never came.")
     for n in stats.held:
         click.secho(f"Held: mail {n} changed after it was approved; check it, then `campaign approve --mail {n}`.",
                     fg="yellow", err=True)

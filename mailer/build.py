@@ -51,7 +51,9 @@ def choose_contact(project: Project, address: str | None) -> tuple[Contact, str]
                 return get_contact(conn, address), "imported contacts"
             except UnknownContact:
                 pass
-    for c in example_contacts(project.root):
+    # The example list, when there is one: with imported contacts it may well be gone.
+    examples = example_contacts(project.root) if (project.root / "contacts" / "example.csv").exists() else []
+    for c in examples:
         if c.key == email_key(address):
             return c, "contacts/example.csv"
     raise UnknownContact(f"no contact {mask(address)} among the imported contacts or in contacts/example.csv")

@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 from .contacts import Contact
 from .message import Envelope
 from .personalise import PersonalMail
-from .render import RenderedMail
+from .render import PLACEHOLDER, RenderedMail
 from .settings import CampaignSettings
 
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -96,8 +96,10 @@ def check_mail(mail: RenderedMail, personal: PersonalMail, envelope: Envelope, *
     if campaign.organisation not in personal.text or campaign.organisation not in personal.html:
         error(f"the sender ({campaign.organisation}) is not named in the mail")
 
-    for where, body in (("HTML", personal.html), ("text part", personal.text), ("subject", personal.subject)):
-        m = _LEFTOVER.search(body)
+    for where, body in (("HTML", mail.html), ("text part", mail.text), ("subject", mail.subject)):
+        # The mail before contact values are filled in: a name like '{{ 7*7 }}' is data, sent as
+        # written, and never an error here; a placeholder is no leftover, a malformed one is.
+        m = _LEFTOVER.search(PLACEHOLDER.sub("", body))
         if m:
             error(f"template syntax {m.group(0)!r} left in the {where}")
     if len(mail.subject) > SUBJECT_MAX:

@@ -38,6 +38,9 @@ ALIASES = {
 }
 STATUSES = ("active", "unsubscribed", "bounced", "removed")
 OPT_OUT = "opt-out"  # the reason stored with the hash of an address that opted out while not a contact
+# Appended to the reason of the hash of the mailbox an address reaches (no +tag, Gmail without dots),
+# when that is not the address itself: that form never opted out or was erased by its own name.
+ANOTHER_FORM = " (another form of the address)"
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,15 @@ def address_key(address: str) -> str:
     return email_key(normalise_address(address))
 
 
+# A local part as it stands in typed text: up to the '@', after a space, ',', ';', '<' or the like.
+_LOCAL_BEFORE_AT = re.compile(r"[^\s@,;:<>()\[\]\"']+(?=@)")
+
+
 def mask(address: str) -> str:
+    """``r***@example.nl``; in typed text that holds several addresses (``a@x.nl,b@y.nl``), each of them."""
     local, _, domain = address.partition("@")
+    if "@" in domain:
+        return _LOCAL_BEFORE_AT.sub(lambda m: m.group()[:1] + "***", address)
     return f"{local[:1]}***@{domain}"
 
 
@@ -113,6 +123,7 @@ class ParsedFile:
     delimiter: str
     extras: tuple[str, ...] = ()  # columns kept only as extra fields (header labels)
     name_from: tuple[str, ...] = ()  # split name columns that make the name
+    empty: int = 0  # rows with no value in any field (``;;;`` or a blank line): skipped
 
 
 def _decode(raw: bytes, path: Path) -> tuple[str, str]:
@@ -242,12 +253,28 @@ class _Table:
     delimiter: str
 
 
-def _open_table(path: Path, *, sheet: str | None) -> _Table:
-    """Open a CSV/text file or an Excel workbook (recognised by its content, not its name)."""
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of a contact or address file; anything but a regular file is refused before it
+    is opened, since opening a FIFO (or reading a device) waits forever."""
+    import os
+    import stat
+
     try:
-        raw = path.read_bytes()
+        mode = os.stat(path).st_mode
     except OSError as exc:
         raise ContactsError(f"{path}: cannot read: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ContactsError(f"{path}: is not a regular file (a pipe, device or socket), so it was not read and "
+                            "nothing was changed; save the list as a file and name that file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ContactsError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _open_table(path: Path, *, sheet: str | None) -> _Table:
+    """Open a CSV/text file or an Excel workbook (recognised by its content, not its name)."""
+    raw = _read_regular_file(path)
     if raw.startswith(_ZIP_MAGIC):
         return _xlsx_table(path, raw, sheet=sheet)
     if raw.startswith(_OLE_MAGIC):
@@ -493,11 +520,13 @@ def read_contacts(path: Path, *, default_basis: str, sheet: str | None = None) -
 
     rows: list[ParsedRow] = []
     first_seen: dict[str, int] = {}
+    empty = 0
     for line, record, reason in table.records:
         if record is None:
             problems.append(f"{path}:{line}: {reason}")
             continue
         if not any(v.strip() for v in record):
+            empty += 1  # counted, so that the summary says they were skipped
             continue
         if len(record) != len(columns):
             problems.append(f"{path}:{line}: has {len(record)} fields, the header has {len(columns)}")
@@ -552,7 +581,8 @@ def read_contacts(path: Path, *, default_basis: str, sheet: str | None = None) -
     used = {key for part in name_parts for key in part}
     return ParsedFile(path=path, rows=tuple(rows), problems=tuple(problems), encoding=encoding,
                       delimiter=delimiter, extras=tuple(c for c in extra_columns if c not in used),
-                      name_from=() if "name" in columns else tuple(label[key] for part in name_parts for key in part))
+                      name_from=() if "name" in columns else tuple(label[key] for part in name_parts for key in part),
+                      empty=empty)
 
 
 @dataclass(frozen=True)
@@ -573,10 +603,31 @@ class ImportResult:
     withheld: tuple[str, ...] = ()  # ``FILE:LINE: ...`` for each row refused as opted out or erased
     extras: tuple[str, ...] = ()  # columns kept only as extra fields
     name_from: tuple[str, ...] = ()  # split name columns that made the name
+    empty: int = 0  # rows with no value in any field: skipped
 
 
 def suppression_hash(conn: sqlite3.Connection, address: str) -> str:
     return hashlib.sha256((store.salt(conn) + email_key(address)).encode()).hexdigest()
+
+
+def _suppress(conn: sqlite3.Connection, key: str, reason: str, moment: str, *, replace: bool = False) -> int:
+    """Inside a transaction: put ``key`` on the suppression list, and the mailbox it reaches too
+    (without ``+tag``, Gmail without dots: ``guard.reduced_key``), so that another form of the
+    same address is refused as well. Returns 1 when the exact form was not on the list yet.
+
+    ``replace`` lets an erasure overrule an opt-out stored for the exact form; the reduced form
+    keeps what it had (other forms may have put it there).
+    """
+    from .guard import reduced_key
+
+    verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+    inserted = conn.execute(f"{verb} INTO suppressions (hash, reason, created_at) VALUES (?, ?, ?)",
+                            (suppression_hash(conn, key), reason, moment)).rowcount
+    reduced = reduced_key(key)
+    if reduced != key:
+        conn.execute("INSERT OR IGNORE INTO suppressions (hash, reason, created_at) VALUES (?, ?, ?)",
+                     (suppression_hash(conn, reduced), reason + ANOTHER_FORM, moment))
+    return inserted
 
 
 def import_contacts(
@@ -600,6 +651,8 @@ def import_contacts(
         n = len(parsed.problems)
         raise ContactsError(f"{path}: {n} problem{'s' if n > 1 else ''}; nothing was imported "
                             "(fix the file, or use --skip-invalid to import the valid rows)", parsed.problems)
+    from .guard import reduced_key
+
     moment = store.iso(now or store.now_utc())
     source = path.name
     added = updated = unchanged = kept = suppressed = opted_out = 0
@@ -611,19 +664,20 @@ def import_contacts(
             for row in conn.execute("SELECT id, email_key, email, name, party, municipality, role, extra, basis, status FROM contacts")
         }
         blocked = {row[0]: row[1] for row in conn.execute("SELECT hash, reason FROM suppressions")}
+        # The mailboxes of contacts who opted out: another form of their address (a +tag, Gmail
+        # dots) is the same person. Contacts who opted out before their hash was stored count too.
+        opted_mailboxes = {reduced_key(k): r["email"] for k, r in existing.items() if r["status"] == "unsubscribed"}
         for row in parsed.rows:
             c = row.contact
             key = c.key
-            reason = blocked.get(hashlib.sha256((salt_value + key).encode()).hexdigest())
-            if reason is not None:
-                if _is_opt_out(reason):
-                    opted_out += 1
-                    withheld.append(f"{path}:{row.line}: this address opted out earlier (while it was not a "
-                                    "contact); an import never adds it")
-                else:
+            refusal = None if key in existing else _import_refusal(key, blocked, opted_mailboxes, salt_value)
+            if refusal is not None:
+                erased, why = refusal
+                if erased:
                     suppressed += 1
-                    withheld.append(f"{path}:{row.line}: this person was erased on request; the address is "
-                                    "never imported again")
+                else:
+                    opted_out += 1
+                withheld.append(f"{path}:{row.line}: {why}")
                 continue
             extra = json.dumps(dict(c.extra), ensure_ascii=False, sort_keys=True)
             old = existing.get(key)
@@ -660,7 +714,38 @@ def import_contacts(
         path=path, added=added, updated=updated, unchanged=unchanged, kept_status=kept, suppressed=suppressed,
         refused=parsed.problems, dry_run=dry_run, encoding=parsed.encoding, delimiter=parsed.delimiter,
         opted_out=opted_out, withheld=tuple(withheld), extras=parsed.extras, name_from=parsed.name_from,
+        empty=parsed.empty,
     )
+
+
+def _import_refusal(key: str, blocked: dict[str, str], opted_mailboxes: dict[str, str],
+                    salt_value: str) -> tuple[bool, str] | None:
+    """Why an import refuses a new address, as (erased, the sentence for its line); None to add it.
+
+    The exact form and the mailbox it reaches (``guard.reduced_key``) are both looked up: one
+    hash more per row.
+    """
+    from .guard import reduced_key
+
+    reason = blocked.get(hashlib.sha256((salt_value + key).encode()).hexdigest())
+    if reason is not None and not reason.endswith(ANOTHER_FORM):
+        if _is_opt_out(reason):
+            return False, "this address opted out earlier; an import never adds it"
+        return True, "this person was erased on request; the address is never imported again"
+    reduced = reduced_key(key)
+    if reason is None and reduced != key:
+        reason = blocked.get(hashlib.sha256((salt_value + reduced).encode()).hexdigest())
+    if reason is not None:
+        if _is_opt_out(reason):
+            return False, ("this address reaches the mailbox of an address that opted out earlier (only a "
+                           "+tag or Gmail dots differ); an import never adds it")
+        return True, ("this address reaches the mailbox of a person erased on request (only a +tag or Gmail "
+                      "dots differ); it is never imported")
+    contact = opted_mailboxes.get(reduced)
+    if contact is not None:
+        return False, (f"this address reaches the mailbox of the contact {mask(contact)}, who opted out (only a "
+                       "+tag or Gmail dots differ); an import never adds it")
+    return None
 
 
 def _is_opt_out(reason: str) -> bool:
@@ -725,9 +810,11 @@ def show_contact(conn: sqlite3.Connection, address: str) -> dict:
         raise UnknownContact(f"no contact {mask(key)}")
     info = {k: row[k] for k in row.keys() if k not in ("id", "email_key")}
     info["extra"] = json.loads(row["extra"])
+    # A message written to the outbox reached no one: its state is "outbox", not "sent".
     info["sends"] = [
         dict(r) for r in conn.execute(
-            "SELECT campaign, mail, state, attempts, resent, sent_at, updated_at, error FROM ledger"
+            "SELECT campaign, mail, CASE WHEN state = 'sent' AND transport = 'outbox' THEN 'outbox' ELSE state END"
+            " AS state, attempts, resent, sent_at, updated_at, error, transport FROM ledger"
             " WHERE contact_id = ? ORDER BY campaign, mail", (row["id"],))
     ]
     from .inbox import events_for
@@ -767,8 +854,27 @@ def set_status(
                          (status, moment, reason, row["id"]))
             conn.execute("UPDATE ledger SET state='suppressed', updated_at=? WHERE contact_id=? AND state='pending'",
                          (moment, row["id"]))
+            if status == "unsubscribed":
+                # Kept as a hash too: a later change of address or an import under another form is caught.
+                _suppress(conn, email_key(address), OPT_OUT, moment)
             changed += 1
     return changed, unknown
+
+
+def remove_contacts(conn: sqlite3.Connection, addresses: Sequence[str], *, now: dt.datetime | None = None
+                    ) -> tuple[int, list[str]]:
+    """Deactivate contacts by staff decision; returns (changed, unknown addresses in normal form).
+
+    Every typed address goes through ``normalise_address`` first, as forget and unsubscribe do:
+    one that is not usable raises :class:`InvalidAddress` and nothing is changed.
+    """
+    normal: dict[str, None] = {}
+    for address in addresses:
+        try:
+            normal[normalise_address(address)] = None
+        except InvalidAddress as exc:
+            raise InvalidAddress(f"{exc}; nothing was changed") from None
+    return set_status(conn, list(normal), status="removed", reason="removed by staff", now=now)
 
 
 @dataclass(frozen=True)
@@ -803,25 +909,34 @@ def unsubscribe(
     moment = store.iso(now or store.now_utc())
     unsubscribed = already = 0
     recorded: list[str] = []
+    from .guard import reduced_key
+
     with store.transaction(conn):
+        # Every contact whose address reaches the same mailbox (a +tag, Gmail dots) opts out with it:
+        # one pass over the contacts, however many addresses are given.
+        mailboxes: dict[str, list[sqlite3.Row]] = {}
+        for row in conn.execute("SELECT id, email_key, status FROM contacts ORDER BY id"):
+            mailboxes.setdefault(reduced_key(row["email_key"]), []).append(row)
         for key in keys:
-            row = conn.execute("SELECT id, status FROM contacts WHERE email_key = ?", (key,)).fetchone()
-            if row is None:
-                # INSERT OR IGNORE: an erasure recorded earlier keeps its reason.
-                inserted = conn.execute("INSERT OR IGNORE INTO suppressions (hash, reason, created_at) VALUES (?, ?, ?)",
-                                        (suppression_hash(conn, key), OPT_OUT, moment)).rowcount
+            # INSERT OR IGNORE: an erasure recorded earlier keeps its reason.
+            inserted = _suppress(conn, key, OPT_OUT, moment)
+            reached = mailboxes.get(reduced_key(key), [])
+            if not reached:
                 if inserted:
                     recorded.append(mask(key))
                 already += 1 - inserted
                 continue
-            if row["status"] == "unsubscribed":
+            if all(row["status"] == "unsubscribed" for row in reached):
                 already += 1  # the first opt-out keeps its moment and reason
                 continue
-            conn.execute("UPDATE contacts SET status = 'unsubscribed', status_at = ?, status_reason = ? WHERE id = ?",
-                         (moment, reason, row["id"]))
-            conn.execute("UPDATE ledger SET state = 'suppressed', updated_at = ? WHERE contact_id = ? AND state = 'pending'",
-                         (moment, row["id"]))
-            unsubscribed += 1
+            for row in reached:
+                if row["status"] == "unsubscribed":
+                    continue
+                conn.execute("UPDATE contacts SET status = 'unsubscribed', status_at = ?, status_reason = ?"
+                             " WHERE id = ?", (moment, reason, row["id"]))
+                conn.execute("UPDATE ledger SET state = 'suppressed', updated_at = ? WHERE contact_id = ?"
+                             " AND state = 'pending'", (moment, row["id"]))
+                unsubscribed += 1
     return UnsubscribeResult(unsubscribed=unsubscribed, recorded=tuple(recorded), already=already)
 
 
@@ -916,10 +1031,7 @@ def read_address_list(path: Path) -> list[str]:
 
 def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
     """The lines of a text file, or the rows of a workbook's first sheet, with their numbers."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ContactsError(f"{path}: cannot read: {exc.strerror}") from None
+    raw = _read_regular_file(path)
     if raw.startswith(_ZIP_MAGIC):
         _, rows = _xlsx_sheet_rows(path, raw, sheet=None)
         for number, cells in rows:
@@ -960,22 +1072,25 @@ def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path, not_
     moment = store.iso(now or store.now_utc())
     row = conn.execute("SELECT id FROM contacts WHERE email_key = ?", (key,)).fetchone()
     if row is None:
-        if conn.execute("SELECT 1 FROM suppressions WHERE hash = ?", (hashed,)).fetchone() is not None:
-            if conn.execute("SELECT 1 FROM inbox_events WHERE hash = ?", (hashed,)).fetchone() is not None:
-                # An opt-out by mail recorded the hash; what the inbox kept about it goes now.
-                with store.transaction(conn):
-                    _forget_inbox(conn, contact_id=None, hashed=hashed)
-                store.scrub(conn)
+        hit = conn.execute("SELECT reason FROM suppressions WHERE hash = ?", (hashed,)).fetchone()
+        # Only an erasure of this very address is "erased earlier": an opt-out, or the hash of the
+        # mailbox another form reaches, still takes the erasure request.
+        erased = hit is not None and not _is_opt_out(hit[0]) and not hit[0].endswith(ANOTHER_FORM)
+        # Someone who wrote in (an opt-out by mail) is known to the tool though never imported:
+        # what the inbox kept about them goes without --not-imported.
+        inbox_knows = conn.execute("SELECT 1 FROM inbox_events WHERE hash = ?", (hashed,)).fetchone() is not None
+        if erased and not inbox_knows:
             return ForgetResult(address=masked, imported=False, already=True, files_removed=0, lines_removed=0)
-        if not not_imported:
+        if not not_imported and not inbox_knows:
             raise UnknownContact(
                 f"no contact {masked}; nothing was erased. Check the address with `campaign contacts list`, or, "
                 "if this person was never imported and asks to be kept out, run it again with --not-imported.")
         with store.transaction(conn):
-            conn.execute("INSERT OR REPLACE INTO suppressions (hash, reason, created_at) VALUES (?, ?, ?)",
-                         (hashed, "erasure requested before import", moment))
+            _suppress(conn, key, "erasure requested before import", moment, replace=True)
             _forget_inbox(conn, contact_id=None, hashed=hashed)
-        return ForgetResult(address=masked, imported=False, already=False, files_removed=0, lines_removed=0)
+        if inbox_knows:
+            store.scrub(conn)
+        return ForgetResult(address=masked, imported=False, already=erased, files_removed=0, lines_removed=0)
     if not_imported:
         raise ContactsError(f"{masked} is an imported contact; run it again without --not-imported to erase it "
                             "and every file written for it.")
@@ -1013,8 +1128,7 @@ def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path, not_
         conn.execute("DELETE FROM written WHERE contact_id = ? AND kind = 'file'", (contact_id,))
         conn.executemany("DELETE FROM written WHERE path = ?", [(p,) for p in gone])
         conn.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
-        conn.execute("INSERT OR REPLACE INTO suppressions (hash, reason, created_at) VALUES (?, 'erased on request', ?)",
-                     (hashed, moment))
+        _suppress(conn, key, "erased on request", moment, replace=True)
     store.scrub(conn)
     # A message the worker had in flight before the rows were suppressed lands only now.
     for path in outbox_files:
@@ -1095,20 +1209,27 @@ def _forget_in_simulation(folder: Path, contact_id: int, failures: list[str]) ->
     return removed, len(rows) - len(kept)
 
 
-def audience(project: "Project") -> tuple[list[Contact], str]:
-    """Who the mails are shown, simulated and built for: the active imported contacts, or,
-    while none are imported, the fictional ones in ``contacts/example.csv``; and which it is."""
+def audience(project: "Project", *, limit: int | None = None) -> tuple[list[Contact], str]:
+    """Who the mails are shown, simulated and built for: the active imported contacts (the first
+    ``limit`` of them), or, while none are imported, the fictional ones in ``contacts/example.csv``;
+    and which it is."""
+    import itertools
+
     if project.db_exists:
         with project.db() as conn:
-            imported = list(active_contacts(conn))
+            imported = list(itertools.islice(active_contacts(conn), limit))
         if imported:
             return imported, "imported contacts"
     return example_contacts(project.root), "contacts/example.csv"
 
 
 def example_contacts(root: Path) -> list[Contact]:
-    """The fictional contacts in ``contacts/example.csv``: for build, preview and tests."""
+    """The fictional contacts in ``contacts/example.csv``: for build, preview and tests, while no
+    contacts are imported (callers look at the imported contacts first)."""
     path = root / "contacts" / "example.csv"
+    if not path.exists() and not path.is_symlink():
+        raise ContactsError("no contacts imported and no contacts/example.csv: import a list with "
+                            "`campaign contacts import FILE`")
     parsed = read_contacts(path, default_basis="example")
     if parsed.problems:
         raise ContactsError(f"{path}: the example list has problems", parsed.problems)

@@ -57,6 +57,17 @@ def _suppressed(conn: sqlite3.Connection, typed: str, key: str) -> bool:
     return conn.execute(f"SELECT 1 FROM suppressions WHERE hash IN ({marks})", hashes).fetchone() is not None
 
 
+def recipient_problem(conn: sqlite3.Connection, typed: str, normal: str) -> str | None:
+    """Why a test mail must not go to ``normal`` (as typed: ``typed``): "contact" when it reaches
+    the mailbox of an imported contact, "suppressed" when it is on the suppression list; else None."""
+    key = email_key(normal)
+    if _reaches_contact(conn, key):
+        return "contact"
+    if _suppressed(conn, typed, key):
+        return "suppressed"
+    return None
+
+
 def check_test_recipients(conn: sqlite3.Connection | None, addresses: Sequence[str], *, origin: str) -> list[str]:
     """The addresses in their normal form, or :class:`DeliveryError` naming the first that reaches a
     contact or is suppressed. ``origin`` names where they came from (``--to``, the settings);
@@ -67,13 +78,13 @@ def check_test_recipients(conn: sqlite3.Connection | None, addresses: Sequence[s
             normal = normalise_address(typed)
         except InvalidAddress as exc:
             raise DeliveryError(f"{origin}: {exc}") from None
-        key = email_key(normal)
-        if conn is not None:
-            if _reaches_contact(conn, key):
+        problem = recipient_problem(conn, typed, normal) if conn is not None else None
+        if problem is not None:
+            if problem == "contact":
                 raise DeliveryError(
                     f"{origin} {mask(normal)} reaches the mailbox of an imported contact; test mails never go to "
                     "contacts, so nothing was sent: send test mails to your own address.")
-            if _suppressed(conn, typed, key):
+            if problem == "suppressed":
                 raise DeliveryError(
                     f"{origin} {mask(normal)} is on the suppression list (erased or opted out); test mails never "
                     "go there, so nothing was sent: send test mails to your own address.")

@@ -34,9 +34,13 @@ LIST_ID_MAX = 255  # RFC 2919 2
 URL_MAX = 500
 
 _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+# Invisible characters that hide text or glue words unseen (not U+200C/U+200D, which Persian,
+# Indic scripts and emoji sequences need).
+_ZERO_WIDTH = "\u200b\u2060-\u2064\ufeff"
 _LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
-# C0, DEL, C1, the Unicode line and paragraph separators, bidi controls, lone surrogates.
-_FORBIDDEN = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}\ud800-\udfff]")
+# C0, DEL, C1, the Unicode line and paragraph separators, bidi controls, zero-width characters,
+# lone surrogates.
+_FORBIDDEN = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}{_ZERO_WIDTH}\ud800-\udfff]")
 _ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]"
 # A display name of single-spaced atoms is written as it is (the fast path for most names).
 _ATOMS = re.compile(f"{_ATEXT}+(?: {_ATEXT}+)*")
@@ -64,6 +68,8 @@ def value_problem(value: str) -> str | None:
         return "contains a line break"
     if re.fullmatch(f"[{_BIDI}]", ch):
         return f"contains a bidi control character ({code}), which makes mail programs show the text in another order"
+    if re.fullmatch(f"[{_ZERO_WIDTH}]", ch):
+        return f"contains a zero-width character ({code}), which hides text or joins words unseen"
     if "\ud800" <= ch <= "\udfff":
         return f"contains an unpaired surrogate ({code})"
     return f"contains a control character ({code})"
@@ -109,7 +115,39 @@ def url_problem(value: str) -> str | None:
                 "percent-encode it (a ',' as %2C, a space as %20)")
     if "mailto:" in value.lower():
         return f"{value!r} holds a mailto: address; put the opt-out mailbox in sender.optout_address"
-    host = value[8:].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2].split(":", 1)[0]
+    return _url_authority_problem(value)
+
+
+# A host of numbers only (127.1, 2130706433, 0x7f.1): browsers read it as an IP address.
+_NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+))*\.?")
+
+
+def _url_authority_problem(value: str) -> str | None:
+    """Why the host part of an https URL cannot be published in every mail's List-Unsubscribe."""
+    import ipaddress
+    import urllib.parse
+
+    netloc = urllib.parse.urlsplit(value).netloc
+    if "@" in netloc:
+        return (f"{value!r} holds a user name or password, which every mail would publish; "
+                "give the address without them")
+    host, port = netloc, ""
+    if netloc.startswith("["):
+        host, _, rest = netloc[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else rest
+    elif ":" in netloc:
+        host, _, port = netloc.partition(":")
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        shown = port if port.isascii() and port.isdigit() else repr(port)
+        return f"{value!r} has port {shown}; a port is a number from 1 to 65535"
+    host = host.lower()
+    try:
+        ipaddress.ip_address(host)
+        literal = True
+    except ValueError:
+        literal = bool(_NUMERIC_HOST.fullmatch(host))
+    if literal:
+        return f"{value!r} names the host by its IP address ({host}); give its name (like www.example.nl)"
     if "." not in host.strip("."):
         return f"{value!r} has no full host name (like www.example.nl)"
     return None

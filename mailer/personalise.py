@@ -49,7 +49,8 @@ class PersonalMail:
 
 def salutation(contact: Contact, settings: CampaignSettings) -> str:
     """``Beste Renée Jansen,``, or the campaign's fallback when the list has no name."""
-    fields = {"name": contact.name, "party": contact.party, "municipality": contact.municipality}
+    # The fields of settings.SALUTATION_FIELDS; load_campaign_settings allows no other use of str.format.
+    fields = {"name": contact.name, "party": contact.party, "municipality": contact.municipality, "role": contact.role}
     template = settings.salutation if contact.name else settings.salutation_fallback
     try:
         return template.format(**fields)

@@ -247,14 +247,19 @@ def estimate(plan: Plan, *, contacts: int, rate_per_minute: int, policy: Schedul
     return out
 
 
-def to_ics(plan: Plan, *, name: str, estimates: Sequence[SendEstimate] | None = None) -> str:
-    """The plan as an iCalendar file that staff can add to their calendar."""
+def to_ics(plan: Plan, *, name: str, estimates: Sequence[SendEstimate] | None = None,
+           now: dt.datetime | None = None) -> str:
+    """The plan as an iCalendar file that staff can add to their calendar.
+
+    ``now`` is the moment the file is made: RFC 5545's DTSTAMP (not the event's start).
+    """
     def esc(text: str) -> str:
         return text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
 
     def stamp(moment: dt.datetime) -> str:
         return moment.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
+    made = stamp(now or dt.datetime.now(dt.timezone.utc))
     by_mail = {e.mail: e for e in estimates or ()}
     lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//campaign//send plan//NL", "CALSCALE:GREGORIAN",
              "METHOD:PUBLISH", f"X-WR-CALNAME:{esc(name)}"]
@@ -263,7 +268,7 @@ def to_ics(plan: Plan, *, name: str, estimates: Sequence[SendEstimate] | None = 
         lines += [
             "BEGIN:VEVENT",
             f"UID:{plan.campaign}-mail-{s.mail}@campaign",
-            f"DTSTAMP:{stamp(s.at)}",
+            f"DTSTAMP:{made}",
             f"DTSTART:{stamp(s.at)}",
             f"DTEND:{stamp(end)}",
             f"SUMMARY:{esc(f'Mail {s.mail} van {len(plan.sends)}: {s.theme}')}",

@@ -10,8 +10,10 @@ import datetime as dt
 import email
 import email.policy
 import hashlib
+import hmac
 import html
 import json
+import secrets
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -200,6 +202,8 @@ def search_contacts(project: Project, query: str, *, limit: int = SEARCH_LIMIT) 
         with project.db() as conn:
             if conn.execute("SELECT 1 FROM contacts WHERE status = 'active' LIMIT 1").fetchone():
                 return _search_imported(conn, folded, limit)
+    if not (project.root / "contacts" / "example.csv").exists():
+        return [], False  # no one to find: the pages say what to do
     found = [c for c in example_contacts(project.root) if _matches(c, folded)][:limit + 1]
     return found[:limit], len(found) > limit
 
@@ -348,12 +352,20 @@ def write_site(project: Project, out: Path, *, contact: str | None = None) -> li
     return paths
 
 
+TOKEN_PARAM = "token"
+FORBIDDEN = (b"forbidden: open the preview at the address `campaign preview` printed; it holds this run's token, "
+             b"and only a browser that opened it is answered")
+
+
 class PreviewServer:
     """Serves the preview on 127.0.0.1; rebuilds when the sources change."""
 
     def __init__(self, project: Project, *, port: int = 0, contact: str | None = None) -> None:
         self.project = project
         self.default_contact = contact
+        # Anyone on this machine can reach 127.0.0.1: the pages and the search hold personal data,
+        # so only a browser that was given this run's secret (in the printed URL) is answered.
+        self.token = secrets.token_urlsafe(24)
         self._cache: dict[tuple[str, str | None], dict[str, Page]] = {}
         self._lock = threading.Lock()
         server = self
@@ -365,6 +377,8 @@ class PreviewServer:
                     self._send(421, "text/plain; charset=utf-8", b"misdirected request: open the preview at its own address")
                     return
                 url = urllib.parse.urlsplit(self.path)
+                if not self._authorised(url):
+                    return
                 if url.path == "/__contacts":
                     query = urllib.parse.parse_qs(url.query).get("q", [""])[0]
                     found, more = search_contacts(server.project, query)
@@ -387,8 +401,29 @@ class PreviewServer:
                 else:
                     self._send(200, page.content_type, page.body)
 
-            def _send(self, code: int, content_type: str, body: bytes) -> None:
+            def _authorised(self, url: urllib.parse.SplitResult) -> bool:
+                """True when the request carries this run's cookie; otherwise it has been answered
+                (a redirect that sets the cookie for the right token, else 403) and gets nothing more."""
+                params = urllib.parse.parse_qsl(url.query, keep_blank_values=True)
+                tokens = [value for key, value in params if key == TOKEN_PARAM]
+                if tokens:
+                    if len(tokens) == 1 and server.token_matches(tokens[0]):
+                        rest = urllib.parse.urlencode([(k, v) for k, v in params if k != TOKEN_PARAM])
+                        # The token leaves the address bar (and the history); the cookie carries it.
+                        self._send(303, "text/plain; charset=utf-8", b"see other", extra={
+                            # One leading '/': '//host/...' would send the browser to another site.
+                            "Location": "/" + url.path.lstrip("/") + (f"?{rest}" if rest else ""),
+                            "Set-Cookie": f"{server.cookie_name}={server.token}; Path=/; HttpOnly; SameSite=Strict"})
+                        return False
+                elif server.cookie_matches(self.headers.get_all("Cookie") or []):
+                    return True
+                self._send(403, "text/plain; charset=utf-8", FORBIDDEN)
+                return False
+
+            def _send(self, code: int, content_type: str, body: bytes, *, extra: dict[str, str] | None = None) -> None:
                 self.send_response(code)
+                for name, value in (extra or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
@@ -407,8 +442,32 @@ class PreviewServer:
         self.httpd.daemon_threads = True
 
     @property
-    def url(self) -> str:
+    def origin(self) -> str:
+        """``http://127.0.0.1:PORT/``: where the pages are, once the browser holds the cookie."""
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+
+    @property
+    def url(self) -> str:
+        """The address to open: the origin with this run's token, exchanged for a cookie on first use."""
+        return f"{self.origin}?{TOKEN_PARAM}={self.token}"
+
+    @property
+    def cookie_name(self) -> str:
+        # Browsers share a host's cookies across its ports: each preview port has a cookie of its own.
+        return f"campaign_preview_{self.httpd.server_address[1]}"
+
+    def token_matches(self, value: str) -> bool:
+        """Whether ``value`` is this run's token, compared in constant time."""
+        return hmac.compare_digest(value.encode("utf-8", "replace"), self.token.encode("ascii"))
+
+    def cookie_matches(self, headers: list[str]) -> bool:
+        """Whether a ``Cookie`` header holds this run's cookie with this run's token."""
+        for header in headers:
+            for pair in header.split(";"):
+                name, sep, value = pair.strip().partition("=")
+                if sep and name == self.cookie_name and self.token_matches(value.strip().strip('"')):
+                    return True
+        return False
 
     def host_allowed(self, hosts: list[str]) -> bool:
         """One Host header naming this server by a loopback name and its port; anything else (no

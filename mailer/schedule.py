@@ -21,6 +21,8 @@ from .plan import Plan
 from .render import RenderedMail
 
 LEDGER_STATES = ("pending", "sending", "sent", "failed", "unknown", "suppressed", "cancelled")
+# What status counts per mail: the ledger's states, with the rows sent only to the outbox apart.
+COUNTED_STATES = (*LEDGER_STATES, "outbox")
 
 
 def fingerprint(mail: RenderedMail) -> str:
@@ -94,7 +96,7 @@ def store_schedule(
             )
         done: set[int] = set()
         if existing is not None:
-            done = _start_over(conn, plan.campaign)
+            done = _start_over(conn, plan.campaign, transport=transport, now=now)
             conn.execute("UPDATE plans SET options = ?, transport = ?, created_at = ?, paused = 0, cancelled = 0"
                          " WHERE campaign = ?",
                          (json.dumps(options, sort_keys=True), transport, store.iso(now), plan.campaign))
@@ -111,14 +113,18 @@ def store_schedule(
     return True
 
 
-def _start_over(conn: sqlite3.Connection, campaign: str) -> set[int]:
+def _start_over(conn: sqlite3.Connection, campaign: str, *, transport: str, now: dt.datetime) -> set[int]:
     """Clear a cancelled plan for a new one; returns the mails it had sent completely.
 
     Sends that never happened may be planned anew. A mail that was sent completely stays
     'done' (with the moment it went), so that status shows it as sent and nobody is sent it
     again; the ledger keeps every row that was sent, so a partly sent mail goes only to the rest.
+    For a real ``transport``, what was only written to the outbox reached no one: those rows go
+    back to the queue and a mail done only that way is planned anew.
     The plan row is updated, not replaced: deleting it would cascade to the kept schedule rows.
     """
+    if transport != "outbox":
+        _requeue_outbox(conn, campaign, now=now, apply=True)
     done = {r["mail"] for r in conn.execute("SELECT mail FROM schedule WHERE campaign = ? AND state = 'done'",
                                             (campaign,))}
     conn.execute("DELETE FROM schedule WHERE campaign = ? AND state != 'done'", (campaign,))
@@ -126,13 +132,17 @@ def _start_over(conn: sqlite3.Connection, campaign: str) -> set[int]:
     return done
 
 
-def completed_mails(conn: sqlite3.Connection, campaign: str) -> list[int]:
-    """Mails of a cancelled plan that were sent completely: a new schedule keeps them as sent."""
+def completed_mails(conn: sqlite3.Connection, campaign: str, *, transport: str = "outbox") -> list[int]:
+    """Mails of a cancelled plan that were sent completely: a new schedule for ``transport`` keeps
+    them as sent (for a real transport, not those that were only written to the outbox)."""
     plan = get_plan(conn, campaign)
     if plan is None or not plan.cancelled:
         return []
-    return [r["mail"] for r in conn.execute("SELECT mail FROM schedule WHERE campaign = ? AND state = 'done'"
-                                            " ORDER BY mail", (campaign,))]
+    only_outbox = "" if transport == "outbox" else (
+        " AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.campaign = s.campaign AND l.mail = s.mail"
+        " AND l.transport = 'outbox' AND l.state IN ('sent', 'sending', 'unknown'))")
+    return [r["mail"] for r in conn.execute("SELECT mail FROM schedule s WHERE campaign = ? AND state = 'done'"
+                                            + only_outbox + " ORDER BY mail", (campaign,))]
 
 
 def transport_mismatch(stored: str, current: str) -> str | None:
@@ -143,8 +153,9 @@ def transport_mismatch(stored: str, current: str) -> str | None:
     if stored == "outbox":
         return (f"the plan is stored for the outbox (nothing leaves this machine), but CAMPAIGN_SMTP_URL here "
                 f"gives {current}, so a worker started here refuses to send; to send through {current} instead, "
-                "run `campaign schedule --switch-transport` with this CAMPAIGN_SMTP_URL (possible while nothing "
-                "has been sent), or unset CAMPAIGN_SMTP_URL to keep writing the mails to the outbox")
+                "run `campaign schedule --switch-transport` with this CAMPAIGN_SMTP_URL (what was written to the "
+                "outbox reached no one and is then sent for real), or unset CAMPAIGN_SMTP_URL to keep writing the "
+                "mails to the outbox")
     if current == "outbox":
         return (f"the plan is stored for {stored}, but CAMPAIGN_SMTP_URL is not set here, so a worker started "
                 f"here would write to the outbox instead and refuses to send; set CAMPAIGN_SMTP_URL={stored} "
@@ -157,13 +168,78 @@ def transport_mismatch(stored: str, current: str) -> str | None:
             "(possible while nothing has been sent)")
 
 
-def switch_transport(conn: sqlite3.Connection, campaign: str, *, transport: str, check_only: bool = False) -> str:
-    """Store another transport for the plan, keeping its moments and reschedules; returns the old one.
+@dataclass(frozen=True)
+class ReplannedMail:
+    """A mail that was done only through the outbox and is planned again for a real transport."""
 
-    Refused for a cancelled plan and once anything went out through the stored transport:
-    'sent', 'sending' and 'unknown' rows may have reached someone that way.
-    ``check_only`` raises what a switch would raise, and changes nothing.
+    number: int
+    due_at: dt.datetime
+    passed: bool  # its planned moment had passed: it goes out now, within the send window
+
+
+@dataclass(frozen=True)
+class TransportChange:
+    """What ``switch_transport`` did (or, with ``check_only``, would do)."""
+
+    old: str
+    requeued: int = 0  # rows written to the outbox that go back to the queue, to be sent for real
+    replanned: tuple[ReplannedMail, ...] = ()
+
+
+def _outbox_rows(campaign: str) -> tuple[str, tuple]:
+    return ("campaign = ? AND transport = 'outbox' AND state IN ('sent', 'sending', 'unknown')", (campaign,))
+
+
+def _requeue_outbox(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, apply: bool) -> TransportChange:
+    """Inside a transaction: what was only written to the outbox (it reached no one) goes back to
+    the queue so that a real transport sends it: its rows to pending (suppressed for a contact no
+    longer active, cancelled in a cancelled mail), and a mail done only through the outbox to
+    'scheduled' at its planned moment, or now (within the send window) when that has passed.
+    ``apply`` False only counts. The outbox files stay where they are (erasure still finds them)."""
+    where, args = _outbox_rows(campaign)
+    requeued = conn.execute(f"SELECT COUNT(*) FROM ledger WHERE {where}", args).fetchone()[0]
+    done = [r for r in conn.execute(
+        "SELECT mail, due_at FROM schedule s WHERE campaign = ? AND state = 'done' AND EXISTS (SELECT 1 FROM ledger l"
+        " WHERE l.campaign = s.campaign AND l.mail = s.mail AND l.transport = 'outbox'"
+        " AND l.state IN ('sent', 'sending', 'unknown')) ORDER BY mail", (campaign,))]
+    replanned = []
+    for row in done:
+        due = store.parse_iso(row["due_at"])
+        passed = due <= now
+        replanned.append(ReplannedMail(number=row["mail"], due_at=now if passed else due, passed=passed))
+    if apply and requeued:
+        moment = store.iso(now)
+        conn.execute(
+            "UPDATE ledger SET state = CASE"
+            # A mail cancelled in a plan that goes on stays cancelled; a cancelled plan is being
+            # scheduled again (see _start_over), and its mails with it.
+            " WHEN (SELECT state FROM schedule s WHERE s.campaign = ledger.campaign AND s.mail = ledger.mail)"
+            " = 'cancelled' AND (SELECT cancelled FROM plans p WHERE p.campaign = ledger.campaign) = 0"
+            " THEN 'cancelled'"
+            " WHEN (SELECT status FROM contacts c WHERE c.id = ledger.contact_id) = 'active' THEN 'pending'"
+            " ELSE 'suppressed' END,"
+            " transport = '', attempts = 0, next_attempt_at = NULL, sent_at = NULL, error = '', updated_at = ?"
+            f" WHERE {where}", (moment, *args))
+        for mail in replanned:
+            # A moment that passed becomes now, inside the window: the staff's reschedule was for then.
+            conn.execute("UPDATE schedule SET state = 'scheduled', due_at = ?,"
+                         " outside_window = CASE WHEN ? THEN 0 ELSE outside_window END"
+                         " WHERE campaign = ? AND mail = ?",
+                         (store.iso(mail.due_at), int(mail.passed), campaign, mail.number))
+    return TransportChange(old="outbox", requeued=requeued, replanned=tuple(replanned))
+
+
+def switch_transport(conn: sqlite3.Connection, campaign: str, *, transport: str, now: dt.datetime | None = None,
+                     check_only: bool = False) -> TransportChange:
+    """Store another transport for the plan, keeping its moments and reschedules.
+
+    From the outbox to a real transport, what was written to the outbox (it reached no one)
+    goes back to the queue to be sent for real (see ``_requeue_outbox``). Refused for a
+    cancelled plan, and once anything went out through a real transport: 'sent', 'sending' and
+    'unknown' rows may have reached someone that way. ``check_only`` raises what a switch would
+    raise and says what it would do, changing nothing.
     """
+    now = now or store.now_utc()
     with store.transaction(conn):
         plan = require_plan(conn, campaign)
         if plan.cancelled:
@@ -171,19 +247,23 @@ def switch_transport(conn: sqlite3.Connection, campaign: str, *, transport: str,
                              "schedule it again with `campaign schedule`, which stores the transport of this "
                              "environment")
         if plan.transport == transport:
-            return plan.transport
-        gone = conn.execute("SELECT COUNT(*) FROM ledger WHERE campaign = ? AND transport = ?"
-                            " AND state IN ('sent', 'sending', 'unknown')", (campaign, plan.transport)).fetchone()[0]
-        if gone:
-            raise StateError(
-                f"refused: {gone} message(s) of this campaign went out through {plan.transport} already, so its "
-                "transport can no longer be switched (the rest of the series would go another way than the "
-                f"mails before it); start the worker with the stored transport, or `campaign cancel` and "
-                f"`campaign schedule` again to send the mails not yet sent through {transport} (mails already "
-                "sent stay sent)")
+            return TransportChange(old=plan.transport)
+        if plan.transport == "outbox":
+            change = _requeue_outbox(conn, campaign, now=now, apply=not check_only)
+        else:
+            gone = conn.execute("SELECT COUNT(*) FROM ledger WHERE campaign = ? AND transport = ?"
+                                " AND state IN ('sent', 'sending', 'unknown')", (campaign, plan.transport)).fetchone()[0]
+            if gone:
+                raise StateError(
+                    f"refused: {gone} message(s) of this campaign went out through {plan.transport} already, so its "
+                    "transport can no longer be switched (the rest of the series would go another way than the "
+                    f"mails before it); start the worker with the stored transport, or `campaign cancel` and "
+                    f"`campaign schedule` again to send the mails not yet sent through {transport} (mails already "
+                    "sent stay sent)")
+            change = TransportChange(old=plan.transport)
         if not check_only:
             conn.execute("UPDATE plans SET transport = ? WHERE campaign = ?", (transport, campaign))
-    return plan.transport
+    return change
 
 
 def _describe_options(options: dict) -> str:
@@ -211,16 +291,17 @@ def parse_when(text: str, *, timezone: str, now: dt.datetime) -> dt.datetime:
 def reschedule(conn: sqlite3.Connection, campaign: str, mail: int, at: dt.datetime, *, now: dt.datetime) -> dt.datetime:
     """Move one mail; outside the window is allowed (staff's explicit choice), after election day is not."""
     plan = require_plan(conn, campaign)
-    if plan.cancelled:
-        raise StateError(f"campaign {campaign} is cancelled; schedule it again first")
+    refuse_if_cancelled(conn, plan, mail, action="move")
     if at < now - dt.timedelta(minutes=1):
-        raise PlanError(f"{at:%Y-%m-%d %H:%M} is in the past; use --at now to send at once")
+        # isoformat, not %Y: strftime writes the year 999 as '999'.
+        raise PlanError(f"{at.date().isoformat()} {at:%H:%M} is in the past; use --at now to send at once")
     if at.date() >= plan.election_day:
-        raise PlanError(f"{at:%Y-%m-%d} is on or after election day ({plan.election_day}); refused")
+        raise PlanError(f"{at.date().isoformat()} is on or after election day ({plan.election_day}); refused")
     with store.transaction(conn):
         row = conn.execute("SELECT state FROM schedule WHERE campaign = ? AND mail = ?", (campaign, mail)).fetchone()
         if row is None:
             raise StateError(f"campaign {campaign} has no mail {mail}")
+        refuse_if_cancelled(conn, require_plan(conn, campaign), mail, action="move")  # cancelled meanwhile
         if row["state"] in ("sending", "done"):
             raise StateError(f"mail {mail} has already started sending; it cannot be moved "
                              "(use `campaign cancel --mail N` to stop it)")
@@ -259,6 +340,21 @@ def cancel(conn: sqlite3.Connection, campaign: str, *, mail: int | None, now: dt
     return n
 
 
+def refuse_if_cancelled(conn: sqlite3.Connection, plan: StoredPlan, mail: int | None, *, action: str) -> None:
+    """Refuse ``action`` (a retry, an approval, a move) on a cancelled campaign or a cancelled mail,
+    as pause and resume are refused: nothing of it is sent any more, so it would change nothing."""
+    if plan.cancelled:
+        raise StateError(f"campaign {plan.campaign} is cancelled, so nothing of it is sent any more and there is "
+                         f"nothing to {action}; to send it after all, schedule it again with `campaign schedule`")
+    if mail is None:
+        return
+    row = conn.execute("SELECT state FROM schedule WHERE campaign = ? AND mail = ?", (plan.campaign, mail)).fetchone()
+    if row is not None and row["state"] == "cancelled":
+        raise StateError(f"mail {mail} of campaign {plan.campaign} is cancelled, so it is not sent any more and "
+                         f"there is nothing to {action}; to send it after all, `campaign cancel` the campaign and "
+                         "schedule it again with `campaign schedule` (mails sent completely stay sent)")
+
+
 def require_mails(conn: sqlite3.Connection, campaign: str, mails: Iterable[int]) -> None:
     """Refuse a mail number that the stored schedule of the campaign does not have."""
     known = [row[0] for row in conn.execute("SELECT mail FROM schedule WHERE campaign = ? ORDER BY mail", (campaign,))]
@@ -271,9 +367,11 @@ def require_mails(conn: sqlite3.Connection, campaign: str, mails: Iterable[int])
 def retry(conn: sqlite3.Connection, campaign: str, *, mail: int, now: dt.datetime) -> int:
     """Put failed and unknown sends of a mail back in the queue; returns how many. An unknown
     one may have arrived the first time, so its second copy is counted as resent."""
-    require_plan(conn, campaign)
+    plan = require_plan(conn, campaign)
     require_mails(conn, campaign, [mail])
+    refuse_if_cancelled(conn, plan, mail, action="retry")
     with store.transaction(conn):
+        refuse_if_cancelled(conn, require_plan(conn, campaign), mail, action="retry")  # cancelled meanwhile
         n = conn.execute(
             "UPDATE ledger SET state = 'pending', next_attempt_at = NULL, error = '', updated_at = ?,"
             " resent = resent + (state = 'unknown')"
@@ -287,14 +385,21 @@ def retry(conn: sqlite3.Connection, campaign: str, *, mail: int, now: dt.datetim
 
 
 def approve(conn: sqlite3.Connection, campaign: str, fingerprints: dict[int, str], *, mails: Iterable[int] | None) -> list[int]:
-    """Approve the current version of changed mails; returns the mails whose approval changed."""
-    require_plan(conn, campaign)
+    """Approve the current version of changed mails; returns the mails whose approval changed.
+    Cancelled mails (and a cancelled campaign) are refused when named, and skipped otherwise."""
+    plan = require_plan(conn, campaign)
     wanted = set(mails) if mails is not None else None
     require_mails(conn, campaign, sorted(wanted or ()))
+    refuse_if_cancelled(conn, plan, None, action="approve")
+    for n in sorted(wanted or ()):
+        refuse_if_cancelled(conn, plan, n, action="approve")
     changed = []
     with store.transaction(conn):
-        for row in conn.execute("SELECT mail, approved_fingerprint FROM schedule WHERE campaign = ?", (campaign,)).fetchall():
+        for row in conn.execute("SELECT mail, approved_fingerprint, state FROM schedule WHERE campaign = ?",
+                                (campaign,)).fetchall():
             n = row["mail"]
+            if row["state"] == "cancelled":
+                continue
             if (wanted is None or n in wanted) and fingerprints.get(n) and fingerprints[n] != row["approved_fingerprint"]:
                 conn.execute("UPDATE schedule SET approved_fingerprint = ? WHERE campaign = ? AND mail = ?",
                              (fingerprints[n], campaign, n))
@@ -404,9 +509,12 @@ def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerp
                             warnings=("not scheduled: see `campaign plan` and `campaign schedule`",))
     counts: dict[int, dict[str, int]] = {}
     resent: dict[int, int] = {}
-    for row in conn.execute("SELECT mail, state, COUNT(*) AS n, SUM(resent) AS r FROM ledger WHERE campaign = ?"
-                            " GROUP BY mail, state", (campaign,)):
-        counts.setdefault(row["mail"], dict.fromkeys(LEDGER_STATES, 0))[row["state"]] = row["n"]
+    # "outbox": sent rows that were only written to the outbox; they reached no one, so "sent"
+    # counts only what a mail server accepted.
+    for row in conn.execute("SELECT mail, CASE WHEN state = 'sent' AND transport = 'outbox' THEN 'outbox' ELSE state"
+                            " END AS shown, COUNT(*) AS n, SUM(resent) AS r FROM ledger WHERE campaign = ?"
+                            " GROUP BY mail, shown", (campaign,)):
+        counts.setdefault(row["mail"], dict.fromkeys(COUNTED_STATES, 0))[row["shown"]] = row["n"]
         resent[row["mail"]] = resent.get(row["mail"], 0) + (row["r"] or 0)
     excluded = _excluded(conn, campaign)
     from .inbox import counts_per_mail
@@ -419,13 +527,20 @@ def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerp
         due = store.parse_iso(row["due_at"])
         # "excluded": contacts that get no row for this mail because they bounced, opted out or
         # were removed before it was prepared (those who left later are "suppressed").
-        c = {**counts.get(n, dict.fromkeys(LEDGER_STATES, 0)), "excluded": excluded.get(n, 0)}
+        c = {**counts.get(n, dict.fromkeys(COUNTED_STATES, 0)), "excluded": excluded.get(n, 0)}
         # What came back by mail (campaign inbox), beside the ledger's states.
         c = {**c, **came_back.get(n, {"bounced": 0, "opted_out": 0})}
         changed = fingerprints is not None and fingerprints.get(n) != row["approved_fingerprint"]
         state = row["state"]
         if state == "done":
-            shown = "sent" if not (c["failed"] or c["unknown"]) else "sent, with failures"
+            if c["outbox"] and not c["sent"]:
+                shown = "written to the outbox"  # nothing of it reached anyone
+            elif c["outbox"]:
+                shown = "sent, partly only to the outbox"
+            else:
+                shown = "sent"
+            if c["failed"] or c["unknown"]:
+                shown += ", with failures"
         elif state == "cancelled":
             shown = "cancelled"
         elif plan.paused:

@@ -6,14 +6,14 @@ import datetime as dt
 from dataclasses import dataclass
 
 from . import checks
-from .contacts import count_contacts, example_contacts
+from .contacts import audience, count_contacts
 from .errors import PlanError, SenderNotConfigured, StateError
 from .message import build_message
 from .personalise import personalise
 from .plan import Plan, SendEstimate, estimate, make_plan
 from .project import Project
 from .render import RenderedMail, Renderer
-from .schedule import completed_mails, fingerprint, get_plan, store_schedule, switch_transport
+from .schedule import ReplannedMail, completed_mails, fingerprint, get_plan, store_schedule, switch_transport
 from .transport import TransportConfig, transport_config
 
 
@@ -58,10 +58,12 @@ def plan_campaign(project: Project, *, now: dt.datetime, start: dt.date | None =
 
 
 def campaign_findings(project: Project) -> list[checks.Finding]:
-    """``campaign check``-level findings for every mail, as the first example contact gets it."""
+    """``campaign check``-level findings for every mail, as the first imported contact (else the first
+    example) gets it."""
     campaign = project.load_campaign()
     deployment = project.deployment()
-    contact = example_contacts(project.root)[0]
+    # As `build` chooses: the first imported contact, else the first example (needed only then).
+    contact = audience(project, limit=1)[0][0]
     findings: list[checks.Finding] = []
     for mail in Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
                         cache=project.render_cache).render_all():
@@ -79,6 +81,7 @@ def campaign_findings(project: Project) -> list[checks.Finding]:
         conn = project.connect()
         try:
             findings += checks.check_contacts(active_contacts(conn))
+            findings += _test_recipient_findings(conn, deployment.test_recipients)
             plan = get_plan(conn, project.campaign_name)
             if plan is not None and not plan.cancelled:
                 rows = [{"mail": r["mail"], "due_at": store.parse_iso(r["due_at"]), "outside_window": r["outside_window"]}
@@ -88,6 +91,32 @@ def campaign_findings(project: Project) -> list[checks.Finding]:
                                                   election_day=plan.election_day)
         finally:
             conn.close()
+    return findings
+
+
+def _test_recipient_findings(conn, recipients: tuple[str, ...]) -> list[checks.Finding]:
+    """An error for each ``[test] recipients`` address that ``send-test`` would refuse: one that
+    reaches an imported contact's mailbox or is on the suppression list (the same guard)."""
+    from .contacts import mask, normalise_address
+    from .errors import InvalidAddress
+    from .guard import recipient_problem
+
+    findings = []
+    for typed in recipients:
+        try:
+            normal = normalise_address(typed)
+        except InvalidAddress as exc:
+            findings.append(checks.Finding("error", None, f"[test] recipients in settings.toml: {exc}"))
+            continue
+        problem = recipient_problem(conn, typed, normal)
+        if problem == "contact":
+            findings.append(checks.Finding(
+                "error", None, f"[test] recipients in settings.toml: {mask(normal)} reaches the mailbox of an "
+                "imported contact, and test mails never go to contacts; name your own address instead"))
+        elif problem == "suppressed":
+            findings.append(checks.Finding(
+                "error", None, f"[test] recipients in settings.toml: {mask(normal)} is on the suppression list "
+                "(erased or opted out), and test mails never go there; name your own address instead"))
     return findings
 
 
@@ -126,12 +155,13 @@ def stored_plan_exists(project: Project) -> bool:
 
 
 def kept_as_sent(project: Project) -> list[int]:
-    """Mails that a new schedule keeps as sent: sent completely before the campaign was cancelled."""
+    """Mails that a new schedule keeps as sent: sent completely before the campaign was cancelled
+    (through a real transport, when this environment's is one: the outbox reached no one)."""
     if not project.db_exists:
         return []
     conn = project.connect()
     try:
-        return completed_mails(conn, project.campaign_name)
+        return completed_mails(conn, project.campaign_name, transport=transport_config().label)
     finally:
         conn.close()
 
@@ -140,15 +170,20 @@ def kept_as_sent(project: Project) -> list[int]:
 class TransportSwitch:
     old: str
     new: TransportConfig
+    # From the outbox to a real transport: rows written to the outbox that go back to the queue,
+    # and mails done only through the outbox that are planned again (see schedule.switch_transport).
+    requeued: int = 0
+    replanned: tuple[ReplannedMail, ...] = ()
 
     @property
     def changed(self) -> bool:
         return self.old != self.new.label
 
 
-def switch_to_current_transport(project: Project, *, check_only: bool = False) -> TransportSwitch:
+def switch_to_current_transport(project: Project, *, now: dt.datetime, check_only: bool = False) -> TransportSwitch:
     """Send the stored plan through this environment's transport (``CAMPAIGN_SMTP_URL``, or the
-    outbox without it), keeping its moments; refused once anything went out the stored way.
+    outbox without it), keeping its moments; refused once anything went out through a real
+    transport. From the outbox, what was written there is sent for real.
 
     ``check_only`` raises what the switch would raise and changes nothing, so that the CLI can
     ask for confirmation only when the switch would happen.
@@ -159,12 +194,12 @@ def switch_to_current_transport(project: Project, *, check_only: bool = False) -
                          "(see `campaign plan` and `campaign schedule`)")
     conn = project.connect()
     try:
-        old = switch_transport(conn, project.campaign_name, transport=config.label, check_only=True)
-        if old == config.label:
-            return TransportSwitch(old=old, new=config)
+        change = switch_transport(conn, project.campaign_name, transport=config.label, now=now, check_only=True)
+        if change.old == config.label:
+            return TransportSwitch(old=change.old, new=config)
         _send_gate(project, config)
         if not check_only:
-            old = switch_transport(conn, project.campaign_name, transport=config.label)
+            change = switch_transport(conn, project.campaign_name, transport=config.label, now=now)
     finally:
         conn.close()
-    return TransportSwitch(old=old, new=config)
+    return TransportSwitch(old=change.old, new=config, requeued=change.requeued, replanned=change.replanned)

@@ -23,6 +23,10 @@ EXAMPLE_DOMAIN = re.compile(r"(^|\.)(example\.(org|com|net|nl)|example|invalid|t
 def campaign_home(root: Path | None = None) -> Path:
     """The folder for local state: ``$CAMPAIGN_HOME``, or ``var/`` under the project root."""
     env = os.environ.get("CAMPAIGN_HOME")
+    if env is not None and not env.strip():
+        # An EnvironmentFile line `CAMPAIGN_HOME=` must not quietly mean a fresh state in ./var.
+        raise SettingsError("CAMPAIGN_HOME is set but empty: unset it to use var/ in the project folder, "
+                            "or name a folder")
     if env:
         if Path(env).exists() and not Path(env).is_dir():
             raise SettingsError(f"CAMPAIGN_HOME={env} is not a folder; point it at a folder (one that does not "
@@ -306,15 +310,87 @@ def load_campaign_settings(folder: Path) -> CampaignSettings:
             own_domains=tuple(d.lower() for d in _get(links, "own_domains", list, path, "links.", [])),
             utm=tuple((str(k), str(v)) for k, v in utm.items()),
         ),
-        salutation=_get(copy, "salutation", str, path, "copy.", "Beste {name},"),
-        salutation_fallback=_get(copy, "salutation_fallback", str, path, "copy.", "Geachte heer, mevrouw,"),
+        salutation=_salutation(copy, "salutation", path, "Beste {name},"),
+        salutation_fallback=_salutation(copy, "salutation_fallback", path, "Geachte heer, mevrouw,"),
         default_basis=_get(contacts, "default_basis", str, path, "contacts.", "published-address"),
         schedule=_schedule(_get(data, "schedule", dict, path, "", {}), path),
         list_id=list_id,
         organisation_article=_get(org, "article", str, path, "organisation.", "").strip(),
         fact_years=_fact_years(copy, path),
-        follow_up_opening=_get(copy, "follow_up_opening", str, path, "copy.", "").strip(),
+        follow_up_opening=_follow_up_opening(copy, path),
     )
+
+
+# The contact fields a salutation may name: those of the templates' `contact` but the address
+# (a test copy stands in the tester's address for the contact's, which a salutation would not).
+SALUTATION_FIELDS = ("name", "party", "municipality", "role")
+
+
+def salutation_problem(template: str) -> str | None:
+    """Why ``template`` cannot be a salutation (a phrase to follow it), or None.
+
+    It is filled in with ``str.format``, which would also follow attributes, indexes and format
+    specifications (``{name:>999999999}`` takes minutes): only plain ``{field}`` is allowed."""
+    import string
+
+    allowed = ", ".join(f"{{{f}}}" for f in SALUTATION_FIELDS[:-1]) + f" and {{{SALUTATION_FIELDS[-1]}}}"
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:
+        return (f"has a '{{' or '}}' without its pair (write '{{{{' or '}}}}' for a brace in the text); "
+                f"only {allowed} are allowed")
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        head = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if head == "" or head.isdigit():
+            reason = f"'{{{field}}}' is a positional field"
+        elif head != field:
+            reason = f"'{{{field}}}' reaches into a field (attribute or index)"
+        elif conversion:
+            reason = f"'{{{field}!{conversion}}}' uses a conversion"
+        elif spec:
+            reason = f"'{{{field}:{spec}}}' uses a format specification"
+        elif field not in SALUTATION_FIELDS:
+            reason = f"'{field}' is not a contact field"
+        else:
+            continue
+        return f"{reason}; only {allowed} are allowed"
+    return None
+
+
+def _format_fields(template: str) -> set[str]:
+    import string
+
+    return {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
+
+
+def _salutation(copy: dict[str, Any], key: str, path: Path, default: str) -> str:
+    """``copy.salutation`` or ``copy.salutation_fallback``, refused at load time when it could not be filled in."""
+    from .headers import value_problem
+
+    value = _get(copy, key, str, path, "copy.", default)
+    problem = value_problem(value) or salutation_problem(value)
+    if problem is None and key == "salutation_fallback" and "name" in _format_fields(value):
+        problem = "names {name}, but the fallback is for contacts without a name: leave {name} out"
+    if problem:
+        raise SettingsError(f"{_where(path, 'copy.' + key)}: {value!r} {problem}")
+    return value
+
+
+# '{name}' with single braces: a salutation's field, which Jinja leaves in the text as it is.
+_SINGLE_BRACE_FIELD = re.compile(r"(?<!\{)\{\s*[A-Za-z_][\w.]*\s*\}(?!\})")
+
+
+def _follow_up_opening(copy: dict[str, Any], path: Path) -> str:
+    """``copy.follow_up_opening``: Jinja content, so a salutation-style ``{name}`` would be sent as written."""
+    value = _get(copy, "follow_up_opening", str, path, "copy.", "").strip()
+    m = _SINGLE_BRACE_FIELD.search(value)
+    if m:
+        raise SettingsError(f"{_where(path, 'copy.follow_up_opening')}: {m.group()!r} would be sent as written: this "
+                            "line is the same for every contact and may use {{ election.name }} and the like; "
+                            "contact fields belong in copy.salutation")
+    return value
 
 
 def _fact_years(copy: dict[str, Any], path: Path) -> tuple[int, ...]:
@@ -460,6 +536,8 @@ def _checked_sender(sender: Sender, path: Path) -> Sender:
     from .headers import TEXT_MAX, check_header_value, url_problem
 
     check_header_value("sender.name", sender.name, where=str(path), max_length=TEXT_MAX, error=SettingsError)
+    # Not a header, but in every footer: the same refusals (a bidi control would reorder the address).
+    check_header_value("sender.contact", sender.contact, where=str(path), error=SettingsError)
     addresses = {}
     for key in ("address", "reply_to", "optout_address", "bounce_address"):
         value = getattr(sender, key)

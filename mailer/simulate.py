@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import shutil
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,29 +68,68 @@ def _stored_sends(project: Project) -> list[PlannedSend] | None:
 
 
 def _sent_pairs(project: Project, campaign: str) -> set[tuple[int, int]]:
-    """(mail, contact id) of every message the ledger records as sent for this campaign:
-    the worker never sends those again, so neither does the simulation."""
+    """(mail, contact id) of every message the ledger records as sent through a mail server for
+    this campaign: the worker never sends those again, so neither does the simulation. One only
+    written to the outbox reached no one, and is sent for real after a switch of transport."""
     if not project.db_exists:
         return set()
     conn = project.connect()
     try:
         return {(r[0], r[1]) for r in conn.execute(
-            "SELECT mail, contact_id FROM ledger WHERE campaign = ? AND state = 'sent'", (campaign,))}
+            "SELECT mail, contact_id FROM ledger WHERE campaign = ? AND state = 'sent' AND transport != 'outbox'",
+            (campaign,))}
     finally:
         conn.close()
 
 
-def _clear_output(out: Path) -> None:
-    """Empty the folder of an earlier simulation; refuse any other folder that holds something,
-    so that ``--out ~/Documents`` never deletes a person's files."""
-    if not out.exists() and not out.is_symlink():
+# What a simulation writes into its folder, and nothing else: the only names it ever removes.
+_SIMULATED_FOLDER = re.compile(r"\d{2}-[^/]+")
+_SIMULATED_FILE = re.compile(r"\d{5}(-c\d+)?\.eml")
+
+
+def _recorded_simulation(project: Project, out: Path) -> bool:
+    """Whether ``out`` is the default simulation folder or one recorded as a simulation's."""
+    resolved = out.resolve()
+    if resolved == project.simulation.resolve():
+        return True
+    if not project.db_exists:
+        return False
+    with project.db() as conn:
+        return conn.execute("SELECT 1 FROM written WHERE path = ? AND kind = 'simulation'",
+                            (str(resolved),)).fetchone() is not None
+
+
+def _clear_output(project: Project, out: Path) -> None:
+    """Remove what an earlier simulation wrote into ``out``, and only that; refuse any other
+    folder that holds something, so that ``--out ~/Documents`` never deletes a person's files.
+
+    Only a folder the tool can prove it made (the default one, or one recorded in ``written``)
+    is cleared, and only of the names a simulation writes: ``timeline.csv``, ``NN-slug/NNNNN*.eml``,
+    and those ``NN-slug`` folders once empty. Anything else in it stays.
+    """
+    if out.is_symlink():
+        raise OutputError(f"--out {out} is a symbolic link; the simulation is not written through it: choose a "
+                          "new or empty folder (not a link)")
+    if not out.exists():
         return
-    folder = out.is_dir() and not out.is_symlink()
-    if folder and (out / "timeline.csv").is_file():
-        shutil.rmtree(out)
-    elif not folder or any(out.iterdir()):
-        raise OutputError(f"--out {out} exists and is not the folder of an earlier simulation (it has no "
-                          "timeline.csv); choose a new or empty folder")
+    if not out.is_dir():
+        raise OutputError(f"--out {out} exists and is not a folder; choose a new or empty folder")
+    if not any(out.iterdir()):
+        return
+    if not _recorded_simulation(project, out):
+        raise OutputError(f"--out {out} holds files and is not a folder that an earlier simulation wrote, so "
+                          "nothing in it was touched; choose a new or empty folder")
+    timeline = out / "timeline.csv"
+    if timeline.is_file() and not timeline.is_symlink():
+        timeline.unlink()
+    for sub in out.iterdir():
+        if not _SIMULATED_FOLDER.fullmatch(sub.name) or sub.is_symlink() or not sub.is_dir():
+            continue
+        for path in sub.iterdir():
+            if _SIMULATED_FILE.fullmatch(path.name) and not path.is_symlink() and path.is_file():
+                path.unlink()
+        if not any(sub.iterdir()):
+            sub.rmdir()
 
 
 def _refuse_unsendable(contacts: list, out: Path) -> None:
@@ -147,11 +186,11 @@ def simulate(
     renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
                         cache=project.render_cache)
     _refuse_unsendable(contacts, out)
-    _clear_output(out)
-    if source == "imported contacts":
-        # Recorded before writing, so that `contacts forget` finds this folder even after a crash.
-        with project.db() as conn:
-            store.record_simulation(conn, out)
+    _clear_output(project, out)
+    # Recorded before writing, so that `contacts forget` finds this folder even after a crash, and
+    # so that a later simulation may clear it (example contacts too: the folder is still ours).
+    with project.db() as conn:
+        store.record_simulation(conn, out)
     files.private_dir(out.parent, tighten_existing=project.owns_folder(out.parent))
     files.private_dir(out)
     timeline = out / "timeline.csv"

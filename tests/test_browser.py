@@ -97,6 +97,9 @@ def test_preview_lists_nine_mails_and_switches_views(browser, preview):
     server, _ = preview
     page = offline_page(browser, 1300)
     page.goto(server.url)
+    # The token is traded for a cookie that page scripts cannot read, and leaves the address bar.
+    assert page.url == server.origin
+    assert page.evaluate("document.cookie") == ""
     assert page.locator("tr[data-mail]").count() == 9
     assert "Samen leven: ontmoetingsplekken in elke wijk" in page.inner_text("tr[data-mail='4']")
     page.click("tr[data-mail='3'] a")
@@ -123,9 +126,9 @@ def test_preview_lists_nine_mails_and_switches_views(browser, preview):
     page.wait_for_selector("#contact-results li.more")
     assert page.inner_text("#contact-results") == "No contact matches."
     ARTIFACTS.mkdir(exist_ok=True)
-    page.goto(server.url)
+    page.goto(server.origin)
     page.screenshot(path=str(ARTIFACTS / "preview-index.png"))
-    assert all(u.startswith(server.url) for u in page.requests), [u for u in page.requests if not u.startswith(server.url)]
+    assert all(u.startswith(server.origin) for u in page.requests), [u for u in page.requests if not u.startswith(server.origin)]
     page.close()
 
 
@@ -141,7 +144,9 @@ def wait_for(predicate, timeout: float = 5.0) -> float:
 def test_preview_reloads_after_an_edit_and_shows_errors(browser, preview):
     server, root = preview
     page = offline_page(browser, 1300)
-    page.goto(server.url + "mail-2.html")
+    page.goto(server.url)
+    # The live reload asks /__version with the cookie, like every other request.
+    page.goto(server.origin + "mail-2.html")
     mail = root / "campaigns/gr2026/mails/02-verantwoord-zorgbeleid.md"
     original = mail.read_text(encoding="utf-8")
     mail.write_text(original.replace('subject = "Verantwoord zorgbeleid voor de meest kwetsbaren"',
@@ -213,7 +218,18 @@ def test_the_contact_search_shows_a_few_matches_as_text(browser, project_copy: P
         page.click("#contact-results a")
         page.wait_for_url("**/?contact=lid150%40partij.example.nl")
         assert "Lid150 Partijgenoot" in page.inner_text("#contact-current")
-        assert all(u.startswith(server.url) for u in page.requests)
+        assert all(u.startswith(server.origin) for u in page.requests)
         page.close()
     finally:
         server.stop()
+
+
+def test_a_browser_without_the_token_sees_nothing(browser, preview):
+    server, _ = preview
+    context = browser.new_context()  # a context of its own: no cookie
+    stranger = context.new_page()
+    for path in ("", "mail-1.html", "raw/1.html", "__contacts?q=r", "__version"):
+        response = stranger.goto(server.origin + path)
+        assert response.status == 403, path
+        assert "@" not in stranger.content() and "Renée" not in stranger.content()
+    context.close()

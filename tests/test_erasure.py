@@ -122,9 +122,9 @@ def test_forget_removes_every_file_written_for_the_person_and_nothing_of_theirs_
             assert trace not in data.lower(), (path, trace)
     removed = set(before) - set(after)
     assert f"{len([p for p in removed if p.suffix != '.tmp'])} file(s) removed" in result.output
-    # Each simulation lost Sean's lines, and only those: eight each, since the ledger records
-    # mail 1 as sent and simulate leaves it out.
-    assert "16 timeline line(s) dropped" in result.output
+    # Each simulation lost Sean's lines, and only those: nine each, since mail 1 was only written
+    # to the outbox (it reached no one), so simulate keeps it.
+    assert "18 timeline line(s) dropped" in result.output
     everyone = {"an@ok.nl", "joan@ok.nl", SEAN, "tom&co@ok.nl", "x@xn--bcher-kva.nl"}
     assert statuses(run, root) == dict.fromkeys(everyone - {person}, "active")
     # A later import cannot bring him back.
@@ -145,8 +145,8 @@ def test_forget_an_leaves_joan_byte_for_byte(run, home: Path, written):
                 for p in folder.rglob(f"*-c{joan}.eml")]
     an_sim = [p for folder in (home / "simulation", elsewhere / "simulation") for p in folder.rglob(f"*-c{an}.eml")]
     joan_files = joan_outbox + joan_sim + sorted((elsewhere / "build-joan").iterdir())
-    # Mails 2-9 in each of the two simulations: mail 1 was sent, and simulate leaves it out.
-    assert len(joan_outbox) == 1 and len(joan_sim) == 16 and len(an_sim) == 16
+    # Mails 1-9 in each of the two simulations: mail 1 was only written to the outbox, so simulate keeps it.
+    assert len(joan_outbox) == 1 and len(joan_sim) == 18 and len(an_sim) == 18
     kept = {p: p.read_bytes() for p in joan_files}
     timelines = [home / "simulation" / "gr2026" / "timeline.csv", elsewhere / "simulation" / "timeline.csv"]
     joan_lines = {t: [r for r in csv.DictReader(t.open(encoding="utf-8")) if r["contact_id"] == str(joan)]

@@ -33,6 +33,11 @@ def import_people(project: Project, tmp_path: Path, rows) -> None:
         conn.close()
 
 
+def cookie(server: PreviewServer) -> str:
+    """The header line a browser sends once it has opened ``server.url`` (see test_preview_token)."""
+    return f"Cookie: {server.cookie_name}={server.token}\r\n"
+
+
 def raw_get(port: int, path: str, host: str | None, *, extra: str = "") -> tuple[int, bytes]:
     """One HTTP/1.0 request over a plain socket, so that the Host header is exactly what the test says."""
     head = f"GET {path} HTTP/1.0\r\n" + (f"Host: {host}\r\n" if host is not None else "") + extra + "\r\n"
@@ -70,9 +75,10 @@ FOREIGN_HOSTS = [
 @pytest.mark.parametrize("host", FOREIGN_HOSTS + [None])
 @pytest.mark.parametrize("path", ["/", "/mail-1.html", "/raw/1.html", "/raw/1.txt", "/__version", "/__contacts?q=p"])
 def test_a_request_for_another_host_is_refused_without_data(server, host, path):
-    _, port = server
+    server, port = server
     host = host.format(port=port, other=port + 1) if host else None
-    status, body = raw_get(port, path, host)
+    # Refused by its Host header, even with the run's cookie.
+    status, body = raw_get(port, path, host, extra=cookie(server))
     assert status == 421
     assert b"@" not in body and b"persoon" not in body.lower() and len(body) < 200
 
@@ -85,17 +91,17 @@ def test_two_host_headers_are_refused(server):
 
 @pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LocalHost:{port}", "[::1]:{port}"])
 def test_the_previews_own_names_are_served(server, host):
-    _, port = server
-    status, body = raw_get(port, "/", host.format(port=port))
+    server, port = server
+    status, body = raw_get(port, "/", host.format(port=port), extra=cookie(server))
     assert status == 200 and b"tr data-mail='1'" in body
 
 
 def test_live_pages_hold_the_chosen_contact_only(server):
-    _, port = server
+    server, port = server
     everyone = people(MANY)
     chosen = everyone[5]
     for path in ("/", "/mail-3.html", "/raw/3.html", "/raw/3.txt"):
-        status, body = raw_get(port, f"{path}?contact={chosen[0]}", f"127.0.0.1:{port}")
+        status, body = raw_get(port, f"{path}?contact={chosen[0]}", f"127.0.0.1:{port}", extra=cookie(server))
         assert status == 200
         text = body.decode("utf-8")
         others = [p for p in everyone if p != chosen and (p[0] in text or p[1] in text)]
@@ -104,27 +110,28 @@ def test_live_pages_hold_the_chosen_contact_only(server):
 
 
 def test_the_search_returns_at_most_twenty_matches_on_a_prefix(server):
-    _, port = server
-    status, body = raw_get(port, "/__contacts?q=persoon", f"localhost:{port}")
+    server, port = server
+    c = cookie(server)
+    status, body = raw_get(port, "/__contacts?q=persoon", f"localhost:{port}", extra=c)
     assert status == 200
     found = json.loads(body)
     assert len(found["matches"]) == 20 and found["more"] is True
     assert set(found["matches"][0]) == {"email", "name", "party", "municipality"}
     # One contact by address; by a word of the name; by party and municipality, any case.
-    one = json.loads(raw_get(port, "/__contacts?q=PERSOON0042%40", f"localhost:{port}")[1])["matches"]
+    one = json.loads(raw_get(port, "/__contacts?q=PERSOON0042%40", f"localhost:{port}", extra=c)[1])["matches"]
     assert [m["email"] for m in one] == ["persoon0042@gemeente3.example.nl"]
-    by_surname = json.loads(raw_get(port, "/__contacts?q=achternaam16", f"localhost:{port}")[1])["matches"]
+    by_surname = json.loads(raw_get(port, "/__contacts?q=achternaam16", f"localhost:{port}", extra=c)[1])["matches"]
     assert by_surname and all(m["name"].endswith("Achternaam16") for m in by_surname)
-    by_party = json.loads(raw_get(port, "/__contacts?q=partij3", f"localhost:{port}")[1])["matches"]
+    by_party = json.loads(raw_get(port, "/__contacts?q=partij3", f"localhost:{port}", extra=c)[1])["matches"]
     assert len(by_party) == 20 and all(m["party"] == "Partij3" for m in by_party)
-    by_place = json.loads(raw_get(port, "/__contacts?q=gemeente10", f"localhost:{port}")[1])["matches"]
+    by_place = json.loads(raw_get(port, "/__contacts?q=gemeente10", f"localhost:{port}", extra=c)[1])["matches"]
     assert by_place and all(m["municipality"] == "Gemeente10" for m in by_place)
     # Not a substring search: a prefix of a field or of a word in it.
-    assert json.loads(raw_get(port, "/__contacts?q=ersoon", f"localhost:{port}")[1])["matches"] == []
-    assert json.loads(raw_get(port, "/__contacts?q=", f"localhost:{port}")[1])["matches"] == []
+    assert json.loads(raw_get(port, "/__contacts?q=ersoon", f"localhost:{port}", extra=c)[1])["matches"] == []
+    assert json.loads(raw_get(port, "/__contacts?q=", f"localhost:{port}", extra=c)[1])["matches"] == []
     # LIKE's wildcards are searched for as characters.
-    assert json.loads(raw_get(port, "/__contacts?q=%25", f"localhost:{port}")[1])["matches"] == []
-    assert json.loads(raw_get(port, "/__contacts?q=_", f"localhost:{port}")[1])["matches"] == []
+    assert json.loads(raw_get(port, "/__contacts?q=%25", f"localhost:{port}", extra=c)[1])["matches"] == []
+    assert json.loads(raw_get(port, "/__contacts?q=_", f"localhost:{port}", extra=c)[1])["matches"] == []
 
 
 def test_the_search_ignores_case_and_accents_in_the_example_list(project_copy, home):
@@ -133,9 +140,9 @@ def test_the_search_ignores_case_and_accents_in_the_example_list(project_copy, h
     try:
         port = server.httpd.server_address[1]
         for query in ("unal", "ÜNAL", "demir", "stadsbel", "rotter"):
-            got = json.loads(raw_get(port, f"/__contacts?q={query}", f"127.0.0.1:{port}")[1])["matches"]
+            got = json.loads(raw_get(port, f"/__contacts?q={query}", f"127.0.0.1:{port}", extra=cookie(server))[1])["matches"]
             assert [m["email"] for m in got] == ["unal.demir@example.nl"], query
-        renee = json.loads(raw_get(port, "/__contacts?q=renee", f"127.0.0.1:{port}")[1])["matches"]
+        renee = json.loads(raw_get(port, "/__contacts?q=renee", f"127.0.0.1:{port}", extra=cookie(server))[1])["matches"]
         assert [m["name"] for m in renee] == ["Renée Jansen"]
     finally:
         server.stop()

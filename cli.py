@@ -663,10 +663,24 @@ def print_plan(report, tz: str) -> None:
         rows.append([s.mail, s.theme[:40], dutch_date(local), local.strftime("%H:%M"),
                      (f"{e.minutes:.0f} min" if e.minutes >= 1 else "<1 min") if report.contacts else "-", s.moved_because or ""])
     click.echo(table(rows, ["#", "theme", "date", "time", "sending", "moved because"]))
+    cap = getattr(report, "max_per_day", None)
+    limits = f"{report.rate_per_minute}/min" + (f", at most {cap:,} a day" if cap else "")
     click.echo(f"\nElection day: {dutch_date(report.plan.election_day)}. Times in {tz}. "
-               f"{report.contacts} active contact(s) at {report.rate_per_minute}/min.")
+               f"{report.contacts} active contact(s) at {limits}.")
     for e in report.estimates:
-        if not e.fits_window:
+        if e.after_election:
+            click.secho(f"Warning: mail {e.mail} would not reach every contact before election day: at {limits} "
+                        f"its {e.contacts:,} messages take until about {_local(e.finishes, tz):%Y-%m-%d %H:%M}; "
+                        "raise [delivery] max_per_day if your provider allows it, send to fewer contacts, or plan "
+                        "with an earlier --start.", fg="red", err=True)
+        elif e.overlaps_next:
+            click.secho(f"Warning: mail {e.mail} is still being sent when the next mail is due: at {limits} its "
+                        f"{e.contacts:,} messages take until about {_local(e.finishes, tz):%Y-%m-%d %H:%M}; the "
+                        "series no longer fits its cadence.", fg="yellow", err=True)
+        elif e.days > 1 and cap and e.contacts > cap:
+            click.secho(f"Mail {e.mail} goes out over {e.days} days: {e.contacts:,} contacts at most {cap:,} a day "
+                        f"(until about {_local(e.finishes, tz):%Y-%m-%d %H:%M}).", fg="yellow", err=True)
+        elif not e.fits_window:
             click.secho(f"Warning: mail {e.mail} takes {e.minutes / 60:.1f} h at {report.rate_per_minute}/min and "
                         f"does not fit in one day's window; sending continues in the next window "
                         f"(until about {_local(e.finishes, tz):%Y-%m-%d %H:%M}).", fg="yellow", err=True)
@@ -1072,6 +1086,13 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
     for n in stats.held:
         click.secho(f"Held: mail {n} changed after it was approved; check it, then `campaign approve --mail {n}`.",
                     fg="yellow", err=True)
+    if stats.throttled:
+        click.secho(f"The mail server asked to slow down {stats.throttled} time(s) ({stats.last_error}); those messages "
+                    "wait in the queue without using an attempt.", fg="yellow", err=True)
+    if stats.capped_until is not None:
+        tz = project.load_campaign().settings.schedule.timezone
+        click.secho(f"The daily limit was reached ([delivery] max_per_day in settings.toml); the rest goes from about "
+                    f"{_local(stats.capped_until, tz):%Y-%m-%d %H:%M} on.", fg="yellow", err=True)
 
 
 @cli.command("send-test")

@@ -912,15 +912,19 @@ def unsubscribe(
     from .guard import reduced_key
 
     with store.transaction(conn):
-        # Every contact whose address reaches the same mailbox (a +tag, Gmail dots) opts out with it:
-        # one pass over the contacts, however many addresses are given.
-        mailboxes: dict[str, list[sqlite3.Row]] = {}
-        for row in conn.execute("SELECT id, email_key, status FROM contacts ORDER BY id"):
-            mailboxes.setdefault(reduced_key(row["email_key"]), []).append(row)
+        # Every contact whose address reaches the same mailbox (a +tag, Gmail dots) opts out with it.
+        # A list of addresses: one pass over the contacts. One or a few (an opt-out read from the
+        # inbox, one message at a time): only the contacts on the same domain, found by SQLite.
+        mailboxes: dict[str, list[sqlite3.Row]] | None = None
+        if len(keys) > _FEW_ADDRESSES:
+            mailboxes = {}
+            for row in conn.execute("SELECT id, email_key, status FROM contacts ORDER BY id"):
+                mailboxes.setdefault(reduced_key(row["email_key"]), []).append(row)
         for key in keys:
             # INSERT OR IGNORE: an erasure recorded earlier keeps its reason.
             inserted = _suppress(conn, key, OPT_OUT, moment)
-            reached = mailboxes.get(reduced_key(key), [])
+            reached = (mailboxes.get(reduced_key(key), []) if mailboxes is not None
+                       else _same_mailbox(conn, key))
             if not reached:
                 if inserted:
                     recorded.append(mask(key))
@@ -938,6 +942,30 @@ def unsubscribe(
                              " AND state = 'pending'", (moment, row["id"]))
                 unsubscribed += 1
     return UnsubscribeResult(unsubscribed=unsubscribed, recorded=tuple(recorded), already=already)
+
+
+_FEW_ADDRESSES = 20
+
+
+def _same_mailbox(conn: sqlite3.Connection, key: str) -> list[sqlite3.Row]:
+    """The contacts whose address reaches the mailbox ``key`` reaches, in id order."""
+    from .guard import DOTLESS_DOMAINS, reduced_key
+
+    def like(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+    reduced = reduced_key(key)
+    local, _, domain = reduced.rpartition("@")
+    if domain in DOTLESS_DOMAINS:
+        # Dots do not count there: every address on those domains is a candidate (few, in practice).
+        query = " OR ".join(["email_key LIKE ? ESCAPE '\\'"] * len(DOTLESS_DOMAINS))
+        args: tuple = tuple("%@" + like(d) for d in DOTLESS_DOMAINS)
+    else:
+        # The address itself, or it with a +tag: found by SQLite without reducing every contact here.
+        query = "email_key = ? OR email_key LIKE ? ESCAPE '\\'"
+        args = (reduced, f"{like(local)}+%@{like(domain)}")
+    return [row for row in conn.execute(f"SELECT id, email_key, status FROM contacts WHERE {query} ORDER BY id", args)
+            if reduced_key(row["email_key"]) == reduced]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import store
+from .i18n import N_, _, ngettext
 
 if TYPE_CHECKING:
     from .project import Project
@@ -82,8 +83,56 @@ def normalise_address(address: str) -> str:
     try:
         checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
-        raise InvalidAddress(f"{mask(address) if '@' in address else repr(address)} is not a usable address: {exc}") from None
+        raise InvalidAddress(_("{address} is not a usable address: {reason}").format(
+            address=mask(address) if '@' in address else repr(address), reason=validator_reason(exc))) from None
     return checked.ascii_email
+
+
+# email-validator's reasons in English, as the library words them; the ones a list of contacts
+# typically trips over are translated, any other stays English (it still names the problem).
+_VALIDATOR_REASONS = {
+    "An email address must have an @-sign.": N_("An email address must have an @-sign."),
+    "The email address is not valid. It must have exactly one @-sign.":
+        N_("The email address is not valid. It must have exactly one @-sign."),
+    "There must be something before the @-sign.": N_("There must be something before the @-sign."),
+    "There must be something after the @-sign.": N_("There must be something after the @-sign."),
+    "An email address cannot have two periods in a row.": N_("An email address cannot have two periods in a row."),
+    "The part after the @-sign is not valid. It should have a period.":
+        N_("The part after the @-sign is not valid. It should have a period."),
+    "The part after the @-sign is not valid. It is not within a valid top-level domain.":
+        N_("The part after the @-sign is not valid. It is not within a valid top-level domain."),
+    "The part after the @-sign is a special-use or reserved name that cannot be used with email.":
+        N_("The part after the @-sign is a special-use or reserved name that cannot be used with email."),
+    "An email address cannot have a period immediately after the @-sign.":
+        N_("An email address cannot have a period immediately after the @-sign."),
+    "An email address cannot end with a period.": N_("An email address cannot end with a period."),
+    "An email address cannot start with a period.": N_("An email address cannot start with a period."),
+    "An email address cannot have a period immediately before the @-sign.":
+        N_("An email address cannot have a period immediately before the @-sign."),
+    "Internationalized characters before the @-sign are not supported.":
+        N_("Internationalized characters before the @-sign are not supported."),
+    "The email address contains invalid characters before the @-sign.":
+        N_("The email address contains invalid characters before the @-sign."),
+}
+_VALIDATOR_PREFIXES = {
+    "The email address contains invalid characters before the @-sign: ":
+        N_("The email address contains invalid characters before the @-sign: {characters}"),
+    "The part after the @-sign contains invalid characters: ":
+        N_("The part after the @-sign contains invalid characters: {characters}"),
+    "Internationalized characters before the @-sign are not supported: ":
+        N_("Internationalized characters before the @-sign are not supported: {characters}"),
+}
+
+
+def validator_reason(exc: Exception) -> str:
+    """email-validator's reason for refusing an address, in the interface language where known."""
+    text = str(exc)
+    if text in _VALIDATOR_REASONS:
+        return _(_VALIDATOR_REASONS[text])
+    for prefix, message in _VALIDATOR_PREFIXES.items():
+        if text.startswith(prefix):
+            return _(message).format(characters=text[len(prefix):])
+    return text
 
 
 def email_key(address: str) -> str:
@@ -499,21 +548,24 @@ def read_contacts(path: Path, *, default_basis: str, sheet: str | None = None) -
         name = raw_name.strip()
         key = ALIASES.get(name.lower()) or _column_key(name)
         if not key:
-            problems.append(f"{path}:{at}: column {len(columns) + 1}: has no name")
+            problems.append(_("{path}:{line}: column {number}: has no name").format(path=path, line=at,
+                                                                                   number=len(columns) + 1))
         elif key in seen:
-            problems.append(f"{path}:{at}: column '{name}': means the same as column '{seen[key]}'")
+            problems.append(_("{path}:{line}: column '{name}': means the same as column '{other}'").format(
+                path=path, line=at, name=name, other=seen[key]))
         seen[key] = name
         columns.append(key)
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         found = ", ".join(repr(h.strip()) for h in header)
-        raise ContactsError(
-            f"{path}:{at}: missing required column{'s' if len(missing) > 1 else ''} "
-            + ", ".join(f"'{c}'" for c in missing)
-            + f" (found {found}; e-mail may be called email, e-mail or e-mailadres)"
-        )
+        raise ContactsError(ngettext(
+            "{path}:{line}: missing required column {columns} (found {found}; e-mail may be called email, e-mail or "
+            "e-mailadres)",
+            "{path}:{line}: missing required columns {columns} (found {found}; e-mail may be called email, e-mail or "
+            "e-mailadres)", len(missing)).format(path=path, line=at, columns=", ".join(f"'{c}'" for c in missing),
+                                                 found=found))
     if problems:
-        raise ContactsError(f"{path}: the header is not usable", problems)
+        raise ContactsError(_("{path}: the header is not usable").format(path=path), problems)
     label = {key: seen[key] for key in columns}
     extra_columns = tuple(c for c in columns if c not in STANDARD)
     name_parts = _name_parts(columns)
@@ -529,12 +581,15 @@ def read_contacts(path: Path, *, default_basis: str, sheet: str | None = None) -
             empty += 1  # counted, so that the summary says they were skipped
             continue
         if len(record) != len(columns):
-            problems.append(f"{path}:{line}: has {len(record)} fields, the header has {len(columns)}")
+            problems.append(_("{path}:{line}: has {fields} fields, the header has {columns}").format(
+                path=path, line=line, fields=len(record), columns=len(columns)))
             continue
         overlong = _overlong_field(record)
         if overlong is not None:
-            problems.append(f"{path}:{line}: column '{label[columns[overlong]]}': is {len(record[overlong]):,} "
-                            f"characters long, more than the {MAX_FIELD:,} a contact field may hold")
+            problems.append(_("{path}:{line}: column '{column}': is {length} characters long, more than the {max} a "
+                              "contact field may hold").format(path=path, line=line, column=label[columns[overlong]],
+                                                               length=f"{len(record[overlong]):,}",
+                                                               max=f"{MAX_FIELD:,}"))
             continue
         values = {key: value.strip() for key, value in zip(columns, record)}
         row_problems = []
@@ -542,28 +597,34 @@ def read_contacts(path: Path, *, default_basis: str, sheet: str | None = None) -
             # The values reach headers (To, a personalised Subject): one rule for every source.
             problem = value_problem(value) or length_problem(value, limits.get(key, CONTACT_EXTRA_MAX))
             if problem:
-                row_problems.append(f"{path}:{line}: column '{label[key]}': {problem}")
+                row_problems.append(_("{path}:{line}: column '{column}': {problem}").format(
+                    path=path, line=line, column=label[key], problem=problem))
         for key in REQUIRED:
             if not values.get(key):
-                row_problems.append(f"{path}:{line}: column '{label[key]}': is empty")
+                row_problems.append(_("{path}:{line}: column '{column}': is empty").format(
+                    path=path, line=line, column=label[key]))
         address = values.get("email", "")
-        if address and not any(f"column '{label['email']}'" in p for p in row_problems):
+        if address and not any(f"'{label['email']}':" in p for p in row_problems):
             try:
                 # The same normal form as normalise_address (inlined: 50,000 rows call it).
                 address = validate_email(address, check_deliverability=False, allow_smtputf8=False).ascii_email
             except EmailNotValidError as exc:
-                row_problems.append(f"{path}:{line}: column '{label['email']}': {address!r} is not a valid address ({exc})")
+                row_problems.append(_("{path}:{line}: column '{column}': {address} is not a valid address "
+                                      "({reason})").format(path=path, line=line, column=label['email'],
+                                                           address=repr(address), reason=validator_reason(exc)))
             else:
                 k = email_key(address)
                 if k in first_seen:
-                    row_problems.append(f"{path}:{line}: column '{label['email']}': repeats the address of line {first_seen[k]}")
+                    row_problems.append(_("{path}:{line}: column '{column}': repeats the address of line {first}").format(
+                        path=path, line=line, column=label['email'], first=first_seen[k]))
                 else:
                     first_seen[k] = line
         name = values.get("name") or _joined_name(values, name_parts)
         if not values.get("name") and name and length_problem(name, CONTACT_VALUE_MAX):
             # Each part passed on its own; the name they make goes into the To header whole.
             parts = "+".join(label[key] for part in name_parts for key in part if values.get(key))
-            row_problems.append(f"{path}:{line}: columns {parts}: {length_problem(name, CONTACT_VALUE_MAX)}")
+            row_problems.append(_("{path}:{line}: columns {columns}: {problem}").format(
+                path=path, line=line, columns=parts, problem=length_problem(name, CONTACT_VALUE_MAX)))
         if row_problems:
             problems.extend(row_problems)
             continue
@@ -577,7 +638,7 @@ def read_contacts(path: Path, *, default_basis: str, sheet: str | None = None) -
             extra=tuple((c, values[c]) for c in extra_columns),
         )))
     if not rows and not problems:
-        raise ContactsError(f"{path}: no contacts below the header")
+        raise ContactsError(_("{path}: no contacts below the header").format(path=path))
     used = {key for part in name_parts for key in part}
     return ParsedFile(path=path, rows=tuple(rows), problems=tuple(problems), encoding=encoding,
                       delimiter=delimiter, extras=tuple(c for c in extra_columns if c not in used),
@@ -649,8 +710,11 @@ def import_contacts(
     parsed = read_contacts(path, default_basis=default_basis, sheet=sheet)
     if parsed.problems and not skip_invalid:
         n = len(parsed.problems)
-        raise ContactsError(f"{path}: {n} problem{'s' if n > 1 else ''}; nothing was imported "
-                            "(fix the file, or use --skip-invalid to import the valid rows)", parsed.problems)
+        raise ContactsError(ngettext("{path}: {count} problem; nothing was imported (fix the file, or use "
+                                     "--skip-invalid to import the valid rows)",
+                                     "{path}: {count} problems; nothing was imported (fix the file, or use "
+                                     "--skip-invalid to import the valid rows)", n).format(path=path, count=n),
+                            parsed.problems)
     from .guard import reduced_key
 
     moment = store.iso(now or store.now_utc())

@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import store
+from .i18n import _, format_moment
 from .errors import PlanError, StateError
 from .plan import Plan
 from .render import RenderedMail
@@ -499,14 +500,18 @@ def _excluded(conn: sqlite3.Connection, campaign: str) -> dict[int, int]:
 
 
 def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerprints: dict[int, str] | None,
-           transport: str) -> StatusReport:
-    """Per mail: planned moment, state and counts; the transport; the worker; what needs attention."""
+           transport: str, timezone: str = "Europe/Amsterdam") -> StatusReport:
+    """Per mail: planned moment, state and counts; the transport; the worker; what needs attention.
+
+    The states and warnings are sentences in the interface language (``--json`` chooses English);
+    moments in them are written in ``timezone``, the campaign's.
+    """
     plan = get_plan(conn, campaign)
     pid, beat, running = worker_seen(conn, now=now)
     if plan is None:
         return StatusReport(campaign=campaign, scheduled=False, transport=transport, paused=False, cancelled=False,
                             election_day=None, mails=(), worker_pid=pid, worker_heartbeat=beat, worker_running=running,
-                            warnings=("not scheduled: see `campaign plan` and `campaign schedule`",))
+                            warnings=(_("not scheduled: see `campaign plan` and `campaign schedule`"),))
     counts: dict[int, dict[str, int]] = {}
     resent: dict[int, int] = {}
     # "outbox": sent rows that were only written to the outbox; they reached no one, so "sent"
@@ -534,28 +539,29 @@ def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerp
         state = row["state"]
         if state == "done":
             if c["outbox"] and not c["sent"]:
-                shown = "written to the outbox"  # nothing of it reached anyone
+                shown = _("written to the outbox")  # nothing of it reached anyone
             elif c["outbox"]:
-                shown = "sent, partly only to the outbox"
+                shown = _("sent, partly only to the outbox")
             else:
-                shown = "sent"
+                shown = _("sent")
             if c["failed"] or c["unknown"]:
-                shown += ", with failures"
+                shown = _("{state}, with failures").format(state=shown)
         elif state == "cancelled":
-            shown = "cancelled"
+            shown = _("cancelled")
         elif plan.paused:
-            shown = "paused"
+            shown = _("paused")
         elif changed:
-            shown = "held: changed since approval"
+            shown = _("held: changed since approval")
         elif due > now:
-            shown = "scheduled"
+            shown = _("scheduled")
         else:
-            shown = "sending" if state == "sending" else "due"
+            shown = _("sending") if state == "sending" else _("due")
             if not running:
-                warnings.append(f"mail {n} is overdue since {store.iso(due)} and no worker is running "
-                                "(start `campaign worker`)")
+                warnings.append(_("mail {number} is overdue since {moment} and no worker is running (start "
+                                  "`campaign worker`)").format(number=n, moment=format_moment(due, timezone)))
         if changed and state not in ("done", "cancelled"):
-            warnings.append(f"mail {n} changed after it was approved; it is held until `campaign approve --mail {n}`")
+            warnings.append(_("mail {number} changed after it was approved; it is held until `campaign approve "
+                              "--mail {number}`").format(number=n))
         mails.append(MailStatus(number=n, theme=row["theme"], due_at=due, state=shown, counts=c,
                                 resent=resent.get(n, 0), changed=changed))
     mismatch = transport_mismatch(plan.transport, transport)

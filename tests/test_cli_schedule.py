@@ -160,4 +160,4 @@ def test_simulate_without_schedule_uses_the_policy(run):
     result = run("simulate", root=ROOT)
     assert result.exit_code == 0, result.output
     assert "not scheduled yet" in result.output
-    assert "woensdag 4 maart 2026" in result.output  # the last mail, two weeks before election day
+    assert "Wed 4 Mar 2026" in result.output  # the last mail, two weeks before election day

@@ -1,0 +1,222 @@
+"""The interface in Dutch and English: the catalog is complete, the language follows the locale
+(CAMPAIGN_LANG overrides it), --json stays English, and moments are written one way."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mailer import i18n
+
+ROOT = Path(__file__).resolve().parent.parent
+PO = ROOT / "mailer" / "locale" / "nl" / "LC_MESSAGES" / "campaign.po"
+PLACEHOLDER = re.compile(r"\{[^{}]*\}|%\(\w+\)[sd]")
+
+
+def extracted() -> dict:
+    """Every msgid in the code, extracted as `make catalog` does (babel.cfg, keyword N_)."""
+    from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+    from babel.messages.frontend import parse_mapping_cfg
+
+    with (ROOT / "babel.cfg").open() as f:
+        method_map, options_map = parse_mapping_cfg(f)
+    found: dict = {}
+    for filename, lineno, message, _comments, _context in extract_from_dir(
+            str(ROOT), method_map, options_map, keywords={**DEFAULT_KEYWORDS, "N_": None}):
+        found.setdefault(message, f"{filename}:{lineno}")
+    return found
+
+
+def test_every_message_in_the_code_has_a_dutch_translation() -> None:
+    from babel.messages.pofile import read_po
+
+    with PO.open("rb") as f:
+        catalog = read_po(f)
+    missing, bad_placeholders = [], []
+    for message, where in extracted().items():
+        msgid = message if isinstance(message, str) else message[0]
+        entry = catalog.get(msgid)
+        strings = [entry.string] if entry is not None and isinstance(entry.string, str) else list(entry.string or ()) \
+            if entry is not None else []
+        if entry is None or entry.fuzzy or not strings or not all(strings):
+            missing.append(f"{where}: {msgid!r}")
+            continue
+        # A plural's forms may each leave out a placeholder ("Bedoelt u {possibility}?"), but
+        # together they use the msgid's, and none that the code does not pass.
+        wanted = set(PLACEHOLDER.findall(" ".join(message if isinstance(message, tuple) else [message])))
+        used = set(PLACEHOLDER.findall(" ".join(strings)))
+        if used != wanted or (isinstance(message, str) and set(PLACEHOLDER.findall(strings[0])) != wanted):
+            bad_placeholders.append(f"{where}: {msgid!r} -> {strings!r}")
+    assert not missing, "no Dutch translation (make catalog, then translate):\n" + "\n".join(missing)
+    assert not bad_placeholders, "placeholders differ from the msgid:\n" + "\n".join(bad_placeholders)
+
+
+def test_the_language_follows_the_locale_and_campaign_lang_overrides_it() -> None:
+    assert i18n.choose_language({"LANG": "nl_NL.UTF-8"}) == "nl"
+    assert i18n.choose_language({"LANG": "nl_BE.UTF-8"}) == "nl"
+    assert i18n.choose_language({"LANG": "en_US.UTF-8"}) == "en"
+    assert i18n.choose_language({"LANG": "de_DE.UTF-8"}) == "en"
+    assert i18n.choose_language({}) == "en"
+    assert i18n.choose_language({"LANGUAGE": "nl:en", "LANG": "en_US.UTF-8"}) == "nl"
+    assert i18n.choose_language({"LC_ALL": "en_GB.UTF-8", "LANG": "nl_NL.UTF-8"}) == "en"
+    assert i18n.choose_language({"LC_MESSAGES": "nl_NL.UTF-8", "LANG": "en_US.UTF-8"}) == "nl"
+    assert i18n.choose_language({"CAMPAIGN_LANG": "en", "LANG": "nl_NL.UTF-8"}) == "en"
+    assert i18n.choose_language({"CAMPAIGN_LANG": "nl", "LANG": "C"}) == "nl"
+
+
+def test_a_missing_catalog_falls_back_to_english(tmp_path: Path) -> None:
+    assert i18n.setup("nl", localedir=tmp_path) == "en"
+    assert i18n._("Show this message and exit.") == "Show this message and exit."
+
+
+def test_the_compiled_catalog_gives_dutch() -> None:
+    assert i18n.setup("nl") == "nl"
+    assert i18n._("Show this message and exit.") != "Show this message and exit."
+
+
+def test_a_moment_is_written_one_way_in_the_campaign_time_zone() -> None:
+    winter = dt.datetime(2027, 2, 3, 8, 0, tzinfo=dt.timezone.utc)
+    summer = dt.datetime(2026, 7, 1, 7, 30, tzinfo=dt.timezone.utc)
+    assert i18n.format_moment(winter, "Europe/Amsterdam", lang="nl") == "wo 3 feb. 2027 09:00"
+    assert i18n.format_moment(winter, "Europe/Amsterdam", lang="en") == "Wed 3 Feb 2027 09:00"
+    assert i18n.format_moment(summer, "Europe/Amsterdam", lang="nl") == "wo 1 jul. 2026 09:30"
+    assert i18n.format_day(dt.date(2026, 5, 4), lang="nl") == "ma 4 mei 2026"
+
+
+def test_a_shortened_text_ends_in_an_ellipsis_at_a_word_boundary() -> None:
+    assert i18n.shorten("Wonen en dakloosheid", 40) == "Wonen en dakloosheid"
+    assert i18n.shorten("Armoede en schulden in de gemeente", 20) == "Armoede en schulden…"
+    assert i18n.shorten("Armoede en schulden in de gemeente", 15) == "Armoede en…"
+    assert len(i18n.shorten("Armoedebestrijdingsbeleid", 10)) == 10
+
+
+# --- the CLI in both languages ------------------------------------------------------------------
+
+from .conftest import ELECTION_AHEAD, ROOT as PROJECT  # noqa: E402
+
+
+@pytest.fixture
+def dutch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Dutch staff member's terminal: LANG=nl_NL.UTF-8 and nothing that overrides it."""
+    for name in ("CAMPAIGN_LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "nl_NL.UTF-8")
+
+
+@pytest.fixture
+def english_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Dutch locale with CAMPAIGN_LANG=en: the override wins."""
+    monkeypatch.setenv("LANG", "nl_NL.UTF-8")
+    monkeypatch.setenv("CAMPAIGN_LANG", "en")
+
+
+@pytest.fixture
+def ahead(run, project_ahead: Path):
+    def invoke(*args: str):
+        return run(*args, root=project_ahead)
+
+    return invoke
+
+
+def test_help_in_dutch_has_clicks_own_texts_and_whole_summaries(dutch, run) -> None:
+    result = run("--help")
+    assert result.exit_code == 0
+    assert result.output.startswith("Gebruik: cli [OPTIONS]")  # CliRunner names the program "cli"
+    assert "Opties:" in result.output and "Opdrachten:" in result.output
+    assert "Toon deze hulp en stop." in result.output
+    assert "Importeer, toon, zoek en wis contactpersonen." in result.output
+    assert "Usage:" not in result.output and "Show this message" not in result.output
+    # No summary is cut off with click's "...": each is a whole sentence that fits.
+    assert "...\n" not in result.output.split("\n", 1)[1]
+    sub = run("contacts", "import", "--help")
+    assert "Alles of niets" in sub.output and "Toon wat er zou veranderen; sla niets op." in sub.output
+
+
+def test_help_in_english_with_the_override(english_override, run) -> None:
+    result = run("--help")
+    assert result.output.startswith("Usage: cli [OPTIONS]")
+    assert "Show this message and exit." in result.output
+    assert "Import, list, look up and erase contacts." in result.output
+    assert "...\n" not in result.output.split("\n", 1)[1]
+
+
+def test_a_usage_error_in_dutch(dutch, run) -> None:
+    result = run("plan", "--start", "morgen")
+    assert result.exit_code == 2
+    assert "Fout: Ongeldige waarde voor '--start'" in result.output
+    assert "Typ 'cli plan --help' voor hulp." in result.output
+
+
+def test_plan_in_dutch_and_english(dutch, ahead, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = ahead("plan")
+    assert result.exit_code == 0, result.output
+    assert "thema" in result.output and "verzenden duurt" in result.output
+    assert "Verkiezingsdag: " in result.output and "Tijden in Europe/Amsterdam." in result.output
+    day = dt.date.fromisoformat(ELECTION_AHEAD)
+    assert f"Verkiezingsdag: {i18n.format_day(day, lang='nl')}." in result.output
+    monkeypatch.setenv("CAMPAIGN_LANG", "en")
+    english = ahead("plan")
+    assert f"Election day: {i18n.format_day(day, lang='en')}." in english.output
+    assert "theme" in english.output and "verzenden" not in english.output
+
+
+def test_status_in_dutch_and_json_stays_english(dutch, ahead) -> None:
+    assert ahead("contacts", "import", str(PROJECT / "contacts/example.csv")).exit_code == 0
+    assert ahead("schedule", "--yes").exit_code == 0
+    result = ahead("status")
+    assert result.exit_code == 0, result.output
+    assert "gepland" in result.output and "postvak uit" in result.output
+    assert "verzendweg: outbox" in result.output
+    assert "Contactpersonen: 5 actief, 0 afgemeld, 0 onbestelbaar, 0 verwijderd." in result.output
+    assert "Worker: heeft nog nooit gedraaid." in result.output
+    # Every moment in the table in the one Dutch form: "wo 3 feb. 2027 09:00".
+    moments = re.findall(r"\b(?:ma|di|wo|do|vr|za|zo) \d{1,2} [a-z]+\.? \d{4} \d\d:\d\d\b", result.output)
+    assert len(moments) == 9
+    data = json.loads(ahead("status", "--json").output)
+    assert data["mails"][0]["state"] == "scheduled"
+    assert data["contacts"]["active"] == 5 and "Worker" not in json.dumps(data)
+
+
+def test_an_import_with_errors_in_dutch(dutch, run, tmp_path: Path) -> None:
+    bad = tmp_path / "leden.csv"
+    bad.write_text("e-mail,naam,partij,gemeente\njan@@example.nl,Jan,PvdA,Almere\n,Piet,VVD,Lelystad\n",
+                   encoding="utf-8")
+    result = run("contacts", "import", str(bad))
+    assert result.exit_code == 1
+    assert f"Fout: {bad}: 2 problemen; er is niets geïmporteerd (verbeter het bestand, of gebruik --skip-invalid" \
+        in result.output
+    assert f"{bad}:2: kolom 'e-mail': 'jan@@example.nl' is geen geldig adres (" in result.output
+    assert f"{bad}:3: kolom 'e-mail': is leeg" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_import_with_errors_in_english(english_override, run, tmp_path: Path) -> None:
+    bad = tmp_path / "leden.csv"
+    bad.write_text("e-mail,naam,partij,gemeente\n,Piet,VVD,Lelystad\n", encoding="utf-8")
+    result = run("contacts", "import", str(bad))
+    assert result.exit_code == 1
+    assert f"Error: {bad}: 1 problem; nothing was imported" in result.output
+    assert f"{bad}:2: column 'e-mail': is empty" in result.output
+
+
+def test_the_preview_in_dutch_says_lang_nl(dutch, run, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    result = run("preview", "--no-serve", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert '<html lang="nl"' in index
+    assert "Onderwerp en voorvertoning" in index and "niet gepland" in index
+    page = (out / "mail-1.html").read_text(encoding="utf-8")
+    assert "Desktop en telefoon" in page and "volgende →" in page and "Alle mails" in page
+    assert "Desktop and phone" not in page
+
+
+def test_the_preview_in_english_says_lang_en(english_override, run, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    assert run("preview", "--no-serve", "--out", str(out)).exit_code == 0
+    page = (out / "mail-1.html").read_text(encoding="utf-8")
+    assert '<html lang="en"' in page and "Desktop and phone" in page and "next →" in page

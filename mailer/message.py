@@ -82,8 +82,12 @@ def _optout_subject(name: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def _date_header(second: int) -> str:
-    return format_datetime(dt.datetime.fromtimestamp(second, dt.timezone.utc))
+def _date_header(second: int, timezone: str = "UTC") -> str:
+    """The Date header in the campaign's time zone with its offset (``+0100`` in winter, ``+0200``
+    in summer), as a mail program shows it to the reader; cached per second and zone."""
+    from zoneinfo import ZoneInfo
+
+    return format_datetime(dt.datetime.fromtimestamp(second, ZoneInfo(timezone)))
 
 
 @lru_cache(maxsize=8)
@@ -218,7 +222,7 @@ def build_message(
         headers.append(("Reply-To", reply_to))
     headers += [
         ("Subject", _headers.unstructured("Subject", _checked("Subject", subject))),
-        ("Date", _date_header(int(now.timestamp()))),
+        ("Date", _date_header(int(now.timestamp()), campaign.schedule.timezone)),
         ("Message-ID", mid),
         ("List-Unsubscribe", _headers.fold_list("List-Unsubscribe", _checked("List-Unsubscribe", unsubscribe))),
     ]

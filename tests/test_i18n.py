@@ -220,3 +220,26 @@ def test_the_preview_in_english_says_lang_en(english_override, run, tmp_path: Pa
     assert run("preview", "--no-serve", "--out", str(out)).exit_code == 0
     page = (out / "mail-1.html").read_text(encoding="utf-8")
     assert '<html lang="en"' in page and "Desktop and phone" in page and "next →" in page
+
+
+@pytest.mark.parametrize("moment, expected", [
+    (dt.datetime(2027, 2, 3, 8, 0, tzinfo=dt.timezone.utc), "Wed, 03 Feb 2027 09:00:00 +0100"),
+    (dt.datetime(2026, 7, 1, 7, 30, tzinfo=dt.timezone.utc), "Wed, 01 Jul 2026 09:30:00 +0200"),
+])
+def test_the_date_header_is_local_time_with_its_offset(moment: dt.datetime, expected: str) -> None:
+    import email
+    from email import policy
+
+    from mailer.contacts import example_contacts
+    from mailer.message import build_message
+    from mailer.personalise import personalise
+    from mailer.project import Project
+    from mailer.render import Renderer
+
+    project = Project.at(PROJECT)
+    campaign = project.load_campaign()
+    deployment = project.deployment()
+    mail = Renderer(templates=project.templates, campaign=campaign, deployment=deployment).render(campaign.mail(1))
+    personal = personalise(mail, example_contacts(PROJECT)[0], settings=campaign.settings)
+    envelope = build_message(personal, sender=deployment.sender, campaign=campaign.settings, now=moment)
+    assert email.message_from_bytes(envelope.data, policy=policy.default)["Date"] == expected

@@ -747,14 +747,33 @@ def print_plan(report, tz: str) -> None:
                      (_("{minutes} min").format(minutes=f"{e.minutes:.0f}") if e.minutes >= 1 else _("<1 min"))
                      if report.contacts else "-", s.moved_because or ""])
     click.echo(table(rows, ["#", _("theme"), _("moment"), _("sending takes"), _("moved because")]))
-    click.echo("\n" + _("Election day: {day}. Times in {tz}. {contacts} active contact(s) at {rate}/min.").format(
-        day=format_day(report.plan.election_day), tz=tz, contacts=report.contacts, rate=report.rate_per_minute))
+    cap = getattr(report, "max_per_day", None)
+    rate = report.rate_per_minute
+    limits = (_("{rate}/min, at most {cap} a day").format(rate=rate, cap=f"{cap:,}") if cap
+              else _("{rate}/min").format(rate=rate))
+    click.echo("\n" + _("Election day: {day}. Times in {tz}. {contacts} active contact(s) at {limits}.").format(
+        day=format_day(report.plan.election_day), tz=tz, contacts=report.contacts, limits=limits))
     for e in report.estimates:
-        if not e.fits_window:
+        until = format_moment(e.finishes, tz)
+        if e.after_election:
+            click.secho(_("Warning: mail {mail} would not reach every contact before election day: at {limits} its "
+                          "{count} messages take until about {until}; raise [delivery] max_per_day if your provider "
+                          "allows it, send to fewer contacts, or plan with an earlier --start.").format(
+                              mail=e.mail, limits=limits, count=f"{e.contacts:,}", until=until), fg="red", err=True)
+        elif e.overlaps_next:
+            click.secho(_("Warning: mail {mail} is still being sent when the next mail is due: at {limits} its {count} "
+                          "messages take until about {until}; the series no longer fits its cadence.").format(
+                              mail=e.mail, limits=limits, count=f"{e.contacts:,}", until=until),
+                        fg="yellow", err=True)
+        elif e.days > 1 and cap and e.contacts > cap:
+            click.secho(_("Mail {mail} goes out over {days} days: {count} contacts at most {cap} a day (until about "
+                          "{until}).").format(mail=e.mail, days=e.days, count=f"{e.contacts:,}", cap=f"{cap:,}",
+                                              until=until), fg="yellow", err=True)
+        elif not e.fits_window:
             click.secho(_("Warning: mail {mail} takes {hours} h at {rate}/min and does not fit in one day's window; "
                           "sending continues in the next window (until about {until}).").format(
-                              mail=e.mail, hours=f"{e.minutes / 60:.1f}", rate=report.rate_per_minute,
-                              until=format_moment(e.finishes, tz)), fg="yellow", err=True)
+                              mail=e.mail, hours=f"{e.minutes / 60:.1f}", rate=rate, until=until),
+                        fg="yellow", err=True)
 
 
 @cli.command(short_help="Show the nine send moments of the plan.")
@@ -1194,6 +1213,13 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
     for n in stats.held:
         click.secho(_("Held: mail {number} changed after it was approved; check it, then `campaign approve --mail "
                       "{number}`.").format(number=n), fg="yellow", err=True)
+    if stats.throttled:
+        click.secho(_("The mail server asked to slow down {count} time(s) ({reason}); those messages wait in the queue "
+                      "without using an attempt.").format(count=stats.throttled, reason=stats.last_error),
+                    fg="yellow", err=True)
+    if stats.capped_until is not None:
+        click.secho(_("The daily limit was reached ([delivery] max_per_day in settings.toml); the rest goes from about "
+                      "{moment} on.").format(moment=format_moment(stats.capped_until, tz)), fg="yellow", err=True)
 
 
 @cli.command("send-test", short_help="Send test mails now, marked [TEST].")

@@ -41,6 +41,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ from .transport import (
     ConnectionFailure,
     PermanentFailure,
     TemporaryFailure,
+    Throttled,
     TransportConfig,
     UnknownOutcome,
     enhanced_code,
@@ -73,6 +75,8 @@ BACKOFF = (60, 300, 900, 3600)  # seconds before attempts 2, 3, 4, 5
 REREAD_SECONDS = 30  # how often a running worker re-reads the schedule: under a minute
 WAIT_SLICE = 0.25  # how long a wait for answers goes without looking at stop, pause and the clock
 STOP_GRACE = 5.0  # seconds a stopping worker still waits for answers to messages in flight
+THROTTLE_PAUSE = 60.0  # seconds a worker waits after a slow-down answer before the next message
+DAY = dt.timedelta(hours=24)
 INBOX_SECONDS = 300  # how often it reads bounces and opt-outs when CAMPAIGN_IMAP_URL is set
 
 
@@ -86,6 +90,8 @@ class RunStats:
     held: list[int] = field(default_factory=list)
     last_error: str = ""
     resent_unknown: int = 0  # unknown outcomes of earlier passes sent again (possibly duplicates)
+    throttled: int = 0  # slow-down answers: the message went back without using an attempt
+    capped_until: dt.datetime | None = None  # the daily cap was reached: nothing more before this
 
 
 class TransportUnavailable(DeliveryError):
@@ -230,6 +236,7 @@ class Worker:
         connections: int | None = None,
         failure_threshold: int | None = None,
         stop_grace: float = STOP_GRACE,
+        max_per_day: int | None = None,
     ) -> None:
         self.project = project
         self.clock = clock
@@ -247,6 +254,12 @@ class Worker:
         self.conn = project.connect()
         self.connections = connections or deployment.connections
         self.failure_threshold = failure_threshold or deployment.failure_threshold
+        self.max_per_day = max_per_day if max_per_day is not None else deployment.max_per_day
+        self.oauth = deployment.oauth
+        if self.config.auth == "xoauth2":
+            self.config.token_source(self.env, self.oauth)  # a missing token source shows now
+        self._day: deque[dt.datetime] = deque()  # moments of the claims in the last 24 hours
+        self._imap_tokens = None  # the inbox's token source when only the inbox logs in with XOAUTH2
         self.stop_grace = stop_grace
         self.transports: list = []
         self.stats = RunStats()
@@ -367,6 +380,7 @@ class Worker:
             return self.stats
         check_transport(self.project, self.config, stored=plan.transport)
         self._requeued.clear()
+        self._count_day()
         for row in self.due_mails(self.clock()):
             if self.stop.is_set():
                 break
@@ -384,6 +398,35 @@ class Worker:
             self.materialise(number, now)
             self.send_mail(number, rendered, row)
         return self.stats
+
+    def _count_day(self) -> None:
+        """The moments of the messages handed over in the last 24 hours, from the ledger (every
+        campaign: the provider counts per mailbox), for the daily cap."""
+        self._day.clear()
+        self.stats.capped_until = None
+        if not self.max_per_day:
+            return
+        since = store.iso(self.clock() - DAY)
+        for (moment,) in self.conn.execute(
+                "SELECT COALESCE(sent_at, updated_at) AS t FROM ledger WHERE state IN ('sent', 'unknown', 'sending')"
+                " AND COALESCE(sent_at, updated_at) > ? ORDER BY t", (since,)):
+            self._day.append(store.parse_iso(moment))
+
+    def _under_cap(self, *, taken: int = 0) -> bool:
+        """True while fewer than ``max_per_day`` messages went out in the last 24 hours (with
+        ``taken`` about to be claimed); else records in ``stats.capped_until`` when the next may go."""
+        if not self.max_per_day:
+            return True
+        now = self.clock()
+        while self._day and self._day[0] <= now - DAY:
+            self._day.popleft()
+        if len(self._day) + taken < self.max_per_day:
+            return True
+        if not self._day:
+            self.stats.capped_until = now + DAY
+            return False
+        self.stats.capped_until = self._day[0] + DAY
+        return False
 
     def materialise(self, number: int, now: dt.datetime) -> None:
         """One ledger row per active contact for this mail; contacts added later join while it sends."""
@@ -422,7 +465,7 @@ class Worker:
         try:
             for _ in range(count):
                 transport = open_transport(self.config, outbox=self.project.outbox, env=self.env,
-                                           interrupted=self.stop.is_set)
+                                           interrupted=self.stop.is_set, oauth=self.oauth)
                 opened.append(transport)
                 opener = getattr(transport, "open", None)
                 if opener is not None:
@@ -562,7 +605,7 @@ class Worker:
 
         def settle(ledger_id: int, email: str, error: Exception | None, mid: str = "") -> None:
             """Record how a claimed message ended: sent (no error), or as the error says."""
-            nonlocal done, halt, more
+            nonlocal done, halt, more, interval, next_start
             try:
                 if error is not None:
                     raise error
@@ -575,6 +618,19 @@ class Worker:
                         f"{exc}; nothing more was claimed, and the messages not yet sent wait in the queue "
                         "with their attempts intact")
                 more = False
+                return
+            except Throttled as exc:
+                # The provider asks for less: the message waits without using an attempt, the
+                # worker halves its rate and pauses; a daily quota ends this pass.
+                self._release(ledger_id)
+                self.stats.throttled += 1
+                self.stats.last_error = _masked(str(exc))[:200]
+                if exc.daily:
+                    self.stats.capped_until = self.clock() + DAY
+                    more = False
+                    return
+                interval = min(interval * 2, 60.0)
+                next_start = max(next_start, time.monotonic()) + THROTTLE_PAUSE
                 return
             except TemporaryFailure as exc:
                 # A 4xx is retried with back-off anyway (greylisting answers every new recipient
@@ -658,6 +714,9 @@ class Worker:
                             more = False
                             break
                         last_check = tick
+                    if not self._under_cap(taken=len(batch)):
+                        more = False  # the daily cap: the rest waits for the next 24 hours' room
+                        break
                     # A connection with a reserved row goes first: its envelope is open already.
                     transport = next((t for t in idle if t in upcoming), idle[-1])
                     row = upcoming.pop(transport, None) or next(rows, None)
@@ -699,6 +758,8 @@ class Worker:
                 # succeeds, so no new message leaves.
                 if batch:
                     claimed = self._claim([row["ledger_id"] for _, row, _, _ in batch], unrecorded, record_sent)
+                    if self.max_per_day:
+                        self._day.extend(self.clock() for _ in claimed)
                     if len(claimed) < len(batch) and not self.still_allowed(number):
                         more = False
                     started = []
@@ -918,6 +979,8 @@ class Worker:
                     if self.on_error:
                         self.on_error(str(exc))
                 upcoming = self.next_wake()
+                if self.stats.capped_until is not None and upcoming is not None:
+                    upcoming = max(upcoming, self.stats.capped_until)
                 if upcoming is not None and upcoming > self.clock():
                     scheduler.add_job(self.wake.set, "date", run_date=upcoming, id="due", replace_existing=True)
                 self.wake.wait(REREAD_SECONDS)
@@ -926,6 +989,20 @@ class Worker:
             scheduler.shutdown(wait=False)
 
 
+    def _inbox_tokens(self):  # type: ignore[no-untyped-def]
+        """One token source for every inbox read of this worker (its cache outlives each read);
+        the SMTP login's when that is XOAUTH2 too: the app's token is good for both."""
+        config = imap_config(self.env)
+        if config is None or config.auth != "xoauth2":
+            return None
+        if self.config.auth == "xoauth2":
+            return self.config.token_source(self.env, self.oauth)
+        if self._imap_tokens is None:
+            from .oauth import token_provider
+
+            self._imap_tokens = token_provider(self.env, self.oauth)
+        return self._imap_tokens
+
     def read_inbox(self) -> None:
         """Read and apply the mailbox of ``CAMPAIGN_IMAP_URL`` (in APScheduler's thread, with its own
         database connection); a failure is reported and tried again at the next run."""
@@ -933,7 +1010,7 @@ class Worker:
         from .inbox import read_inbox
 
         try:
-            read_inbox(self.project, env=self.env, now=self.clock())
+            read_inbox(self.project, env=self.env, now=self.clock(), tokens=self._inbox_tokens())
         except (CampaignError, sqlite3.Error, OSError) as exc:
             if self.on_error:
                 self.on_error(f"reading the inbox failed: {exc}")
@@ -972,6 +1049,8 @@ def send_test(
     config = transport_config(env)
     check_transport(project, config, stored=None)
     deployment = project.deployment()
+    if config.auth == "xoauth2":
+        config.token_source(env, deployment.oauth)
     recipients = list(to or deployment.test_recipients)
     if not recipients:
         raise DeliveryError("no test recipients: pass --to ADDRESS or set test.recipients in settings.toml")
@@ -987,7 +1066,7 @@ def send_test(
     renderer = Renderer(templates=project.templates, campaign=campaign, deployment=deployment,
                         cache=project.render_cache)
     numbers = mails or [m.number for m in campaign.mails]
-    transport = open_transport(config, outbox=project.outbox, env=env)
+    transport = open_transport(config, outbox=project.outbox, env=env, oauth=deployment.oauth)
     sent = []
     try:
         for number in numbers:

@@ -71,6 +71,21 @@ class OutputError(CampaignError):
     """An output file or folder cannot be written, or holds something that is not ours to replace."""
 
 
+class MailServerConfigError(DeliveryError):
+    """The mail server refused the login or the submission because of how the account, the tenant
+    or ``campaign`` is set up (Exchange's 5.7.30/5.7.139, 535): no message is to blame, so none is
+    failed or bounced; ``str()`` says what to change."""
+
+
+class TokenError(DeliveryError):
+    """No OAuth2 access token could be had (a token command failed, the token endpoint refused the
+    grant). ``temporary`` marks a token endpoint that could not be reached: try again later."""
+
+    def __init__(self, message: str, *, temporary: bool = False) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
+
 class ChecklistError(CampaignError):
     """A checklist document cannot be read, or no themes are found in it."""
 

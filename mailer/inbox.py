@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import contacts, store
-from .errors import InvalidAddress, MailboxError
+from .errors import DeliveryError, InvalidAddress, MailboxError
 
 if TYPE_CHECKING:
     from .project import Project
@@ -530,6 +530,7 @@ class ImapConfig:
     port: int
     user: str
     folder: str
+    auth: str = "password"  # or "xoauth2" (Exchange Online allows nothing else)
 
     @property
     def label(self) -> str:
@@ -557,13 +558,26 @@ def imap_config(env: Mapping[str, str]) -> ImapConfig | None:
         raise MailboxError("CAMPAIGN_IMAP_URL holds a password; put it in CAMPAIGN_IMAP_PASSWORD instead")
     if not parts.username:
         raise MailboxError(f"CAMPAIGN_IMAP_URL names no user; {expected}")
+    username, _, mechanism = parts.username.partition(";")  # RFC 5092: imap://user;AUTH=XOAUTH2@host/
+    asked = ""
+    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if key.lower() != "auth":
+            raise MailboxError(f"CAMPAIGN_IMAP_URL: unknown option {key!r}; the only option is ?auth=xoauth2 "
+                               "(or ?auth=password)")
+        asked = value
+    if mechanism.lower().startswith("auth="):
+        asked = asked or mechanism[5:]
+    auth = (asked or env.get("CAMPAIGN_IMAP_AUTH", "") or "password").strip().lower()
+    if auth not in ("password", "xoauth2"):
+        raise MailboxError(f"the IMAP login {auth!r} (CAMPAIGN_IMAP_URL ?auth= or CAMPAIGN_IMAP_AUTH) is not known; "
+                           "use password or xoauth2")
     folder = urllib.parse.unquote(parts.path.lstrip("/")) or "INBOX"
     if not folder.isascii() or any(c in folder for c in '"\\\r\n*%'):
         raise MailboxError("CAMPAIGN_IMAP_URL: the folder must be an ASCII name without quotes, backslashes, "
                            "'*' or '%'")
     return ImapConfig(tls="imaps" if parts.scheme == "imaps" else "starttls", host=parts.hostname,
                       port=port or (993 if parts.scheme == "imaps" else 143),
-                      user=urllib.parse.unquote(parts.username), folder=folder)
+                      user=urllib.parse.unquote(username), folder=folder, auth=auth)
 
 
 def _imap_ssl_context(env: Mapping[str, str]):
@@ -586,10 +600,14 @@ def _imap_ssl_context(env: Mapping[str, str]):
 class ImapMailbox:
     """One IMAP folder: the messages not yet handled, read without marking them read, and marked once handled."""
 
-    def __init__(self, config: ImapConfig, env: Mapping[str, str], settings: "InboxSettings") -> None:
+    def __init__(self, config: ImapConfig, env: Mapping[str, str], settings: "InboxSettings", *,
+                 tokens=None) -> None:  # type: ignore[no-untyped-def]
+        """``tokens``: the mailer.oauth.TokenProvider for XOAUTH2 (kept by a long-running caller,
+        so that its tokens are reused until they are due for renewal)."""
         self.config = config
         self.env = env
         self.settings = settings
+        self.tokens = tokens
         self.conn = None
         self.can_move = False
 
@@ -607,8 +625,14 @@ class ImapMailbox:
 
         c = self.config
         password = self.env.get("CAMPAIGN_IMAP_PASSWORD", "")
-        if not password:
-            raise MailboxError(f"{c.label} needs a password: set CAMPAIGN_IMAP_PASSWORD")
+        if c.auth == "xoauth2":
+            if self.tokens is None:
+                from .oauth import token_provider
+
+                self.tokens = token_provider(self.env)
+        elif not password:
+            raise MailboxError(f"{c.label} needs a password: set CAMPAIGN_IMAP_PASSWORD (or log in with OAuth2: "
+                               "add ?auth=xoauth2 to CAMPAIGN_IMAP_URL, see the README)")
         ctx = _imap_ssl_context(self.env)
         try:
             if c.tls == "imaps":
@@ -619,7 +643,12 @@ class ImapMailbox:
                     raise MailboxError(f"{c.label} offers no STARTTLS, and the password is never sent unencrypted; "
                                        "use imaps:// or a server that offers STARTTLS")
                 self.conn.starttls(ssl_context=ctx)
-            self.conn.login(c.user, password)
+            if c.auth == "xoauth2":
+                from .oauth import imap_authenticate
+
+                imap_authenticate(self.conn, c.user, self.tokens)
+            else:
+                self.conn.login(c.user, password)
             # What a server offers after login (MOVE among it) is more than it said before.
             typ, data = self.conn.capability()
             self.can_move = typ == "OK" and b"MOVE" in b" ".join(d for d in data if isinstance(d, bytes)).upper().split()
@@ -629,7 +658,7 @@ class ImapMailbox:
             raise MailboxError(f"{c.label}: the server's certificate cannot be verified ({exc.verify_message}); "
                                "nothing was read. Use the server's real name, or point CAMPAIGN_IMAP_CA_FILE at "
                                "its CA") from None
-        except MailboxError:
+        except (MailboxError, DeliveryError):  # DeliveryError: the OAuth2 token or login (mailer.oauth)
             self.close()
             raise
         except imaplib.IMAP4.error as exc:
@@ -880,6 +909,7 @@ def read_inbox(
     dry_run: bool = False,
     now: dt.datetime,
     on_message: Callable[[Outcome], None] | None = None,
+    tokens=None,  # type: ignore[no-untyped-def]
 ) -> InboxReport:
     """Read the mailbox (``source``, else ``CAMPAIGN_IMAP_URL``), classify and apply every message.
 
@@ -900,7 +930,11 @@ def read_inbox(
         if config is None:
             raise MailboxError("no mailbox to read: set CAMPAIGN_IMAP_URL (and CAMPAIGN_IMAP_PASSWORD), or give a "
                                "Maildir, mbox file or folder of .eml files with --from")
-        imap = ImapMailbox(config, env, deployment.inbox)
+        if config.auth == "xoauth2" and tokens is None:
+            from .oauth import token_provider
+
+            tokens = token_provider(env, deployment.oauth)
+        imap = ImapMailbox(config, env, deployment.inbox, tokens=tokens)
         imap.open()
         label, items = config.label, imap.messages()
     outcomes: list[Outcome] = []

@@ -37,6 +37,9 @@ class SendEstimate:
     minutes: float
     finishes: dt.datetime
     fits_window: bool
+    days: int = 1  # the days (in the policy's zone) on which messages of this send go out
+    overlaps_next: bool = False  # still sending when the next mail is due
+    after_election: bool = False  # not finished before election day
 
 
 @dataclass(frozen=True)
@@ -190,32 +193,56 @@ def check_plan(plan: Plan, *, policy: SchedulePolicy, now: dt.datetime) -> None:
         )
 
 
-def send_moments(due: dt.datetime, count: int, *, rate_per_minute: int, policy: SchedulePolicy) -> Iterator[dt.datetime]:
+def send_moments(due: dt.datetime, count: int, *, rate_per_minute: int, policy: SchedulePolicy,
+                 max_per_day: int | None = None) -> Iterator[dt.datetime]:
     """When each of ``count`` messages goes out from ``due`` at the rate, inside the daily window;
-    what does not fit continues when the next allowed window opens."""
+    what does not fit continues when the next allowed window opens. With ``max_per_day``, at most
+    that many in any 24 hours (as providers count, and as the worker holds to)."""
     zone = ZoneInfo(policy.timezone)
     step = dt.timedelta(seconds=60 / rate_per_minute)
     t = due.astimezone(zone)
     close = window_close(t.date(), policy)
+    recent: deque[dt.datetime] = deque()
     for _ in range(count):
+        if max_per_day and len(recent) >= max_per_day:
+            free = recent.popleft() + dt.timedelta(hours=24)
+            if free > t:
+                # The cap: the next message goes when the oldest of the last 24 hours falls out,
+                # or when the first allowed window after that opens.
+                t = free.astimezone(zone)
+                day = t.date() + dt.timedelta(days=1 if t >= window_close(t.date(), policy) else 0)
+                day, _reason = next_open_day(day, policy)
+                t = max(t, window_open(day, policy))
+                close = window_close(day, policy)
         if t >= close:
             day, _reason = next_open_day(t.date() + dt.timedelta(days=1), policy)
             t = window_open(day, policy)
             close = window_close(day, policy)
+        if max_per_day:
+            recent.append(t)
         yield t
         t += step
 
 
-def estimate(plan: Plan, *, contacts: int, rate_per_minute: int, policy: SchedulePolicy) -> list[SendEstimate]:
-    """How long each send takes at the rate, and whether it fits in its day's window."""
+def estimate(plan: Plan, *, contacts: int, rate_per_minute: int, policy: SchedulePolicy,
+             max_per_day: int | None = None) -> list[SendEstimate]:
+    """How long each send takes at the rate (and the daily cap), whether it fits in its day's
+    window, and whether it is done before the next mail and before election day."""
     out = []
-    for s in plan.sends:
-        tail = deque(send_moments(s.at, contacts, rate_per_minute=rate_per_minute, policy=policy), maxlen=1)
-        last = tail[0] if tail else s.at
+    for i, s in enumerate(plan.sends):
+        last, send_days, day = s.at, 0, None
+        for last in send_moments(s.at, contacts, rate_per_minute=rate_per_minute, policy=policy,
+                                 max_per_day=max_per_day):
+            if last.date() != day:
+                day, send_days = last.date(), send_days + 1
         finishes = last + dt.timedelta(seconds=60 / rate_per_minute) if contacts else s.at
+        following = plan.sends[i + 1].at if i + 1 < len(plan.sends) else None
         out.append(SendEstimate(
             mail=s.mail, contacts=contacts, minutes=contacts / rate_per_minute, finishes=finishes,
             fits_window=finishes.date() == s.at.date() and finishes <= window_close(s.at.date(), policy),
+            days=max(send_days, 1),
+            overlaps_next=following is not None and last >= following,
+            after_election=last.date() >= plan.election_day,
         ))
     return out
 

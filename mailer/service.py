@@ -23,6 +23,7 @@ class PlanReport:
     estimates: tuple[SendEstimate, ...]
     contacts: int
     rate_per_minute: int
+    max_per_day: int | None = None
 
 
 def render_all(project: Project) -> list[RenderedMail]:
@@ -49,10 +50,11 @@ def plan_campaign(project: Project, *, now: dt.datetime, start: dt.date | None =
             active = count_contacts(conn)["active"]
         finally:
             conn.close()
-    rate = rate_per_minute or project.deployment().rate_per_minute or settings.schedule.rate_per_minute
+    deployment = project.deployment()
+    rate = rate_per_minute or deployment.rate_per_minute or settings.schedule.rate_per_minute
     return PlanReport(plan=plan, estimates=tuple(estimate(plan, contacts=active, rate_per_minute=rate,
-                                                          policy=settings.schedule)),
-                      contacts=active, rate_per_minute=rate)
+                                                          policy=settings.schedule, max_per_day=deployment.max_per_day)),
+                      contacts=active, rate_per_minute=rate, max_per_day=deployment.max_per_day)
 
 
 def campaign_findings(project: Project) -> list[checks.Finding]:

@@ -155,6 +155,10 @@ class DeploymentSettings:
     # This many messages in a row refused with the same answer stop the worker (a relay that
     # refuses everyone must not fail or bounce the whole list).
     failure_threshold: int = 10
+    # At most this many messages in any 24 hours (the mailbox's provider limit); None: no cap.
+    max_per_day: int | None = None
+    preset: str = ""
+    oauth: Any = None  # mailer.oauth.OAuthSettings from [oauth]; None without that table
     inbox: InboxSettings = field(default_factory=InboxSettings)
 
     @property
@@ -443,6 +447,17 @@ recipients = ["uzelf@example.org"]
 # This many messages in a row refused with the same answer (a relay that refuses everyone)
 # stop the worker; those messages go back in the queue without using an attempt.
 # failure_threshold = 10
+# The provider's limits: "microsoft365" (30 a minute, 10,000 a day) or "google-workspace"
+# (20 a minute, 2,000 a day). rate_per_minute and max_per_day above or below override it.
+# preset = "microsoft365"
+# At most this many messages in any 24 hours; the rest waits (the plan shows the extra days).
+# max_per_day = 10000
+
+# [oauth]
+# For CAMPAIGN_SMTP_URL with ?auth=xoauth2 through a Microsoft 365 app registration. The client
+# secret is never written here: it comes from CAMPAIGN_OAUTH_CLIENT_SECRET.
+# tenant = "00000000-0000-0000-0000-000000000000"
+# client_id = "00000000-0000-0000-0000-000000000000"
 
 [inbox]
 # `campaign inbox` reads CAMPAIGN_IMAP_URL (password in CAMPAIGN_IMAP_PASSWORD).
@@ -453,6 +468,10 @@ recipients = ["uzelf@example.org"]
 # Soft bounces (mailbox full, ...) on this many mails in a row make a contact bounced.
 # soft_bounce_limit = 3
 """
+
+# What each provider allows one mailbox (Exchange Online: 30 messages a minute, 10,000
+# recipients a day; Google Workspace: about 2,000 a day, sent a little more slowly).
+PRESETS = {"microsoft365": (30, 10_000), "google-workspace": (20, 2_000)}
 
 
 def _sender_problems(sender: Sender, recipients: tuple[str, ...]) -> list[str]:
@@ -573,6 +592,18 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
     if not 1 <= threshold <= 100_000:
         raise SettingsError(f"{_where(path, 'delivery.failure_threshold')}: must be a whole number from 1 to 100000 "
                             "(how many messages in a row refused with the same answer stop the worker)")
+    preset = _get(delivery, "preset", str, path, "delivery.", "").strip().lower()
+    if preset and preset not in PRESETS:
+        raise SettingsError(f"{_where(path, 'delivery.preset')}: {preset!r} is not a preset; use one of "
+                            f"{', '.join(PRESETS)} (or set rate_per_minute and max_per_day yourself)")
+    cap = _get(delivery, "max_per_day", int, path, "delivery.", None)
+    if cap is not None and not 1 <= cap <= 10_000_000:
+        raise SettingsError(f"{_where(path, 'delivery.max_per_day')}: must be a whole number from 1 to 10000000 "
+                            "(leave it out for no daily cap)")
+    if preset:
+        rate = rate if rate is not None else PRESETS[preset][0]
+        cap = cap if cap is not None else PRESETS[preset][1]
+    oauth = _oauth(data, path)
     signatory = _signatory(data, path)
     inbox = _inbox_settings(_get(data, "inbox", dict, path, "", {}), path)
     problems = _sender_problems(sender, recipients) + _signatory_problems(signatory)
@@ -588,8 +619,35 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
         problems=tuple(problems),
         signatory=signatory,
         failure_threshold=threshold,
+        max_per_day=cap,
+        preset=preset,
+        oauth=oauth,
         inbox=inbox,
     )
+
+
+def _oauth(data: dict[str, Any], path: Path):  # type: ignore[no-untyped-def]
+    """``[oauth]``: where XOAUTH2 tokens come from. Never a secret: one here is refused."""
+    if "oauth" not in data:
+        return None
+    from .oauth import EXCHANGE_SCOPE, OAuthSettings
+
+    table = _get(data, "oauth", dict, path, "")
+    p = "oauth."
+    for key in table:
+        if key not in ("tenant", "client_id", "authority", "scope"):
+            hint = (" secrets never go in a file: set CAMPAIGN_OAUTH_CLIENT_SECRET in the environment instead"
+                    if "secret" in key.lower() or "password" in key.lower() or "token" in key.lower()
+                    else " the keys are tenant, client_id, authority and scope")
+            raise SettingsError(f"{_where(path, p + key)}: not a setting;{hint}")
+    authority = _get(table, "authority", str, path, p, "").strip()
+    if authority and not authority.startswith("https://"):
+        raise SettingsError(f"{_where(path, p + 'authority')}: must be an https:// address (or left out for "
+                            "Microsoft's login.microsoftonline.com)")
+    return OAuthSettings(tenant=_get(table, "tenant", str, path, p, "").strip(),
+                         client_id=_get(table, "client_id", str, path, p, "").strip(),
+                         authority=authority, scope=_get(table, "scope", str, path, p, EXCHANGE_SCOPE).strip())
+
 
 
 def _inbox_settings(table: dict[str, Any], path: Path) -> InboxSettings:

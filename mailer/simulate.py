@@ -205,7 +205,8 @@ def simulate(
             rendered = renderer.render(campaign.mail(send.mail))
             folder = out / f"{send.mail:02d}-{rendered.slug}"
             files.private_dir(folder)
-            moments = send_moments(send.at_utc, len(recipients[send.mail]), rate_per_minute=rate, policy=policy)
+            moments = send_moments(send.at_utc, len(recipients[send.mail]), rate_per_minute=rate, policy=policy,
+                                   max_per_day=deployment.max_per_day)
             first = last = send.at
             for i, (contact, moment) in enumerate(zip(recipients[send.mail], moments)):
                 if i == 0:

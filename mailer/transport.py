@@ -1,7 +1,11 @@
 """Where messages go: the outbox folder (default) or an SMTP server from ``CAMPAIGN_SMTP_URL``.
 
 The password only ever comes from ``CAMPAIGN_SMTP_PASSWORD``; it is never stored, printed
-or put in a label.
+or put in a label. With ``?auth=xoauth2`` in the URL (or ``CAMPAIGN_SMTP_AUTH=xoauth2``) the
+login is SASL XOAUTH2 with an OAuth2 access token from :mod:`mailer.oauth` instead.
+
+Contact mails never cross the network in plain text: a server that is not on this machine must
+offer STARTTLS (or be reached with smtps://); only a loopback relay may stay plain.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DeliveryError
+from .errors import DeliveryError, MailServerConfigError, TokenError
 from .message import Envelope
 
 Route = tuple[str, str]  # (envelope sender, recipient)
@@ -45,6 +49,19 @@ USER_UNKNOWN_WORDS = ("user unknown", "unknown user", "no such user", "no such m
                       "user not found", "recipient not found", "unknown recipient", "recipient unknown",
                       "address unknown", "unknown address", "does not exist", "doesn't exist", "no mailbox here")
 ENHANCED_CODE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
+
+# Answers about the account or the tenant, not about a message (Exchange Online: 5.7.30 "Basic
+# authentication is not supported for Client Submission", 5.7.139 "SmtpClientAuthentication is
+# disabled for the Tenant", 5.7.57 "Client not authenticated to send mail"; 5.7.0 and 5.7.8 from
+# Postfix and Gmail for a login that is missing or refused; 5.7.60 "Client does not have
+# permissions to send as this sender"). Every message would get them.
+CONFIG_CODES = {"5.7.30", "5.7.139", "5.7.57", "5.7.8", "5.7.3", "5.7.60"}
+# Throttling: Exchange's 4.3.2 (STOREDRV.ClientSubmit ... sender thread limit / concurrency) and
+# 4.7.x with "too many"; Gmail's 4.7.0 "Try again later" and 4.7.28 rate limits. The daily quota
+# answers (Gmail 5.4.5, Exchange 5.2.0 SubmissionQuotaExceeded) mean: nothing more today.
+THROTTLE_WORDS = ("too many", "throttl", "rate limit", "rate-limit", "try again later", "exceeded", "quota")
+DAILY_QUOTA_WORDS = ("daily user sending quota", "submissionquotaexceeded", "sending limit exceeded",
+                     "quota exceeded")
 
 
 class TemporaryFailure(Exception):
@@ -81,6 +98,70 @@ def user_unknown(code: int, text: str) -> bool:
     return code in (550, 551, 553) and any(w in lowered for w in USER_UNKNOWN_WORDS)
 
 
+class Throttled(TemporaryFailure):
+    """The server asks us to slow down (``daily``: to stop for today): no message is to blame, so
+    the worker puts the message back without using an attempt and sends more slowly."""
+
+    def __init__(self, message: str, *, daily: bool = False) -> None:
+        super().__init__(message)
+        self.daily = daily
+
+
+def throttled(code: int, text: str) -> Throttled | None:
+    """The Throttled for a provider's slow-down answer, or None for any other answer."""
+    enhanced = enhanced_code(text)
+    lowered = text.lower()
+    message = f"{code} {text}".strip()
+    if code >= 500:
+        if enhanced in ("5.4.5", "5.2.0") and any(w in lowered for w in DAILY_QUOTA_WORDS):
+            return Throttled(message, daily=True)
+        return None
+    if not 400 <= code < 500:
+        return None
+    if any(w in lowered for w in DAILY_QUOTA_WORDS):
+        return Throttled(message, daily=True)
+    if enhanced == "4.3.2" or (enhanced.startswith("4.7.") and any(w in lowered for w in THROTTLE_WORDS)):
+        return Throttled(message)
+    if code == 421 and any(w in lowered for w in THROTTLE_WORDS):
+        return Throttled(message)
+    return None
+
+
+def config_refusal(code: int, text: str, *, label: str, xoauth2: bool) -> MailServerConfigError | None:
+    """The sentence for an answer that is about the account or the tenant (see CONFIG_CODES):
+    what to change. None for any other answer."""
+    enhanced = enhanced_code(text)
+    answer = f"{code} {text}".strip()[:200]
+    if enhanced == "5.7.30" or "basic authentication is not supported" in text.lower():
+        return MailServerConfigError(
+            f"{label} no longer accepts a password login ({answer}); switch to OAuth2: add ?auth=xoauth2 to "
+            "CAMPAIGN_SMTP_URL and give a token source (CAMPAIGN_OAUTH_TOKEN_COMMAND, or the Microsoft 365 app "
+            "registration: see the README). Nothing was sent and nobody was marked bounced.")
+    if enhanced == "5.7.139" or "smtpclientauthentication is disabled" in text.lower():
+        return MailServerConfigError(
+            f"{label} refused the login because SMTP AUTH is switched off ({answer}); an Exchange administrator "
+            "must allow it for this mailbox (Set-CASMailbox -Identity MAILBOX -SmtpClientAuthenticationDisabled "
+            "$false) or for the tenant (Set-TransportConfig -SmtpClientAuthenticationDisabled $false). "
+            "Nothing was sent and nobody was marked bounced.")
+    if enhanced == "5.7.60" or "does not have permissions to send as" in text.lower():
+        return MailServerConfigError(
+            f"{label} does not let this login send as the From address ({answer}); send from the mailbox that logs "
+            "in ([sender] address in settings.toml), or have an Exchange administrator give it SendAs on that address "
+            "(Add-RecipientPermission ... -AccessRights SendAs). Nothing was sent and nobody was marked bounced.")
+    if code == 535 or enhanced in CONFIG_CODES or (code == 530 and enhanced.startswith("5.7.")):
+        if xoauth2:
+            return MailServerConfigError(
+                f"{label}: OAuth2 login refused ({answer}); check that the app registration has the "
+                "SMTP.SendAsApp permission with admin consent, that its Exchange service principal has "
+                "SendAs/FullAccess on the mailbox named in CAMPAIGN_SMTP_URL, and that the token is for that "
+                "tenant (see the README). Nothing was sent and nobody was marked bounced.")
+        return MailServerConfigError(
+            f"{label}: login refused ({answer}); check the user name in CAMPAIGN_SMTP_URL and "
+            "CAMPAIGN_SMTP_PASSWORD (or switch to OAuth2 with ?auth=xoauth2, see the README). "
+            "Nothing was sent and nobody was marked bounced.")
+    return None
+
+
 class UnknownOutcome(Exception):
     """The connection was lost after the message was handed over: it may or may not have arrived."""
 
@@ -92,6 +173,18 @@ class TransportConfig:
     port: int = 0
     implicit_tls: bool = False
     username: str = ""
+    auth: str = "password"  # or "xoauth2"; not part of the label, so a schedule survives the switch
+    # The token source, made on first use and kept as long as this config: its cache outlives
+    # the connections (a worker reconnects for every mail).
+    _tokens: list = field(default_factory=list, compare=False, repr=False)
+
+    def token_source(self, env: Mapping[str, str], settings=None):  # type: ignore[no-untyped-def]
+        """The token provider for XOAUTH2 (see :func:`mailer.oauth.token_provider`)."""
+        if not self._tokens:
+            from .oauth import token_provider
+
+            self._tokens.append(token_provider(env, settings))
+        return self._tokens[0]
 
     @property
     def label(self) -> str:
@@ -129,6 +222,10 @@ def transport_config(env: Mapping[str, str] | None = None) -> TransportConfig:
     if parts.password:
         raise DeliveryError("CAMPAIGN_SMTP_URL holds a password; put it in CAMPAIGN_SMTP_PASSWORD instead")
     implicit = parts.scheme == "smtps"
+    auth = _auth_mechanism(parts.query, env)
+    if auth == "xoauth2" and not parts.username:
+        raise DeliveryError("CAMPAIGN_SMTP_URL: XOAUTH2 logs in as a mailbox; name it in the URL, e.g. "
+                            "smtp://campagne%40example.org@smtp.office365.com:587?auth=xoauth2")
     try:
         port = parts.port or (465 if implicit else 587)
     except ValueError:
@@ -136,7 +233,22 @@ def transport_config(env: Mapping[str, str] | None = None) -> TransportConfig:
     # A bad CA file shows now, in any command, rather than when the first message is due.
     _ssl_context(env)
     return TransportConfig(kind="smtp", host=hostname, port=port, implicit_tls=implicit,
-                           username=urllib.parse.unquote(parts.username or ""))
+                           username=urllib.parse.unquote(parts.username or ""), auth=auth)
+
+
+def _auth_mechanism(query: str, env: Mapping[str, str]) -> str:
+    """``?auth=`` in the URL, else ``CAMPAIGN_SMTP_AUTH``, else a password login."""
+    asked = ""
+    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        if key.lower() != "auth":
+            raise DeliveryError(f"CAMPAIGN_SMTP_URL: unknown option {key!r}; the only option is ?auth=xoauth2 "
+                                "(or ?auth=password)")
+        asked = value
+    asked = (asked or env.get("CAMPAIGN_SMTP_AUTH", "") or "password").strip().lower()
+    if asked not in ("password", "xoauth2"):
+        raise DeliveryError(f"the SMTP login {asked!r} (CAMPAIGN_SMTP_URL ?auth= or CAMPAIGN_SMTP_AUTH) is not known; "
+                            "use password or xoauth2")
+    return asked
 
 
 def outbox_path(folder: Path, message_id: str, *, group: str = "") -> Path:
@@ -273,10 +385,12 @@ class SmtpTransport:
     """
 
     def __init__(self, config: TransportConfig, *, env: Mapping[str, str] | None = None, timeout: float = 30,
-                 data_timeout: float = DATA_TIMEOUT, interrupted: Callable[[], bool] | None = None) -> None:
+                 data_timeout: float = DATA_TIMEOUT, interrupted: Callable[[], bool] | None = None,
+                 oauth=None) -> None:  # type: ignore[no-untyped-def]
         self.config = config
         self.env = os.environ if env is None else env
         self.password = self.env.get("CAMPAIGN_SMTP_PASSWORD", "")
+        self.oauth_settings = oauth
         self.timeout = timeout
         self.data_timeout = data_timeout
         self.interrupted = interrupted or (lambda: False)
@@ -315,21 +429,60 @@ class SmtpTransport:
                 conn.starttls(context=ctx)
                 conn.ehlo()
                 tls = True
-            if c.username:
-                if not tls and not c.loopback:
-                    conn.close()
-                    raise DeliveryError(f"{c.label} offers no TLS; refusing to send the password unencrypted")
+            if not tls and not c.loopback:
+                conn.close()
+                if c.username:
+                    raise DeliveryError(
+                        f"{c.label} offers no TLS; refusing to send the password unencrypted and the contact mails "
+                        "in plain text (someone between here and the server may have removed the STARTTLS offer); "
+                        "nothing was sent. Use smtps://HOST:465 when the server offers implicit TLS, or switch on "
+                        "STARTTLS on the server.")
+                raise DeliveryError(
+                    f"{c.label} does not offer STARTTLS, so the contact mails would cross the network in plain text "
+                    "(or someone between here and the server removed the offer); nothing was sent. Use "
+                    "smtps://HOST:465 when the server offers implicit TLS, or switch on STARTTLS on the relay; only "
+                    "a relay on this machine (127.0.0.1) may be used without TLS.")
+            if c.auth == "xoauth2":
+                self._xoauth2(conn)
+            elif c.username:
                 if not self.password:
                     conn.close()
                     raise DeliveryError(f"{c.label} needs a password: set CAMPAIGN_SMTP_PASSWORD")
                 conn.login(c.username, self.password)
         except smtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError(f"{c.label}: login refused ({exc.smtp_code})") from None
+            conn.close()
+            text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            refusal = config_refusal(exc.smtp_code, text, label=c.label, xoauth2=c.auth == "xoauth2")
+            raise refusal or MailServerConfigError(f"{c.label}: login refused ({exc.smtp_code} {text[:200]})") from None
+        except TokenError as exc:
+            conn.close()
+            if exc.temporary:
+                raise ConnectionFailure(f"{c.label}: no OAuth2 token: {exc}") from None
+            raise
         except ssl.SSLError as exc:
             raise DeliveryError(f"{c.label}: TLS failed: {exc.reason or exc}") from None
         except (OSError, smtplib.SMTPException) as exc:
             raise ConnectionFailure(f"{c.label}: cannot connect: {exc or type(exc).__name__}") from None
         return conn
+
+    def _xoauth2(self, conn: smtplib.SMTP) -> None:
+        """SASL XOAUTH2 with a token from the config's source; a refused token is renewed once (it
+        may have been revoked or have expired early) before the refusal counts."""
+        from .oauth import xoauth2_string
+
+        tokens = self.config.token_source(self.env, self.oauth_settings)
+        for attempt in (1, 2):
+            token = tokens.token()
+            first = xoauth2_string(self.config.username, token)
+            try:
+                # After a refusal the server sends a JSON challenge; an empty line ends the exchange.
+                conn.auth("XOAUTH2", lambda challenge=None: first if challenge is None else "",
+                          initial_response_ok=True)
+                return
+            except smtplib.SMTPAuthenticationError as exc:
+                if attempt == 2 or exc.smtp_code not in (535, 334):
+                    raise
+                tokens.invalidate()
 
     def open(self) -> None:
         """Connect now, so that a wrong setting shows before any message is claimed."""
@@ -519,6 +672,12 @@ class SmtpTransport:
     def _fail(self, code: int, resp: bytes | str) -> None:
         text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
         message = f"{code} {text}".strip()
+        slow = throttled(code, text)
+        if slow is not None:
+            raise slow
+        refusal = config_refusal(code, text, label=self.label, xoauth2=self.config.auth == "xoauth2")
+        if refusal is not None:
+            raise refusal
         if 400 <= code < 500:
             raise TemporaryFailure(message)
         raise PermanentFailure(message, user_unknown=user_unknown(code, text))
@@ -546,8 +705,9 @@ class SmtpTransport:
 
 
 def open_transport(config: TransportConfig, *, outbox: Path, env: Mapping[str, str] | None = None,
-                   interrupted: Callable[[], bool] | None = None):
-    """The transport object for ``config``; ``interrupted`` says when to stop waiting for a server."""
+                   interrupted: Callable[[], bool] | None = None, oauth=None):  # type: ignore[no-untyped-def]
+    """The transport object for ``config``; ``interrupted`` says when to stop waiting for a server;
+    ``oauth`` is ``[oauth]`` from settings.toml (tenant, client id) for XOAUTH2."""
     if config.kind == "outbox":
         return OutboxTransport(outbox)
-    return SmtpTransport(config, env=env, interrupted=interrupted)
+    return SmtpTransport(config, env=env, interrupted=interrupted, oauth=oauth)

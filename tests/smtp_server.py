@@ -94,25 +94,67 @@ class Recorder:
             return len(self.messages)
 
 
+@dataclass
+class OAuthRecorder(Recorder):
+    """A Recorder whose server takes SASL XOAUTH2 (the only login it offers): ``check(token)``
+    says whether a bearer token is good. A refused token gets Gmail's JSON challenge, then
+    Exchange's ``535 5.7.3``, as those servers answer."""
+
+    check: object = None  # Callable[[str], bool]
+    logins: list[str] = field(default_factory=list)  # the users whose token was accepted
+    refused: int = 0
+
+    async def auth_XOAUTH2(self, server, args):
+        import base64
+        import json
+
+        if len(args) != 2:
+            return AuthResult(success=False, handled=False, message="501 5.5.2 XOAUTH2 wants an initial response")
+        fields = dict(part.split("=", 1) for part in base64.b64decode(args[1]).decode().split("\x01") if "=" in part)
+        user = fields.get("user", "")
+        token = fields.get("auth", "").removeprefix("Bearer ")
+        good = await asyncio.get_running_loop().run_in_executor(None, self.check, token)
+        if good:
+            with self.lock:
+                self.logins.append(user)
+            return AuthResult(success=True, handled=False)
+        with self.lock:
+            self.refused += 1
+        error = json.dumps({"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"})
+        await server.challenge_auth(error)
+        return AuthResult(success=False, handled=False, message="535 5.7.3 Authentication unsuccessful")
+
+
 class Server:
     def __init__(self, *, tls_context: ssl.SSLContext | None = None, users: dict[str, str] | None = None,
-                 pipelining: bool = True, port: int | None = None, recorder: Recorder | None = None) -> None:
-        self.recorder = recorder or Recorder(pipelining=pipelining)
+                 pipelining: bool = True, port: int | None = None, recorder: Recorder | None = None,
+                 oauth=None, auth_refusal: str | None = None, host: str = "127.0.0.1") -> None:  # noqa: ANN001
+        """``oauth``: a check(token) -> bool; the server then offers XOAUTH2 only and requires it.
+        ``auth_refusal``: every password login gets this answer (e.g. Exchange's 5.7.30)."""
+        if oauth is not None:
+            self.recorder = recorder or OAuthRecorder(pipelining=pipelining, check=oauth)
+        else:
+            self.recorder = recorder or Recorder(pipelining=pipelining)
         self.port = port or free_port()
+        self.host = host
         kwargs = {}
         if tls_context is not None:
             kwargs.update(tls_context=tls_context, require_starttls=True)
-        if users is not None:
+        if users is not None or auth_refusal is not None:
             def authenticator(server, session, envelope, mechanism, auth_data):
+                if auth_refusal is not None:
+                    return AuthResult(success=False, handled=False, message=auth_refusal)
                 ok = isinstance(auth_data, LoginPassword) and users.get(auth_data.login.decode()) == auth_data.password.decode()
                 return AuthResult(success=ok, handled=False)
 
             kwargs.update(authenticator=authenticator, auth_required=True)
-        self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port, **kwargs)
+        if oauth is not None:
+            kwargs.update(auth_required=True, auth_exclude_mechanism=["LOGIN", "PLAIN"])
+        self.controller = Controller(self.recorder, hostname=host, port=self.port, **kwargs)
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        return f"smtp://{self.host}:{self.port}"
 
     def __enter__(self) -> "Server":
         self.controller.start()

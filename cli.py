@@ -1093,8 +1093,10 @@ def _print_status(project, *, as_json: bool) -> None:
             line = _("Campaign {campaign} (paused); election day {day}; transport: {transport}.")
         else:
             line = _("Campaign {campaign}; election day {day}; transport: {transport}.")
+        # The stored label stays as it is (--json, the worker's refusal); the outbox is named in words.
+        transport = _("outbox") if report.transport == "outbox" else report.transport
         click.echo("\n" + line.format(campaign=report.campaign, day=format_day(report.election_day),
-                                       transport=report.transport))
+                                       transport=transport))
     else:
         click.echo(_("Campaign {campaign}: not scheduled.").format(campaign=report.campaign))
     click.echo(_("Contacts: {counts}.").format(

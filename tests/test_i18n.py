@@ -170,7 +170,7 @@ def test_status_in_dutch_and_json_stays_english(dutch, ahead) -> None:
     result = ahead("status")
     assert result.exit_code == 0, result.output
     assert "gepland" in result.output and "postvak uit" in result.output
-    assert "verzendweg: outbox" in result.output
+    assert "verzendweg: postvak uit." in result.output
     assert "Contactpersonen: 5 actief, 0 afgemeld, 0 onbestelbaar, 0 verwijderd." in result.output
     assert "Worker: heeft nog nooit gedraaid." in result.output
     # Every moment in the table in the one Dutch form: "wo 3 feb. 2027 09:00".

@@ -1273,6 +1273,11 @@ def _forget_in_simulation(folder: Path, contact_id: int, failures: list[str]) ->
     return removed, len(rows) - len(kept)
 
 
+def source_label(source: str) -> str:
+    """Where the contacts came from, as a person reads it ("imported contacts" or a file name)."""
+    return _("imported contacts") if source == "imported contacts" else source
+
+
 def audience(project: "Project", *, limit: int | None = None) -> tuple[list[Contact], str]:
     """Who the mails are shown, simulated and built for: the active imported contacts (the first
     ``limit`` of them), or, while none are imported, the fictional ones in ``contacts/example.csv``;

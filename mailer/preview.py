@@ -312,7 +312,7 @@ def _build_site(project: Project, *, contact: str | None, live: bool, version: s
     if deployment.problems:
         warn = ("<p class='warn'>" + _e(_("Sender not configured: the mails show example values; sending beyond the "
                                           "outbox is refused until settings.toml holds the real sender.")) + "</p>")
-    picker = _picker(chosen, source, live=live)
+    picker = _picker(chosen, _("imported contacts") if source == "imported contacts" else source, live=live)
     header = (f"<header><h1><a href='index.html{query}'>{_e(_(T['title']).format(name=settings.name))}</a></h1>"
               f"<span class='sender'>{_e(_(T['from_']))} {_e(sender.name)} &lt;{_e(sender.address)}&gt;</span>{picker}"
               "</header>")

@@ -152,21 +152,21 @@ def transport_mismatch(stored: str, current: str) -> str | None:
     if stored == current:
         return None
     if stored == "outbox":
-        return (f"the plan is stored for the outbox (nothing leaves this machine), but CAMPAIGN_SMTP_URL here "
-                f"gives {current}, so a worker started here refuses to send; to send through {current} instead, "
-                "run `campaign schedule --switch-transport` with this CAMPAIGN_SMTP_URL (what was written to the "
-                "outbox reached no one and is then sent for real), or unset CAMPAIGN_SMTP_URL to keep writing the "
-                "mails to the outbox")
+        return _("the plan is stored for the outbox (nothing leaves this machine), but CAMPAIGN_SMTP_URL here gives "
+                 "{current}, so a worker started here refuses to send; to send through {current} instead, run "
+                 "`campaign schedule --switch-transport` with this CAMPAIGN_SMTP_URL (what was written to the outbox "
+                 "reached no one and is then sent for real), or unset CAMPAIGN_SMTP_URL to keep writing the mails to "
+                 "the outbox").format(current=current)
     if current == "outbox":
-        return (f"the plan is stored for {stored}, but CAMPAIGN_SMTP_URL is not set here, so a worker started "
-                f"here would write to the outbox instead and refuses to send; set CAMPAIGN_SMTP_URL={stored} "
-                "(and CAMPAIGN_SMTP_PASSWORD) as when you scheduled, or run `campaign schedule "
-                "--switch-transport` without it to keep the mails in the outbox (possible while nothing has "
-                "been sent)")
-    return (f"the plan is stored for {stored}, but CAMPAIGN_SMTP_URL here gives {current}, so a worker started "
-            f"here refuses to send; set CAMPAIGN_SMTP_URL={stored} as when you scheduled, or run `campaign "
-            f"schedule --switch-transport` with this CAMPAIGN_SMTP_URL to send through {current} instead "
-            "(possible while nothing has been sent)")
+        return _("the plan is stored for {stored}, but CAMPAIGN_SMTP_URL is not set here, so a worker started here "
+                 "would write to the outbox instead and refuses to send; set CAMPAIGN_SMTP_URL={stored} (and "
+                 "CAMPAIGN_SMTP_PASSWORD) as when you scheduled, or run `campaign schedule --switch-transport` "
+                 "without it to keep the mails in the outbox (possible while nothing has been sent)").format(
+                     stored=stored)
+    return _("the plan is stored for {stored}, but CAMPAIGN_SMTP_URL here gives {current}, so a worker started here "
+             "refuses to send; set CAMPAIGN_SMTP_URL={stored} as when you scheduled, or run `campaign schedule "
+             "--switch-transport` with this CAMPAIGN_SMTP_URL to send through {current} instead (possible while "
+             "nothing has been sent)").format(stored=stored, current=current)
 
 
 @dataclass(frozen=True)

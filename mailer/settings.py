@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .i18n import _
 from .errors import SettingsError
 
 DEFAULT_HOME = "var"
@@ -480,9 +481,10 @@ def _sender_problems(sender: Sender, recipients: tuple[str, ...]) -> list[str]:
         value = getattr(sender, key)
         domain = value.rpartition("@")[2]
         if "@" not in value or EXAMPLE_DOMAIN.search(domain):
-            problems.append(f"sender.{key} is {value!r}, an example value")
+            problems.append(_("{setting} is {value}, an example value").format(setting=f"sender.{key}",
+                                                                               value=repr(value)))
     if "Voorbeeld" in sender.contact or "example" in sender.contact.lower():
-        problems.append("sender.contact still holds the example address")
+        problems.append(_("sender.contact still holds the example address"))
     return problems
 
 
@@ -521,10 +523,13 @@ def _signatory(data: dict[str, Any], path: Path) -> Signatory:
 
 
 def _signatory_problems(signatory: Signatory) -> list[str]:
-    problems = [f"signatory.{key} is {getattr(signatory, key)!r}, an example value" for key in ("name", "role", "phone")
+    problems = [_("{setting} is {value}, an example value").format(setting=f"signatory.{key}",
+                                                                   value=repr(getattr(signatory, key)))
+                for key in ("name", "role", "phone")
                 if getattr(signatory, key) and getattr(signatory, key) == getattr(EXAMPLE_SIGNATORY, key)]
     if signatory.email and EXAMPLE_DOMAIN.search(signatory.email.rpartition("@")[2]):
-        problems.append(f"signatory.email is {signatory.email!r}, an example value")
+        problems.append(_("{setting} is {value}, an example value").format(setting="signatory.email",
+                                                                           value=repr(signatory.email)))
     return problems
 
 

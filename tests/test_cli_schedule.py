@@ -44,7 +44,7 @@ def scheduled(run) -> None:
 def test_plan_refuses_the_past_election_with_a_hint(run):
     result = run("plan", root=ROOT)
     assert result.exit_code == 1
-    assert "Error: election day woensdag 18 maart 2026 is not in the future" in result.output
+    assert "Error: election day Wed 18 Mar 2026 is not in the future" in result.output
     assert "campaign new NAME --from-campaign gr2026 --election-day DATE" in result.output
 
 

@@ -243,3 +243,53 @@ def test_the_date_header_is_local_time_with_its_offset(moment: dt.datetime, expe
     personal = personalise(mail, example_contacts(PROJECT)[0], settings=campaign.settings)
     envelope = build_message(personal, sender=deployment.sender, campaign=campaign.settings, now=moment)
     assert email.message_from_bytes(envelope.data, policy=policy.default)["Date"] == expected
+
+
+def test_check_findings_in_dutch_and_check_json_in_english(dutch, run, project_copy: Path) -> None:
+    mail = next((project_copy / "campaigns/gr2026/mails").glob("01-*.md"))
+    text = mail.read_text(encoding="utf-8")
+    mail.write_text(text.replace('subject = "Wonen Eerst: herstel begint met een thuis"',
+                                 'subject = "Wonen Eerst: herstel begint met een thuis, voor iedereen in de gemeente"'),
+                    encoding="utf-8")
+    result = run("check", root=project_copy)
+    assert "niveau" in result.output and "bevinding" in result.output
+    assert "waarschuwing  1     onderwerp is 71 tekens; telefoons tonen er ongeveer 50" in result.output
+    data = json.loads(run("check", "--json", root=project_copy).output)
+    assert {"level": "warning", "mail": 1, "message": "subject is 71 characters; phones show about 50"} \
+        in data["findings"]
+
+
+def test_the_calendar_follows_the_language(dutch, ahead, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dutch_ics, english_ics = tmp_path / "plan-nl.ics", tmp_path / "plan-en.ics"
+    assert ahead("plan", "--ics", str(dutch_ics)).exit_code == 0
+    monkeypatch.setenv("CAMPAIGN_LANG", "en")
+    assert ahead("plan", "--ics", str(english_ics)).exit_code == 0
+    assert "SUMMARY:Mail 1 van 9: Wonen Eerst" in dutch_ics.read_text(encoding="utf-8")
+    assert "SUMMARY:Mail 1 of 9: Wonen Eerst" in english_ics.read_text(encoding="utf-8")
+
+
+def test_simulate_and_its_timeline_headings_in_dutch(dutch, ahead, home: Path) -> None:
+    result = ahead("simulate")
+    assert result.exit_code == 0, result.output
+    assert "het beleid van de campagne (nog niet gepland)" in result.output
+    assert "Er is niets verzonden en niets als bezorgd vastgelegd." in result.output
+    header = (home / "simulation/gr2026/timeline.csv").read_text(encoding="utf-8").splitlines()[0]
+    # contact_id stays as it is: erasure finds a person's lines by it.
+    assert header == "moment,mail,thema,contactpersoon,partij,gemeente,bestand,contact_id"
+
+
+def test_no_function_hides_the_translation_function_behind_a_variable() -> None:
+    """``for _ in ...`` in a function that also calls ``_()`` makes ``_`` a local there, and the
+    message would crash (UnboundLocalError or 'int' is not callable) exactly when it is needed."""
+    import ast
+
+    hidden = []
+    for path in [PROJECT / "cli.py", *sorted((PROJECT / "mailer").glob("*.py"))]:
+        for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            nodes = list(ast.walk(fn))
+            if any(isinstance(n, ast.Name) and n.id == "_" and isinstance(n.ctx, ast.Store) for n in nodes) and \
+                    any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "_" for n in nodes):
+                hidden.append(f"{path.name}:{fn.lineno} {fn.name}")
+    assert not hidden

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from .i18n import _
 from . import store
 from .contacts import Contact, _row_to_contact
 from .errors import DeliveryError, SenderNotConfigured, StateError
@@ -174,7 +175,7 @@ class WorkerLock:
             self.fh.seek(0)
             owner = self.fh.read().strip() or "another process"
             self.fh.close()
-            raise StateError(f"a worker is already running (pid {owner}); only one may run at a time") from None
+            raise StateError(_("a worker is already running (pid {owner}); only one may run at a time").format(owner=owner)) from None
         self.fh.seek(0)
         self.fh.truncate()
         self.fh.write(str(os.getpid()))
@@ -1053,7 +1054,7 @@ def send_test(
         config.token_source(env, deployment.oauth)
     recipients = list(to or deployment.test_recipients)
     if not recipients:
-        raise DeliveryError("no test recipients: pass --to ADDRESS or set test.recipients in settings.toml")
+        raise DeliveryError(_("no test recipients: pass --to ADDRESS or set test.recipients in settings.toml"))
     origin = "--to" if to else "test.recipients in settings.toml"
     conn = project.connect() if project.db_exists else None
     try:
@@ -1085,8 +1086,8 @@ def send_test(
                 try:
                     where = transport.send(envelope, group="test")
                 except (TemporaryFailure, PermanentFailure, UnknownOutcome) as exc:
-                    raise DeliveryError(f"test mail {number} to {address} was not accepted: {exc}; the {len(sent)} "
-                                        "test mail(s) before it were handed over.") from None
+                    raise DeliveryError(_("test mail {number} to {address} was not accepted: {exc}; the {count} test mail(s) "
+                                           "before it were handed over.").format(number=number, address=address, exc=exc, count=len(sent))) from None
                 sent.append(TestSend(mail=number, subject=f"[TEST] {personal.subject}", recipient=address, where=where,
                                      transport=config.label))
     finally:

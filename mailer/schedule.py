@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import store
-from .i18n import _, format_moment
+from .i18n import N_, _, format_moment
 from .errors import PlanError, StateError
 from .plan import Plan
 from .render import RenderedMail
@@ -60,7 +60,7 @@ def get_plan(conn: sqlite3.Connection, campaign: str) -> StoredPlan | None:
 def require_plan(conn: sqlite3.Connection, campaign: str) -> StoredPlan:
     plan = get_plan(conn, campaign)
     if plan is None:
-        raise StateError(f"campaign {campaign} is not scheduled (see `campaign plan` and `campaign schedule`)")
+        raise StateError(_("campaign {campaign} is not scheduled (see `campaign plan` and `campaign schedule`)").format(campaign=campaign))
     return plan
 
 
@@ -91,9 +91,9 @@ def store_schedule(
                     raise PlanError(mismatch)
                 return False
             raise PlanError(
-                "a different plan is already stored for this campaign "
-                f"(made with {_describe_options(existing.options)}); move single mails with "
-                "`campaign reschedule --mail N --at WHEN`, or `campaign cancel` and schedule again"
+                _("a different plan is already stored for this campaign (made with {value}); move single "
+                   "mails with `campaign reschedule --mail N --at WHEN`, or `campaign cancel` and schedule "
+                   "again").format(value=_describe_options(existing.options))
             )
         done: set[int] = set()
         if existing is not None:
@@ -244,9 +244,8 @@ def switch_transport(conn: sqlite3.Connection, campaign: str, *, transport: str,
     with store.transaction(conn):
         plan = require_plan(conn, campaign)
         if plan.cancelled:
-            raise StateError(f"campaign {campaign} is cancelled, so it has no transport to switch; "
-                             "schedule it again with `campaign schedule`, which stores the transport of this "
-                             "environment")
+            raise StateError(_("campaign {campaign} is cancelled, so it has no transport to switch; schedule it again "
+                                "with `campaign schedule`, which stores the transport of this environment").format(campaign=campaign))
         if plan.transport == transport:
             return TransportChange(old=plan.transport)
         if plan.transport == "outbox":
@@ -256,11 +255,11 @@ def switch_transport(conn: sqlite3.Connection, campaign: str, *, transport: str,
                                 " AND state IN ('sent', 'sending', 'unknown')", (campaign, plan.transport)).fetchone()[0]
             if gone:
                 raise StateError(
-                    f"refused: {gone} message(s) of this campaign went out through {plan.transport} already, so its "
-                    "transport can no longer be switched (the rest of the series would go another way than the "
-                    f"mails before it); start the worker with the stored transport, or `campaign cancel` and "
-                    f"`campaign schedule` again to send the mails not yet sent through {transport} (mails already "
-                    "sent stay sent)")
+                    _("refused: {gone} message(s) of this campaign went out through {transport} already, so "
+                       "its transport can no longer be switched (the rest of the series would go another way "
+                       "than the mails before it); start the worker with the stored transport, or `campaign "
+                       "cancel` and `campaign schedule` again to send the mails not yet sent through "
+                       "{transport2} (mails already sent stay sent)").format(gone=gone, transport=plan.transport, transport2=transport))
             change = TransportChange(old=plan.transport)
         if not check_only:
             conn.execute("UPDATE plans SET transport = ? WHERE campaign = ?", (transport, campaign))
@@ -283,7 +282,7 @@ def parse_when(text: str, *, timezone: str, now: dt.datetime) -> dt.datetime:
     try:
         moment = dt.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise PlanError(f"--at {text!r}: not an ISO date-time like 2027-02-03T10:00, or 'now'") from None
+        raise PlanError(_("--at {text}: not an ISO date-time like 2027-02-03T10:00, or 'now'").format(text=repr(text))) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(timezone))
     return moment
@@ -295,17 +294,17 @@ def reschedule(conn: sqlite3.Connection, campaign: str, mail: int, at: dt.dateti
     refuse_if_cancelled(conn, plan, mail, action="move")
     if at < now - dt.timedelta(minutes=1):
         # isoformat, not %Y: strftime writes the year 999 as '999'.
-        raise PlanError(f"{at.date().isoformat()} {at:%H:%M} is in the past; use --at now to send at once")
+        raise PlanError(_("{date} {at} is in the past; use --at now to send at once").format(date=at.date().isoformat(), at=format(at, "%H:%M")))
     if at.date() >= plan.election_day:
-        raise PlanError(f"{at.date().isoformat()} is on or after election day ({plan.election_day}); refused")
+        raise PlanError(_("{date} is on or after election day ({election_day}); refused").format(date=at.date().isoformat(), election_day=plan.election_day))
     with store.transaction(conn):
         row = conn.execute("SELECT state FROM schedule WHERE campaign = ? AND mail = ?", (campaign, mail)).fetchone()
         if row is None:
-            raise StateError(f"campaign {campaign} has no mail {mail}")
+            raise StateError(_("campaign {campaign} has no mail {mail}").format(campaign=campaign, mail=mail))
         refuse_if_cancelled(conn, require_plan(conn, campaign), mail, action="move")  # cancelled meanwhile
         if row["state"] in ("sending", "done"):
-            raise StateError(f"mail {mail} has already started sending; it cannot be moved "
-                             "(use `campaign cancel --mail N` to stop it)")
+            raise StateError(_("mail {mail} has already started sending; it cannot be moved (use `campaign cancel "
+                                "--mail N` to stop it)").format(mail=mail))
         conn.execute("UPDATE schedule SET due_at = ?, state = 'scheduled', outside_window = 1"
                      " WHERE campaign = ? AND mail = ?",
                      (store.iso(max(at, now)), campaign, mail))
@@ -317,10 +316,10 @@ def set_paused(conn: sqlite3.Connection, campaign: str, paused: bool) -> None:
     plan = require_plan(conn, campaign)
     if plan.cancelled:
         if paused:
-            raise StateError(f"campaign {campaign} is cancelled, so there is nothing to pause: no mail of it "
-                             "is sent any more; to send it after all, schedule it again with `campaign schedule`")
-        raise StateError(f"campaign {campaign} is cancelled, so there is nothing to resume and nothing would be "
-                         "sent; to send it after all, schedule it again with `campaign schedule`")
+            raise StateError(_("campaign {campaign} is cancelled, so there is nothing to pause: no mail of it is sent "
+                                "any more; to send it after all, schedule it again with `campaign schedule`").format(campaign=campaign))
+        raise StateError(_("campaign {campaign} is cancelled, so there is nothing to resume and nothing would be "
+                            "sent; to send it after all, schedule it again with `campaign schedule`").format(campaign=campaign))
     with store.transaction(conn):
         conn.execute("UPDATE plans SET paused = ? WHERE campaign = ?", (int(paused), campaign))
 
@@ -332,7 +331,7 @@ def cancel(conn: sqlite3.Connection, campaign: str, *, mail: int | None, now: dt
     with store.transaction(conn):
         where, args = ("campaign = ?", (campaign,)) if mail is None else ("campaign = ? AND mail = ?", (campaign, mail))
         if mail is not None and conn.execute(f"SELECT 1 FROM schedule WHERE {where}", args).fetchone() is None:
-            raise StateError(f"campaign {campaign} has no mail {mail}")
+            raise StateError(_("campaign {campaign} has no mail {mail}").format(campaign=campaign, mail=mail))
         conn.execute(f"UPDATE schedule SET state = 'cancelled' WHERE {where} AND state != 'done'", args)
         n = conn.execute(f"UPDATE ledger SET state = 'cancelled', updated_at = ? WHERE {where} AND state = 'pending'",
                          (moment, *args)).rowcount
@@ -341,19 +340,25 @@ def cancel(conn: sqlite3.Connection, campaign: str, *, mail: int | None, now: dt
     return n
 
 
+# The action a cancelled campaign refuses, as a verb that completes "nothing to ...".
+_ACTIONS = {"move": N_("move"), "retry": N_("retry"), "approve": N_("approve")}
+
+
 def refuse_if_cancelled(conn: sqlite3.Connection, plan: StoredPlan, mail: int | None, *, action: str) -> None:
     """Refuse ``action`` (a retry, an approval, a move) on a cancelled campaign or a cancelled mail,
     as pause and resume are refused: nothing of it is sent any more, so it would change nothing."""
     if plan.cancelled:
-        raise StateError(f"campaign {plan.campaign} is cancelled, so nothing of it is sent any more and there is "
-                         f"nothing to {action}; to send it after all, schedule it again with `campaign schedule`")
+        raise StateError(_("campaign {campaign} is cancelled, so nothing of it is sent any more and there is "
+                            "nothing to {action}; to send it after all, schedule it again with `campaign schedule`").format(campaign=plan.campaign,
+                                                                                             action=_(_ACTIONS[action])))
     if mail is None:
         return
     row = conn.execute("SELECT state FROM schedule WHERE campaign = ? AND mail = ?", (plan.campaign, mail)).fetchone()
     if row is not None and row["state"] == "cancelled":
-        raise StateError(f"mail {mail} of campaign {plan.campaign} is cancelled, so it is not sent any more and "
-                         f"there is nothing to {action}; to send it after all, `campaign cancel` the campaign and "
-                         "schedule it again with `campaign schedule` (mails sent completely stay sent)")
+        raise StateError(_("mail {mail} of campaign {campaign} is cancelled, so it is not sent any more and there "
+                            "is nothing to {action}; to send it after all, `campaign cancel` the campaign and "
+                            "schedule it again with `campaign schedule` (mails sent completely stay sent)").format(mail=mail, campaign=plan.campaign,
+                                                                                     action=_(_ACTIONS[action])))
 
 
 def require_mails(conn: sqlite3.Connection, campaign: str, mails: Iterable[int]) -> None:
@@ -362,7 +367,7 @@ def require_mails(conn: sqlite3.Connection, campaign: str, mails: Iterable[int])
     for mail in mails:
         if mail not in known:
             span = f"{known[0]}-{known[-1]}" if known else "none"
-            raise StateError(f"campaign {campaign} has no mail {mail}; its mails are {span}")
+            raise StateError(_("campaign {campaign} has no mail {mail}; its mails are {span}").format(campaign=campaign, mail=mail, span=span))
 
 
 def retry(conn: sqlite3.Connection, campaign: str, *, mail: int, now: dt.datetime) -> int:

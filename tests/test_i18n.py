@@ -14,7 +14,19 @@ from mailer import i18n
 
 ROOT = Path(__file__).resolve().parent.parent
 PO = ROOT / "mailer" / "locale" / "nl" / "LC_MESSAGES" / "campaign.po"
-PLACEHOLDER = re.compile(r"\{[^{}]*\}|%\(\w+\)[sd]")
+PERCENT = re.compile(r"%\(\w+\)[sd]")
+
+
+def placeholders(text: str) -> set[str]:
+    """The fields a message is formatted with: ``{name}`` (as str.format reads them, so that ``{{``
+    is a literal brace) and click's ``%(prog)s``."""
+    import string
+
+    try:
+        fields = {name for _text, name, _spec, _conv in string.Formatter().parse(text) if name is not None}
+    except ValueError:
+        fields = {"<unbalanced braces>"}
+    return fields | set(PERCENT.findall(text))
 
 
 def extracted() -> dict:
@@ -47,9 +59,9 @@ def test_every_message_in_the_code_has_a_dutch_translation() -> None:
             continue
         # A plural's forms may each leave out a placeholder ("Bedoelt u {possibility}?"), but
         # together they use the msgid's, and none that the code does not pass.
-        wanted = set(PLACEHOLDER.findall(" ".join(message if isinstance(message, tuple) else [message])))
-        used = set(PLACEHOLDER.findall(" ".join(strings)))
-        if used != wanted or (isinstance(message, str) and set(PLACEHOLDER.findall(strings[0])) != wanted):
+        wanted = set().union(*(placeholders(m) for m in (message if isinstance(message, tuple) else [message])))
+        used = set().union(*(placeholders(t) for t in strings))
+        if used != wanted or (isinstance(message, str) and placeholders(strings[0]) != wanted):
             bad_placeholders.append(f"{where}: {msgid!r} -> {strings!r}")
     assert not missing, "no Dutch translation (make catalog, then translate):\n" + "\n".join(missing)
     assert not bad_placeholders, "placeholders differ from the msgid:\n" + "\n".join(bad_placeholders)

@@ -492,6 +492,15 @@ def contacts_list(state: State, status: str | None, as_json: bool) -> None:
     click.echo("\n" + ngettext("{count} contact.", "{count} contacts.", len(rows)).format(count=len(rows)))
 
 
+CONTACT_FIELDS = {
+    "email": N_("email"), "name": N_("name"), "party": N_("party"), "municipality": N_("municipality"),
+    "role": N_("role"), "basis": N_("basis"), "source": N_("source"), "imported_at": N_("imported at"),
+    "updated_at": N_("updated at"), "status": N_("status"), "status_at": N_("status since"),
+    "status_reason": N_("status reason"), "reactivated_by": N_("reactivated by"),
+    "reactivated_at": N_("reactivated at"),
+}
+
+
 @contacts.command("show", short_help="Show one contact and what it was sent.")
 @click.argument("email")
 @json_option
@@ -509,9 +518,13 @@ def contacts_show(state: State, email: str, as_json: bool) -> None:
     sends = info.pop("sends")
     extra = info.pop("extra")
     came_back = info.pop("came_back")
-    width = max(len(k) for k in list(info) + list(extra))
+    # The stored column names are --json's keys; a person reads them as words.
+    labels = {key: _(CONTACT_FIELDS[key]) if key in CONTACT_FIELDS else key for key in info}
+    if info.get("status"):
+        info["status"] = _contact_status(info["status"])
+    width = max(len(k) for k in list(labels.values()) + list(extra))
     for key, value in info.items():
-        click.echo(f"{key.ljust(width)}  {value if value not in (None, '') else '-'}")
+        click.echo(f"{labels[key].ljust(width)}  {value if value not in (None, '') else '-'}")
     for key, value in extra.items():
         click.echo(_("{key}  {value}  (extra column)").format(key=key.ljust(width), value=value))
     click.echo("")

@@ -301,7 +301,10 @@ def test_no_function_hides_the_translation_function_behind_a_variable() -> None:
             if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             nodes = list(ast.walk(fn))
-            if any(isinstance(n, ast.Name) and n.id == "_" and isinstance(n.ctx, ast.Store) for n in nodes) and \
+            # A comprehension's variables live in its own scope: `for _ in` there hides nothing.
+            in_comprehension = {id(t) for n in nodes if isinstance(n, ast.comprehension) for t in ast.walk(n.target)}
+            if any(isinstance(n, ast.Name) and n.id == "_" and isinstance(n.ctx, ast.Store)
+                   and id(n) not in in_comprehension for n in nodes) and \
                     any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "_" for n in nodes):
                 hidden.append(f"{path.name}:{fn.lineno} {fn.name}")
     assert not hidden

@@ -8,15 +8,29 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test browser mailservers golden bench clean
+PO     := mailer/locale/nl/LC_MESSAGES/campaign.po
+MO     := $(PO:.po=.mo)
 
+.PHONY: demo test browser mailservers golden bench clean catalog
+
+# The install compiles the Dutch catalog: the .po is in git, the .mo is built (never committed).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pybabel -q compile -D campaign -d mailer/locale
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(MO): $(PO) $(STAMP)
+	$(BIN)/pybabel -q compile -D campaign -d mailer/locale
+
+# After adding or changing a message: extract, merge into the .po, then translate the new
+# (empty or fuzzy) entries by hand; docs/glossary.md lists the words to use.
+catalog: $(STAMP)
+	$(BIN)/pybabel -q extract -F babel.cfg -k N_ --no-wrap -o mailer/locale/campaign.pot .
+	$(BIN)/pybabel -q update -D campaign -i mailer/locale/campaign.pot -d mailer/locale --no-wrap
+
+demo: $(STAMP) $(MO)
 	$(BIN)/campaign init
 	$(BIN)/campaign contacts import contacts/example.csv
 	$(BIN)/campaign build
@@ -38,15 +52,15 @@ mailservers:
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd postfix >/dev/null; }
 
-test: $(STAMP) browser mailservers
+test: $(STAMP) $(MO) browser mailservers
 	$(BIN)/python -m pytest
 
-golden: $(STAMP)
+golden: $(STAMP) $(MO)
 	$(BIN)/python -m tests.golden
 
-bench: $(STAMP)
+bench: $(STAMP) $(MO)
 	$(BIN)/python bench/run.py --connections 2,4
 	$(BIN)/python bench/inbox.py
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out $(MO)

@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import click
 
+from mailer.i18n import N_, _, ngettext, shorten
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -84,20 +86,22 @@ def _database_problem(exc: Exception) -> str:
     path = _database_file()
     reason = str(exc)
     if "locked" in reason or "busy" in reason:
-        return (f"the state database {path} is locked by another process (a worker or another command); "
-                "try again when it has finished")
+        return _("the state database {path} is locked by another process (a worker or another command); "
+                 "try again when it has finished").format(path=path)
     if "full" in reason or ("I/O" in reason and _disk_full(path.parent)):
-        return (f"could not write the state database {path}: the disk is full; the change was rolled back "
-                "and nothing after it was done")
+        return _("could not write the state database {path}: the disk is full; the change was rolled back "
+                 "and nothing after it was done").format(path=path)
     if "readonly" in reason or "read-only" in reason:
-        return (f"could not write the state database {path}: it is read-only ({reason}); the change was "
-                "rolled back and nothing after it was done")
+        return _("could not write the state database {path}: it is read-only ({reason}); the change was "
+                 "rolled back and nothing after it was done").format(path=path, reason=reason)
     if "unable to open" in reason:
-        return f"cannot open the state database {path} ({reason}); $CAMPAIGN_HOME must be a folder you can write"
+        return _("cannot open the state database {path} ({reason}); $CAMPAIGN_HOME must be a folder you can "
+                 "write").format(path=path, reason=reason)
     if "not a database" in reason or "malformed" in reason:
-        return (f"the state database {path} is damaged or not a database ({reason}); restore it from a backup, "
-                "or point CAMPAIGN_HOME elsewhere")
-    return f"the state database {path} failed: {reason}; nothing after that was done"
+        return _("the state database {path} is damaged or not a database ({reason}); restore it from a backup, "
+                 "or point CAMPAIGN_HOME elsewhere").format(path=path, reason=reason)
+    return _("the state database {path} failed: {reason}; nothing after that was done").format(path=path,
+                                                                                             reason=reason)
 
 
 def _disk_full(folder: Path) -> bool:
@@ -112,18 +116,18 @@ def _disk_full(folder: Path) -> bool:
 
 def _disk_problem(exc: OSError) -> str:
     """One sentence for a file that could not be written (disk full, read-only, no permission...)."""
-    where = exc.filename if exc.filename is not None else "a file"
+    where = exc.filename if exc.filename is not None else _("a file")
     reason = exc.strerror or str(exc)
     if exc.filename is not None and Path(exc.filename) == _state_home():
-        return (f"cannot create the state folder {where} ($CAMPAIGN_HOME): {reason}; point CAMPAIGN_HOME at a "
-                "folder you can write")
-    return f"could not write {where}: {reason}; nothing after that was done"
+        return _("cannot create the state folder {where} ($CAMPAIGN_HOME): {reason}; point CAMPAIGN_HOME at a "
+                 "folder you can write").format(where=where, reason=reason)
+    return _("could not write {where}: {reason}; nothing after that was done").format(where=where, reason=reason)
 
 
 def _shown(value: str) -> str:
     """A typed value as it can be shown in an error: control characters escaped, long ones cut."""
     text = repr(value)
-    return text if len(text) <= 60 else text[:40] + f"...' ({len(value)} characters)"
+    return text if len(text) <= 60 else text[:40] + _("…' ({count} characters)").format(count=len(value))
 
 
 class CampaignName(click.ParamType):
@@ -135,8 +139,8 @@ class CampaignName(click.ParamType):
         import re
 
         if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
-            self.fail(f"{_shown(str(value))} is not a campaign folder name (up to 64 letters, digits, "
-                      "'.', '-' or '_')", param, ctx)
+            self.fail(_("{value} is not a campaign folder name (up to 64 letters, digits, '.', '-' or '_')").format(
+                value=_shown(str(value))), param, ctx)
         return value
 
 
@@ -149,12 +153,12 @@ class FilePath(click.Path):
         import stat
 
         if isinstance(value, str) and "\0" in value:
-            self.fail(f"{_shown(value)} contains a NUL byte", param, ctx)
+            self.fail(_("{value} contains a NUL byte").format(value=_shown(value)), param, ctx)
         path = super().convert(value, param, ctx)
         if self.exists and not self.dir_okay:
             mode = os.stat(path).st_mode
             if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                self.fail(f"{_shown(str(value))} is a device, not a file", param, ctx)
+                self.fail(_("{value} is a device, not a file").format(value=_shown(str(value))), param, ctx)
         return path
 
 
@@ -171,8 +175,9 @@ class PlanDate(click.DateTime):
         moment = super().convert(value, param, ctx)
         if not self.FIRST <= moment <= self.LAST:
             # isoformat, not %Y: strftime writes the year 1 as '1'.
-            self.fail(f"{moment.date().isoformat()} is out of range: give a date from {self.FIRST.date().isoformat()} "
-                      f"to {self.LAST.date().isoformat()}", param, ctx)
+            self.fail(_("{date} is out of range: give a date from {first} to {last}").format(
+                date=moment.date().isoformat(), first=self.FIRST.date().isoformat(),
+                last=self.LAST.date().isoformat()), param, ctx)
         return moment
 
 
@@ -184,7 +189,8 @@ class MailOrAll(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value)
         if text != "all" and not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAIL_NUMBER.max):
-            self.fail(f"{_shown(text)} is not a mail number (1-{MAIL_NUMBER.max}) or 'all'", param, ctx)
+            self.fail(_("{value} is not a mail number (1-{max}) or 'all'").format(value=_shown(text),
+                                                                                   max=MAIL_NUMBER.max), param, ctx)
         return text
 
 
@@ -208,6 +214,23 @@ def now() -> dt.datetime:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _level(level: str) -> str:
+    """A finding's level as a person reads it (``--json`` keeps ``error``/``warning``)."""
+    return {"error": _("error"), "warning": _("warning")}.get(level, level)
+
+
+def _contact_status(status: str) -> str:
+    """A contact's status as a person reads it (``--json`` keeps the stored word)."""
+    return {"active": _("active"), "unsubscribed": _("unsubscribed"), "bounced": _("bounced"),
+            "removed": _("removed")}.get(status, status)
+
+
+def _send_state(state: str) -> str:
+    """A ledger state as a person reads it."""
+    return {"pending": _("pending"), "sending": _("sending"), "sent": _("sent"), "failed": _("failed"),
+            "unknown": _("unknown"), "suppressed": _("suppressed"), "cancelled": _("cancelled")}.get(state, state)
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:
@@ -262,18 +285,55 @@ def _notify(project) -> None:
     from mailer.deliver import notify_worker
 
     if notify_worker(project.home):
-        click.echo("The running worker was told.", err=True)
+        click.echo(_("The running worker was told."), err=True)
 
 
 def warn_sender(problems: tuple[str, ...] | list[str]) -> None:
     if problems:
-        click.secho("Sender not configured: the mails show example values. Sending beyond the outbox "
-                    "is refused until $CAMPAIGN_HOME/settings.toml holds the real sender.", fg="yellow", err=True)
+        click.secho(_("Sender not configured: the mails show example values. Sending beyond the outbox "
+                      "is refused until $CAMPAIGN_HOME/settings.toml holds the real sender."), fg="yellow", err=True)
         for p in problems:
             click.secho(f"  - {p}", fg="yellow", err=True)
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+class CampaignGroup(click.Group):
+    """The root group: it chooses the language before click formats or parses anything."""
+
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        from mailer import i18n
+
+        argv = list(sys.argv[1:] if args is None else args)
+        # --json is an interface: its keys, values and findings stay English whatever the locale.
+        i18n.setup("en" if "--json" in argv else None)
+        _translate_help(self)
+        return super().main(argv, *rest, **kwargs)
+
+
+def _translate_help(command: click.Command) -> None:
+    """click keeps the help given at decoration time; show it in the chosen language.
+
+    The English originals (the msgids) are kept on each object, so that a second invocation in
+    the same process (the tests) can switch language again.
+    """
+    import inspect
+
+    for obj in [command, *command.params]:
+        for attr in ("help", "short_help"):
+            key = f"_msgid_{attr}"
+            if key not in obj.__dict__:
+                obj.__dict__[key] = getattr(obj, attr, None)
+            original = obj.__dict__[key]
+            if original:
+                setattr(obj, attr, _(inspect.cleandoc(original)))
+    # click makes the --help option once per command, with its help text in the language of that
+    # moment; let it be made again in this one.
+    if getattr(command, "_help_option", None) is not None:
+        command._help_option = None
+    for sub in getattr(command, "commands", {}).values():
+        _translate_help(sub)
+
+
+@click.group(cls=CampaignGroup, context_settings=CONTEXT_SETTINGS)
 @click.option("--project", "root", type=FilePath(exists=True, file_okay=False, path_type=Path), default=None,
               envvar="CAMPAIGN_PROJECT", help="Project folder with campaigns/ and templates/ (default: current folder).")
 @click.option("--campaign", "campaign", metavar="NAME", type=CampaignName(), default="gr2026", show_default=True,
@@ -292,7 +352,7 @@ def cli(ctx: click.Context, root: Path | None, campaign: str) -> None:
 
 # --- init and build ---------------------------------------------------------------------------
 
-@cli.command()
+@cli.command(short_help="Create $CAMPAIGN_HOME with example settings.")
 @click.option("--force", is_flag=True, help="Overwrite an existing settings file.")
 @click.pass_obj
 @engine_errors
@@ -304,13 +364,14 @@ def init(state: State, force: bool) -> None:
     path, written = settings_mod.write_settings_template(project.home, force=force)
     project.connect().close()
     if written:
-        click.echo(f"Wrote {path} with example values on example.org: replace them before sending for real.")
+        click.echo(_("Wrote {path} with example values on example.org: replace them before sending for "
+                     "real.").format(path=path))
     else:
-        click.echo(f"{path} exists; left as it is (--force overwrites it).")
-    click.echo(f"State database: {project.home / 'campaign.sqlite3'}")
+        click.echo(_("{path} exists; left as it is (--force overwrites it).").format(path=path))
+    click.echo(_("State database: {path}").format(path=project.home / 'campaign.sqlite3'))
 
 
-@cli.command()
+@cli.command(short_help="Render every mail to files for one contact.")
 @campaign_option
 @click.option("--out", type=FilePath(file_okay=False, path_type=Path), default=None,
               help="Output folder (default: out/<campaign>/).")
@@ -335,28 +396,30 @@ def build(state: State, campaign_name: str | None, out: Path | None, contact: st
                        "findings": [f.as_dict() for f in m.findings]} for m in result.mails],
         })
     else:
-        rows = [[m.number, m.theme[:40], m.subject, f"{m.html_bytes / 1024:.1f}",
-                 "; ".join(f"{f.level}: {f.message}" for f in m.findings) or "ok"] for m in result.mails]
-        click.echo(table(rows, ["#", "theme", "subject", "HTML KB", "problems"]))
+        rows = [[m.number, shorten(m.theme, 40), m.subject, f"{m.html_bytes / 1024:.1f}",
+                 "; ".join(f"{_level(f.level)}: {f.message}" for f in m.findings) or _("ok")] for m in result.mails]
+        click.echo(table(rows, ["#", _("theme"), _("subject"), _("HTML KB"), _("problems")]))
         drafts = [str(m.number) for m in result.mails if m.draft]
         if drafts:
-            click.echo(f"\nDraft (draft = true): mail {', '.join(drafts)}; `campaign schedule` refuses until each "
-                       "is edited and the line deleted.")
-        click.echo(f"\nWrote {len(result.mails) * 4} files to {result.out} for {result.contact} "
-                   f"(from {result.contact_source}); rendering took {result.render_seconds * 1000:.0f} ms.")
+            click.echo("\n" + _("Draft (draft = true): mail {numbers}; `campaign schedule` refuses until each is "
+                                 "edited and the line deleted.").format(numbers=", ".join(drafts)))
+        click.echo("\n" + _("Wrote {count} files to {out} for {contact} (from {source}); rendering took {ms} ms.").format(
+            count=len(result.mails) * 4, out=result.out, contact=result.contact,
+            source=_("imported contacts") if result.contact_source == "imported contacts" else result.contact_source,
+            ms=f"{result.render_seconds * 1000:.0f}"))
     warn_sender(result.sender_problems)
     if any(f.level == "error" for m in result.mails for f in m.findings):
-        raise click.ClickException("some mails have errors (see the table)")
+        raise click.ClickException(_("some mails have errors (see the table)"))
 
 
 # --- contacts ---------------------------------------------------------------------------------
 
-@cli.group()
+@cli.group(short_help="Import, list, look up and erase contacts.")
 def contacts() -> None:
     """Import, list and look up contacts; record opt-outs; erase on request."""
 
 
-@contacts.command("import")
+@contacts.command("import", short_help="Import a contact list (CSV, text or Excel).")
 @click.argument("file", type=FilePath(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Show what would change; store nothing.")
 @click.option("--skip-invalid", is_flag=True, help="Store the valid rows and list the refused ones.")
@@ -377,26 +440,34 @@ def contacts_import(state: State, file: Path, dry_run: bool, skip_invalid: bool,
     with project.db() as conn:
         result = import_contacts(conn, file, default_basis=settings.default_basis, dry_run=dry_run,
                                  skip_invalid=skip_invalid, sheet=sheet)
-    verb = "Would import" if dry_run else "Imported"
-    read_as = f"{result.encoding}, delimiter {result.delimiter!r}" if result.delimiter else result.encoding
-    click.echo(f"{verb} {file} ({read_as}): "
-               f"{result.added} added, {result.updated} updated, {result.unchanged} unchanged, "
-               f"{result.kept_status} kept as opted out or bounced, {result.opted_out} refused as opted out, "
-               f"{result.suppressed} refused as erased, {len(result.refused)} invalid.")
-    if result.empty == 1:
-        click.echo("1 empty row skipped (no value in any column).")
-    elif result.empty:
-        click.echo(f"{result.empty} empty rows skipped (no value in any column).")
-    if result.name_from:
-        click.echo(f"Name made from the columns {', '.join(result.name_from)}.")
-    if result.extras:
-        click.echo(f"Kept as extra fields (contact.extra.NAME in templates): {', '.join(result.extras)}.")
-    for problem in result.refused:
-        click.secho(f"  refused: {problem}", fg="yellow", err=True)
-    for problem in result.withheld:
-        click.secho(f"  refused: {problem}", fg="yellow", err=True)
+    read_as = (_("{encoding}, delimiter {delimiter}").format(encoding=result.encoding, delimiter=repr(result.delimiter))
+               if result.delimiter else result.encoding)
+    counts = dict(file=file, read_as=read_as, added=result.added, updated=result.updated, unchanged=result.unchanged,
+                  kept=result.kept_status, opted_out=result.opted_out, erased=result.suppressed,
+                  invalid=len(result.refused))
     if dry_run:
-        click.echo("Dry run: nothing was stored. Run again without --dry-run to import.")
+        click.echo(_("Would import {file} ({read_as}): {added} added, {updated} updated, {unchanged} unchanged, "
+                     "{kept} kept as opted out or bounced, {opted_out} refused as opted out, {erased} refused as "
+                     "erased, {invalid} invalid.").format(**counts))
+    else:
+        click.echo(_("Imported {file} ({read_as}): {added} added, {updated} updated, {unchanged} unchanged, "
+                     "{kept} kept as opted out or bounced, {opted_out} refused as opted out, {erased} refused as "
+                     "erased, {invalid} invalid.").format(**counts))
+    if result.empty:
+        click.echo(ngettext("{count} empty row skipped (no value in any column).",
+                            "{count} empty rows skipped (no value in any column).", result.empty).format(
+                                count=result.empty))
+    if result.name_from:
+        click.echo(_("Name made from the columns {columns}.").format(columns=", ".join(result.name_from)))
+    if result.extras:
+        click.echo(_("Kept as extra fields (contact.extra.NAME in templates): {names}.").format(
+            names=", ".join(result.extras)))
+    for problem in result.refused:
+        click.secho(_("  refused: {problem}").format(problem=problem), fg="yellow", err=True)
+    for problem in result.withheld:
+        click.secho(_("  refused: {problem}").format(problem=problem), fg="yellow", err=True)
+    if dry_run:
+        click.echo(_("Dry run: nothing was stored. Run again without --dry-run to import."))
     else:
         _notify(project)
 
@@ -416,12 +487,21 @@ def contacts_list(state: State, status: str | None, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
-    click.echo(table([[r["email"], r["name"], r["party"], r["municipality"], r["status"]] for r in rows],
-                     ["email", "name", "party", "municipality", "status"]))
-    click.echo(f"\n{len(rows)} contact{'s' if len(rows) != 1 else ''}.")
+    click.echo(table([[r["email"], r["name"], r["party"], r["municipality"], _contact_status(r["status"])]
+                      for r in rows], [_("email"), _("name"), _("party"), _("municipality"), _("status")]))
+    click.echo("\n" + ngettext("{count} contact.", "{count} contacts.", len(rows)).format(count=len(rows)))
 
 
-@contacts.command("show")
+CONTACT_FIELDS = {
+    "email": N_("email"), "name": N_("name"), "party": N_("party"), "municipality": N_("municipality"),
+    "role": N_("role"), "basis": N_("basis"), "source": N_("source"), "imported_at": N_("imported at"),
+    "updated_at": N_("updated at"), "status": N_("status"), "status_at": N_("status since"),
+    "status_reason": N_("status reason"), "reactivated_by": N_("reactivated by"),
+    "reactivated_at": N_("reactivated at"),
+}
+
+
+@contacts.command("show", short_help="Show one contact and what it was sent.")
 @click.argument("email")
 @json_option
 @click.pass_obj
@@ -438,23 +518,29 @@ def contacts_show(state: State, email: str, as_json: bool) -> None:
     sends = info.pop("sends")
     extra = info.pop("extra")
     came_back = info.pop("came_back")
-    width = max(len(k) for k in list(info) + list(extra))
+    # The stored column names are --json's keys; a person reads them as words.
+    labels = {key: _(CONTACT_FIELDS[key]) if key in CONTACT_FIELDS else key for key in info}
+    if info.get("status"):
+        info["status"] = _contact_status(info["status"])
+    width = max(len(k) for k in list(labels.values()) + list(extra))
     for key, value in info.items():
-        click.echo(f"{key.ljust(width)}  {value if value not in (None, '') else '-'}")
+        click.echo(f"{labels[key].ljust(width)}  {value if value not in (None, '') else '-'}")
     for key, value in extra.items():
-        click.echo(f"{key.ljust(width)}  {value}  (extra column)")
+        click.echo(_("{key}  {value}  (extra column)").format(key=key.ljust(width), value=value))
     click.echo("")
     if sends:
-        shown = {"outbox": "written to the outbox (not delivered)"}
-        click.echo(table([[s["campaign"], s["mail"], shown.get(s["state"], s["state"]), s["sent_at"] or "", s["error"]]
-                          for s in sends], ["campaign", "mail", "state", "sent/written at", "error"]))
+        shown = {"outbox": _("written to the outbox (not delivered)")}
+        click.echo(table([[s["campaign"], s["mail"], shown.get(s["state"], _send_state(s["state"])),
+                           s["sent_at"] or "", s["error"]] for s in sends],
+                         [_("campaign"), _("mail"), _("state"), _("sent/written at"), _("error")]))
     else:
-        click.echo("Nothing sent to this contact yet.")
+        click.echo(_("Nothing sent to this contact yet."))
     if came_back:
-        click.echo("\nCame back by mail (campaign inbox):")
+        click.echo("\n" + _("Came back by mail (campaign inbox):"))
         click.echo(table([[e["received_at"], e["kind"], e["campaign"] or "", e["mail"] or "", e["status"],
                            e["effect"] or "-", e["subject"]] for e in came_back],
-                         ["received", "kind", "campaign", "mail", "status", "changed", "subject"]))
+                         [_("received"), _("kind"), _("campaign"), _("mail"), _("status"), _("changed"),
+                          _("subject")]))
 
 
 def _addresses(emails: tuple[str, ...], from_file: Path | None) -> list[str]:
@@ -464,7 +550,7 @@ def _addresses(emails: tuple[str, ...], from_file: Path | None) -> list[str]:
     if from_file:
         found += read_address_list(from_file)
     if not found:
-        raise click.UsageError("name at least one address, or --from FILE")
+        raise click.UsageError(_("name at least one address, or --from FILE"))
     return found
 
 
@@ -476,10 +562,11 @@ def _opt_out_reason(ctx: click.Context, param: click.Parameter, value: str) -> s
     import unicodedata
 
     if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise click.BadParameter(f"{_shown(value)} holds a control character (a new line, tab or escape code); "
-                                 "write the reason on one line of plain text")
+        raise click.BadParameter(_("{value} holds a control character (a new line, tab or escape code); write the "
+                                   "reason on one line of plain text").format(value=_shown(value)))
     if len(value) > REASON_MAX:
-        raise click.BadParameter(f"is {len(value)} characters long; write a reason of at most {REASON_MAX}")
+        raise click.BadParameter(_("is {length} characters long; write a reason of at most {max}").format(
+            length=len(value), max=REASON_MAX))
     return value
 
 
@@ -488,7 +575,7 @@ def _opt_out_reason(ctx: click.Context, param: click.Parameter, value: str) -> s
 @click.option("--from", "from_file", type=FilePath(exists=True, dir_okay=False, path_type=Path),
               help="A file of addresses (one per line, or a CSV with an e-mail column).")
 @click.option("--reason", default="opt-out", show_default=True, callback=_opt_out_reason,
-              help=f"Why: shown with the opt-out (one line, at most {REASON_MAX} characters).")
+              help="Why: shown with the opt-out (one line, at most 200 characters).")
 @click.pass_obj
 @engine_errors
 def contacts_unsubscribe(state: State, emails: tuple[str, ...], from_file: Path | None, reason: str) -> None:
@@ -504,20 +591,20 @@ def contacts_unsubscribe(state: State, emails: tuple[str, ...], from_file: Path 
     with project.db() as conn:
         result = unsubscribe(conn, addresses, reason=reason)
     n, m, k = result.unsubscribed, len(result.recorded), result.already
-    click.echo(f"Unsubscribed {n} contact{'s' if n != 1 else ''}.")
-    if m == 1:
-        click.echo("Recorded 1 opt-out for an address that is not a contact; a later import refuses it.")
-    elif m:
-        click.echo(f"Recorded {m} opt-outs for addresses that are not contacts; a later import refuses them.")
+    click.echo(ngettext("Unsubscribed {count} contact.", "Unsubscribed {count} contacts.", n).format(count=n))
+    if m:
+        click.echo(ngettext("Recorded {count} opt-out for an address that is not a contact; a later import refuses it.",
+                            "Recorded {count} opt-outs for addresses that are not contacts; a later import refuses "
+                            "them.", m).format(count=m))
     for masked in result.recorded:
-        click.secho(f"  not a contact: {masked}", fg="yellow", err=True)
+        click.secho(_("  not a contact: {address}").format(address=masked), fg="yellow", err=True)
     if k:
-        click.echo(f"{k} of the addresses had opted out already; nothing changed for them.")
+        click.echo(_("{count} of the addresses had opted out already; nothing changed for them.").format(count=k))
     if n:
         _notify(project)
 
 
-@contacts.command("reactivate")
+@contacts.command("reactivate", short_help="Make a bounced or removed contact active again.")
 @click.argument("email")
 @click.pass_obj
 @engine_errors
@@ -533,12 +620,15 @@ def contacts_reactivate(state: State, email: str) -> None:
     with project.db() as conn:
         done = reactivate(conn, email, by=current_user(), now=now())
     n = done.restored
-    click.echo(f"Reactivated {done.masked} (was {done.was}), recorded as done by {done.by} at {done.at}; "
-               f"{n} unsent mail{'s' if n != 1 else ''} put back in the queue.")
+    click.echo(ngettext("Reactivated {address} (was {was}), recorded as done by {by} at {at}; {count} unsent mail "
+                        "put back in the queue.",
+                        "Reactivated {address} (was {was}), recorded as done by {by} at {at}; {count} unsent mails "
+                        "put back in the queue.", n).format(address=done.masked, was=_contact_status(done.was),
+                                                            by=done.by, at=done.at, count=n))
     _notify(project)
 
 
-@contacts.command("remove")
+@contacts.command("remove", short_help="Deactivate contacts.")
 @click.argument("emails", nargs=-1, required=True)
 @click.pass_obj
 @engine_errors
@@ -548,14 +638,15 @@ def contacts_remove(state: State, emails: tuple[str, ...]) -> None:
 
     with state.project().db() as conn:
         changed, unknown = remove_contacts(conn, emails)
-    click.echo(f"Removed {changed} contact{'s' if changed != 1 else ''}.")
+    click.echo(ngettext("Removed {count} contact.", "Removed {count} contacts.", changed).format(count=changed))
     for address in unknown:
-        click.secho(f"  not a contact: {mask(address)}", fg="yellow", err=True)
+        click.secho(_("  not a contact: {address}").format(address=mask(address)), fg="yellow", err=True)
     if unknown:
-        raise click.ClickException(f"{len(unknown)} address(es) not found")
+        raise click.ClickException(ngettext("{count} address not found", "{count} addresses not found",
+                                            len(unknown)).format(count=len(unknown)))
 
 
-@contacts.command("forget")
+@contacts.command("forget", short_help="Erase a person on request, for good.")
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--not-imported", is_flag=True,
@@ -573,25 +664,27 @@ def contacts_forget(state: State, email: str, yes: bool, not_imported: bool) -> 
     address = normalise_address(email)
     if not yes:
         if not sys.stdin.isatty():
-            raise click.UsageError("erasure cannot be undone: confirm on a terminal or pass --yes")
-        click.confirm(f"Erase every trace of {mask(address)}? This cannot be undone", abort=True)
+            raise click.UsageError(_("erasure cannot be undone: confirm on a terminal or pass --yes"))
+        click.confirm(_("Erase every trace of {address}? This cannot be undone").format(address=mask(address)),
+                      abort=True)
     project = state.project()
     with project.db() as conn:
         result = forget_contact(conn, address, outbox=project.outbox, not_imported=not_imported)
     if result.already:
-        click.echo(f"{result.address} was erased earlier; nothing about it is stored.")
+        click.echo(_("{address} was erased earlier; nothing about it is stored.").format(address=result.address))
     elif not result.imported:
-        click.echo(f"Recorded the erasure request for {result.address}, which was never imported: nothing else was "
-                   "stored about it, and a one-way hash keeps the address from being imported.")
+        click.echo(_("Recorded the erasure request for {address}, which was never imported: nothing else was "
+                     "stored about it, and a one-way hash keeps the address from being imported.").format(
+                         address=result.address))
     else:
-        click.echo(f"Erased {result.address}: contact and send records deleted, {result.files_removed} file(s) "
-                   f"removed, {result.lines_removed} timeline line(s) dropped; a one-way hash keeps the address "
-                   "from being imported again.")
+        click.echo(_("Erased {address}: contact and send records deleted, {files} file(s) removed, {lines} timeline "
+                     "line(s) dropped; a one-way hash keeps the address from being imported again.").format(
+                         address=result.address, files=result.files_removed, lines=result.lines_removed))
 
 
 # --- what comes back by mail ------------------------------------------------------------------
 
-@cli.command()
+@cli.command(short_help="Act on bounces, opt-outs and replies by mail.")
 @click.option("--from", "source", type=FilePath(exists=True, path_type=Path), default=None, metavar="PATH",
               help="Read a Maildir, an mbox file or a folder of .eml files instead of CAMPAIGN_IMAP_URL.")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing and flag nothing.")
@@ -613,21 +706,25 @@ def inbox(state: State, source: Path | None, dry_run: bool, as_json: bool) -> No
         if report.outcomes:
             click.echo(table([[o.ref[-40:], o.kind, o.contact or "-", o.party, o.municipality,
                                f"{o.campaign}/{o.mail}" if o.mail else "",
-                               f"{o.action} ({o.note})" if o.note else o.action, o.subject[:40]]
+                               f"{o.action} ({o.note})" if o.note else o.action, shorten(o.subject, 40)]
                               for o in report.outcomes],
-                             ["message", "kind", "contact", "party", "municipality", "mail", "action", "subject"]))
+                             [_("message"), _("kind"), _("contact"), _("party"), _("municipality"), _("mail"),
+                              _("action"), _("subject")]))
             click.echo("")
         counts = report.counts()
-        summary = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "no messages"
-        click.echo(f"Read {len(report.outcomes)} message(s) from {report.source}: {summary}.")
+        summary = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or _("no messages")
+        click.echo(_("Read {count} message(s) from {source}: {summary}.").format(
+            count=len(report.outcomes), source=report.source, summary=summary))
         if dry_run:
-            click.echo("Dry run: nothing was changed and no message was flagged; run it without --dry-run to apply.")
+            click.echo(_("Dry run: nothing was changed and no message was flagged; run it without --dry-run to "
+                         "apply."))
         if counts["reply"]:
-            click.echo(f"Replies from people that wait for an answer: {counts['reply']}; read them in the mailbox "
-                       "(they stay unread there).")
+            click.echo(_("Replies from people that wait for an answer: {count}; read them in the mailbox (they stay "
+                         "unread there).").format(count=counts["reply"]))
     if report.mark_error:
-        click.secho(f"Warning: the messages were handled, but flagging them in the mailbox failed "
-                    f"({report.mark_error}); the next run recognises them and changes nothing.", fg="yellow", err=True)
+        click.secho(_("Warning: the messages were handled, but flagging them in the mailbox failed ({reason}); the "
+                      "next run recognises them and changes nothing.").format(reason=report.mark_error),
+                    fg="yellow", err=True)
 
 
 # --- plan and schedule ------------------------------------------------------------------------
@@ -653,40 +750,47 @@ def _local(moment: dt.datetime, tz: str) -> dt.datetime:
 
 
 def print_plan(report, tz: str) -> None:
-    from mailer.render import dutch_date
+    from mailer.i18n import format_day, format_moment, shorten
 
     by_mail = {e.mail: e for e in report.estimates}
     rows = []
     for s in report.plan.sends:
         e = by_mail[s.mail]
         local = _local(s.at, tz)
-        rows.append([s.mail, s.theme[:40], dutch_date(local), local.strftime("%H:%M"),
-                     (f"{e.minutes:.0f} min" if e.minutes >= 1 else "<1 min") if report.contacts else "-", s.moved_because or ""])
-    click.echo(table(rows, ["#", "theme", "date", "time", "sending", "moved because"]))
+        rows.append([s.mail, shorten(s.theme, 40), format_moment(local),
+                     (_("{minutes} min").format(minutes=f"{e.minutes:.0f}") if e.minutes >= 1 else _("<1 min"))
+                     if report.contacts else "-", s.moved_because or ""])
+    click.echo(table(rows, ["#", _("theme"), _("moment"), _("sending takes"), _("moved because")]))
     cap = getattr(report, "max_per_day", None)
-    limits = f"{report.rate_per_minute}/min" + (f", at most {cap:,} a day" if cap else "")
-    click.echo(f"\nElection day: {dutch_date(report.plan.election_day)}. Times in {tz}. "
-               f"{report.contacts} active contact(s) at {limits}.")
+    rate = report.rate_per_minute
+    limits = (_("{rate}/min, at most {cap} a day").format(rate=rate, cap=f"{cap:,}") if cap
+              else _("{rate}/min").format(rate=rate))
+    click.echo("\n" + _("Election day: {day}. Times in {tz}. {contacts} active contact(s) at {limits}.").format(
+        day=format_day(report.plan.election_day), tz=tz, contacts=report.contacts, limits=limits))
     for e in report.estimates:
+        until = format_moment(e.finishes, tz)
         if e.after_election:
-            click.secho(f"Warning: mail {e.mail} would not reach every contact before election day: at {limits} "
-                        f"its {e.contacts:,} messages take until about {_local(e.finishes, tz):%Y-%m-%d %H:%M}; "
-                        "raise [delivery] max_per_day if your provider allows it, send to fewer contacts, or plan "
-                        "with an earlier --start.", fg="red", err=True)
+            click.secho(_("Warning: mail {mail} would not reach every contact before election day: at {limits} its "
+                          "{count} messages take until about {until}; raise [delivery] max_per_day if your provider "
+                          "allows it, send to fewer contacts, or plan with an earlier --start.").format(
+                              mail=e.mail, limits=limits, count=f"{e.contacts:,}", until=until), fg="red", err=True)
         elif e.overlaps_next:
-            click.secho(f"Warning: mail {e.mail} is still being sent when the next mail is due: at {limits} its "
-                        f"{e.contacts:,} messages take until about {_local(e.finishes, tz):%Y-%m-%d %H:%M}; the "
-                        "series no longer fits its cadence.", fg="yellow", err=True)
+            click.secho(_("Warning: mail {mail} is still being sent when the next mail is due: at {limits} its {count} "
+                          "messages take until about {until}; the series no longer fits its cadence.").format(
+                              mail=e.mail, limits=limits, count=f"{e.contacts:,}", until=until),
+                        fg="yellow", err=True)
         elif e.days > 1 and cap and e.contacts > cap:
-            click.secho(f"Mail {e.mail} goes out over {e.days} days: {e.contacts:,} contacts at most {cap:,} a day "
-                        f"(until about {_local(e.finishes, tz):%Y-%m-%d %H:%M}).", fg="yellow", err=True)
+            click.secho(_("Mail {mail} goes out over {days} days: {count} contacts at most {cap} a day (until about "
+                          "{until}).").format(mail=e.mail, days=e.days, count=f"{e.contacts:,}", cap=f"{cap:,}",
+                                              until=until), fg="yellow", err=True)
         elif not e.fits_window:
-            click.secho(f"Warning: mail {e.mail} takes {e.minutes / 60:.1f} h at {report.rate_per_minute}/min and "
-                        f"does not fit in one day's window; sending continues in the next window "
-                        f"(until about {_local(e.finishes, tz):%Y-%m-%d %H:%M}).", fg="yellow", err=True)
+            click.secho(_("Warning: mail {mail} takes {hours} h at {rate}/min and does not fit in one day's window; "
+                          "sending continues in the next window (until about {until}).").format(
+                              mail=e.mail, hours=f"{e.minutes / 60:.1f}", rate=rate, until=until),
+                        fg="yellow", err=True)
 
 
-@cli.command()
+@cli.command(short_help="Show the nine send moments of the plan.")
 @plan_options
 @click.option("--ics", type=FilePath(dir_okay=False, path_type=Path), default=None,
               help="Also write the plan as an iCalendar file.")
@@ -706,19 +810,21 @@ def plan(state: State, campaign_name: str | None, start: dt.datetime | None, ele
         from mailer import files
 
         if ics.is_symlink():
-            raise click.ClickException(f"--ics {ics} is a symbolic link, and the calendar is not written through "
-                                       "one; name the file itself (a new file, or one you want replaced)")
+            raise click.ClickException(_("--ics {path} is a symbolic link, and the calendar is not written through "
+                                         "one; name the file itself (a new file, or one you want replaced)").format(
+                                             path=ics))
         try:
             # Owner-only, like every file the tool writes; an existing file is tightened too.
             files.write_private(ics, to_ics(report.plan, name=settings.name, estimates=report.estimates, now=now()),
                                 atomic=False)
         except OSError as exc:
-            raise click.ClickException(f"could not write {ics}: {exc.strerror}; the plan was shown above, "
-                                       "but no complete calendar file was written") from None
-        click.echo(f"Wrote {ics}.")
+            raise click.ClickException(_("could not write {path}: {reason}; the plan was shown above, but no "
+                                         "complete calendar file was written").format(path=ics, reason=exc.strerror)
+                                       ) from None
+        click.echo(_("Wrote {path}.").format(path=ics))
 
 
-@cli.command()
+@cli.command(short_help="Store the plan; the worker then sends each mail.")
 @plan_options
 @click.option("--yes", is_flag=True, help="Store the plan (or switch its transport) without asking.")
 @click.option("--switch-transport", is_flag=True,
@@ -742,8 +848,8 @@ def schedule(state: State, campaign_name: str | None, start: dt.datetime | None,
     project = state.project(campaign_name)
     if switch_transport:
         if start or election_date:
-            raise click.UsageError("--switch-transport changes only where the stored plan's mail goes; "
-                                   "it takes no --start or --election-date")
+            raise click.UsageError(_("--switch-transport changes only where the stored plan's mail goes; it takes "
+                                     "no --start or --election-date"))
         _switch_transport(project, yes=yes)
         return
     config = transport_config()
@@ -759,7 +865,7 @@ def schedule(state: State, campaign_name: str | None, start: dt.datetime | None,
             mismatch = transport_mismatch(stored.transport, config.label)
             if mismatch:
                 raise click.ClickException(mismatch)
-            click.echo("This plan is already stored:\n")
+            click.echo(_("This plan is already stored:") + "\n")
             _print_status(project, as_json=False)
             return
     report = plan_campaign(project, now=now(), start=_date(start), election_date=_date(election_date))
@@ -767,39 +873,41 @@ def schedule(state: State, campaign_name: str | None, start: dt.datetime | None,
     kept = kept_as_sent(project)
     if config.kind == "outbox" and len(kept) == 1:
         # Kept whether they were sent or only written to the outbox: the outbox gets no second copy.
-        click.echo(f"Mail {kept[0]} was sent or written to the outbox completely before; it is not sent or "
-                   "written again.")
+        click.echo(_("Mail {number} was sent or written to the outbox completely before; it is not sent or written "
+                     "again.").format(number=kept[0]))
     elif config.kind == "outbox" and kept:
-        click.echo(f"Mails {', '.join(map(str, kept))} were sent or written to the outbox completely before; they "
-                   "are not sent or written again.")
+        click.echo(_("Mails {numbers} were sent or written to the outbox completely before; they are not sent or "
+                     "written again.").format(numbers=", ".join(map(str, kept))))
     elif len(kept) == 1:
-        click.echo(f"Mail {kept[0]} was sent completely before; it stays sent and is not sent again.")
+        click.echo(_("Mail {number} was sent completely before; it stays sent and is not sent again.").format(
+            number=kept[0]))
     elif kept:
-        click.echo(f"Mails {', '.join(map(str, kept))} were sent completely before; they stay sent and are not "
-                   "sent again.")
+        click.echo(_("Mails {numbers} were sent completely before; they stay sent and are not sent again.").format(
+            numbers=", ".join(map(str, kept))))
     click.echo(_where_mail_goes(project, config))
     if not yes:
         if not sys.stdin.isatty():
-            raise click.UsageError("scheduling sends mail to real contacts: confirm on a terminal or pass --yes")
-        click.confirm("\nStore this plan?", abort=True)
+            raise click.UsageError(_("scheduling sends mail to real contacts: confirm on a terminal or pass --yes"))
+        click.confirm("\n" + _("Store this plan?"), abort=True)
     created = schedule_campaign(project, report, now=now())
     _notify(project)
     if not created:
-        click.echo("This plan was already stored.")
+        click.echo(_("This plan was already stored."))
     elif config.kind == "outbox":
-        click.echo(f"Stored. The worker writes each mail to the outbox ({project.outbox}) when it is due: nothing "
-                   "leaves this machine. Run `campaign worker` (or its cron line); to send for real later, set "
-                   "CAMPAIGN_SMTP_URL and run `campaign schedule --switch-transport`.")
+        click.echo(_("Stored. The worker writes each mail to the outbox ({outbox}) when it is due: nothing leaves "
+                     "this machine. Run `campaign worker` (or its cron line); to send for real later, set "
+                     "CAMPAIGN_SMTP_URL and run `campaign schedule --switch-transport`.").format(outbox=project.outbox))
     else:
-        click.echo(f"Stored. The worker sends each mail through {config.label} when it is due: run "
-                   "`campaign worker` (or its cron line) with the same CAMPAIGN_SMTP_URL.")
+        click.echo(_("Stored. The worker sends each mail through {transport} when it is due: run `campaign worker` "
+                     "(or its cron line) with the same CAMPAIGN_SMTP_URL.").format(transport=config.label))
 
 
 def _where_mail_goes(project, config) -> str:
     if config.kind == "outbox":
-        return (f"Mail goes to the outbox ({project.outbox}): nothing leaves this machine. To send for real, "
-                "set CAMPAIGN_SMTP_URL (and CAMPAIGN_SMTP_PASSWORD) first.")
-    return f"Mail goes out through {config.label} to the contacts, each mail when it is due."
+        return _("Mail goes to the outbox ({outbox}): nothing leaves this machine. To send for real, set "
+                 "CAMPAIGN_SMTP_URL (and CAMPAIGN_SMTP_PASSWORD) first.").format(outbox=project.outbox)
+    return _("Mail goes out through {transport} to the contacts, each mail when it is due.").format(
+        transport=config.label)
 
 
 def _switch_transport(project, *, yes: bool) -> None:
@@ -808,49 +916,58 @@ def _switch_transport(project, *, yes: bool) -> None:
     planned = switch_to_current_transport(project, now=now(), check_only=True)
     new = planned.new
     if not planned.changed:
-        where = "the outbox" if new.kind == "outbox" else new.label
-        click.echo(f"The plan is already stored for {where}; nothing to switch.")
+        if new.kind == "outbox":
+            click.echo(_("The plan is already stored for the outbox; nothing to switch."))
+        else:
+            click.echo(_("The plan is already stored for {transport}; nothing to switch.").format(transport=new.label))
         return
     click.echo(_where_mail_goes(project, new))
     if planned.requeued:
-        click.echo(f"{planned.requeued} message(s) were only written to the outbox and reached no one; after the "
-                   f"switch they are sent through {new.label}.")
+        click.echo(_("{count} message(s) were only written to the outbox and reached no one; after the switch they "
+                     "are sent through {transport}.").format(count=planned.requeued, transport=new.label))
     if not yes:
         if not sys.stdin.isatty():
-            raise click.UsageError("switching the transport changes where mail to real contacts goes: "
-                                   "confirm on a terminal or pass --yes")
-        click.confirm(f"\nSwitch the stored plan of {project.campaign_name} to this transport?", abort=True)
+            raise click.UsageError(_("switching the transport changes where mail to real contacts goes: confirm on a "
+                                     "terminal or pass --yes"))
+        click.confirm("\n" + _("Switch the stored plan of {campaign} to this transport?").format(
+            campaign=project.campaign_name), abort=True)
     done = switch_to_current_transport(project, now=now())
     if done.old == "outbox":
-        click.echo(f"Switched the stored plan from the outbox to {new.label}: a worker with this "
-                   "CAMPAIGN_SMTP_URL sends each mail when it is due; the moments and reschedules stay as they were.")
+        click.echo(_("Switched the stored plan from the outbox to {transport}: a worker with this CAMPAIGN_SMTP_URL "
+                     "sends each mail when it is due; the moments and reschedules stay as they were.").format(
+                         transport=new.label))
         _print_requeued(project, done)
     elif new.kind == "outbox":
-        click.echo(f"Switched the stored plan from {done.old} to the outbox: nothing leaves this machine; "
-                   "start the worker without CAMPAIGN_SMTP_URL. The moments and reschedules stay as they were.")
+        click.echo(_("Switched the stored plan from {old} to the outbox: nothing leaves this machine; start the "
+                     "worker without CAMPAIGN_SMTP_URL. The moments and reschedules stay as they were.").format(
+                         old=done.old))
     else:
-        click.echo(f"Switched the stored plan from {done.old} to {new.label}: a worker with this "
-                   "CAMPAIGN_SMTP_URL sends each mail when it is due; the moments and reschedules stay as they were.")
+        click.echo(_("Switched the stored plan from {old} to {transport}: a worker with this CAMPAIGN_SMTP_URL sends "
+                     "each mail when it is due; the moments and reschedules stay as they were.").format(
+                         old=done.old, transport=new.label))
     _notify(project)
 
 
 def _print_requeued(project, done) -> None:
     """What a switch from the outbox put back in the queue, and when each mail done there goes out."""
     if done.requeued:
-        click.echo(f"{done.requeued} message(s) that were only written to the outbox (they reached no one) are back "
-                   f"in the queue and are sent through {done.new.label}.")
+        click.echo(_("{count} message(s) that were only written to the outbox (they reached no one) are back in the "
+                     "queue and are sent through {transport}.").format(count=done.requeued,
+                                                                        transport=done.new.label))
+    from mailer.i18n import format_moment
+
     tz = project.load_campaign().settings.schedule.timezone
     for mail in done.replanned:
         if mail.passed:
-            click.echo(f"Mail {mail.number} had gone only to the outbox and its planned moment has passed: it goes out "
-                       "now, within the send window (never on or after election day), as soon as a worker with "
-                       "this CAMPAIGN_SMTP_URL runs.")
+            click.echo(_("Mail {number} had gone only to the outbox and its planned moment has passed: it goes out "
+                         "now, within the send window (never on or after election day), as soon as a worker with "
+                         "this CAMPAIGN_SMTP_URL runs.").format(number=mail.number))
         else:
-            click.echo(f"Mail {mail.number} had gone only to the outbox: it goes out at its planned moment, "
-                       f"{_local(mail.due_at, tz):%Y-%m-%d %H:%M} ({tz}).")
+            click.echo(_("Mail {number} had gone only to the outbox: it goes out at its planned moment, {moment} "
+                         "({tz}).").format(number=mail.number, moment=format_moment(mail.due_at, tz), tz=tz))
 
 
-@cli.command()
+@cli.command(short_help="Move one mail to another moment.")
 @campaign_option
 @click.option("--mail", "mail", type=MAIL_NUMBER, required=True, help="The mail to move (1-9).")
 @click.option("--at", "at", required=True, metavar="WHEN",
@@ -866,7 +983,10 @@ def reschedule(state: State, campaign_name: str | None, mail: int, at: str) -> N
     moment = sched.parse_when(at, timezone=tz, now=now())
     with project.db() as conn:
         when = sched.reschedule(conn, project.campaign_name, mail, moment, now=now())
-    click.echo(f"Mail {mail} now goes out at {_local(when, tz):%Y-%m-%d %H:%M} ({tz}).")
+    from mailer.i18n import format_moment
+
+    click.echo(_("Mail {mail} now goes out at {moment} ({tz}).").format(mail=mail, moment=format_moment(when, tz),
+                                                                      tz=tz))
     _notify(project)
 
 
@@ -886,21 +1006,21 @@ def _pause(conn, campaign: str) -> str:
     from mailer.schedule import set_paused
 
     set_paused(conn, campaign, True)
-    return "Paused: a running worker stops between two messages, within seconds."
+    return _("Paused: a running worker stops between two messages, within seconds.")
 
 
 def _resume(conn, campaign: str) -> str:
     from mailer.schedule import set_paused
 
     set_paused(conn, campaign, False)
-    return "Resumed: a running worker picks up within a minute."
+    return _("Resumed: a running worker picks up within a minute.")
 
 
-_simple_state_command("pause", "Stop sending (between two messages) until `resume`.", _pause)
-_simple_state_command("resume", "Continue sending after `pause`.", _resume)
+_simple_state_command("pause", N_("Stop sending (between two messages) until `resume`."), _pause)
+_simple_state_command("resume", N_("Continue sending after `pause`."), _resume)
 
 
-@cli.command()
+@cli.command(short_help="Call off the campaign or one mail.")
 @campaign_option
 @click.option("--mail", "mail", type=MAIL_NUMBER, default=None, help="Cancel only this mail (default: the whole campaign).")
 @click.pass_obj
@@ -912,11 +1032,15 @@ def cancel(state: State, campaign_name: str | None, mail: int | None) -> None:
     project = state.project(campaign_name)
     with project.db() as conn:
         n = cancel_sends(conn, project.campaign_name, mail=mail, now=now())
-    what = f"Mail {mail}" if mail else f"Campaign {project.campaign_name}"
-    click.echo(f"{what} cancelled; {n} pending send(s) called off. Sent mails stay recorded.")
+    if mail:
+        click.echo(_("Mail {mail} cancelled; {count} pending send(s) called off. Sent mails stay recorded.").format(
+            mail=mail, count=n))
+    else:
+        click.echo(_("Campaign {campaign} cancelled; {count} pending send(s) called off. Sent mails stay "
+                     "recorded.").format(campaign=project.campaign_name, count=n))
 
 
-@cli.command()
+@cli.command(short_help="Queue failed and unknown sends of a mail again.")
 @campaign_option
 @click.option("--mail", "mail", type=MAIL_NUMBER, required=True, help="The mail whose failed and unknown sends to retry.")
 @click.pass_obj
@@ -928,11 +1052,11 @@ def retry(state: State, campaign_name: str | None, mail: int) -> None:
     project = state.project(campaign_name)
     with project.db() as conn:
         n = retry_sends(conn, project.campaign_name, mail=mail, now=now())
-    click.echo(f"{n} send(s) of mail {mail} queued again.")
+    click.echo(_("{count} send(s) of mail {mail} queued again.").format(count=n, mail=mail))
     _notify(project)
 
 
-@cli.command()
+@cli.command(short_help="Approve mails that changed after scheduling.")
 @campaign_option
 @click.option("--mail", "mails", type=MAIL_NUMBER, multiple=True, help="Approve only this mail (repeatable; default: all).")
 @click.pass_obj
@@ -946,57 +1070,66 @@ def approve(state: State, campaign_name: str | None, mails: tuple[int, ...]) -> 
     current = fingerprints(project)
     with project.db() as conn:
         changed = approve_mails(conn, project.campaign_name, current, mails=mails or None)
-    click.echo(f"Approved the new version of mail(s) {', '.join(map(str, changed))}." if changed
-               else "Nothing to approve: the stored approval matches the current mails.")
+    click.echo(_("Approved the new version of mail(s) {numbers}.").format(numbers=", ".join(map(str, changed)))
+               if changed else _("Nothing to approve: the stored approval matches the current mails."))
     _notify(project)
 
 
 def _print_status(project, *, as_json: bool) -> None:
     from mailer.contacts import count_contacts
-    from mailer.render import dutch_date
+    from mailer.i18n import format_day, format_moment, shorten
     from mailer.schedule import status as status_report
     from mailer.service import fingerprints
     from mailer.transport import transport_config
 
+    tz = project.load_campaign().settings.schedule.timezone
     with project.db() as conn:
         report = status_report(conn, project.campaign_name, now=now(), fingerprints=fingerprints(project),
-                               transport=transport_config().label)
+                               transport=transport_config().label, timezone=tz)
         contact_counts = count_contacts(conn)
     if as_json:
         echo_json({**report.as_dict(), "contacts": contact_counts})
         return
-    tz = project.load_campaign().settings.schedule.timezone
     if report.scheduled:
         rows = []
         for m in report.mails:
-            local = _local(m.due_at, tz)
             c = m.counts
-            rows.append([m.number, m.theme[:34], f"{local:%a %Y-%m-%d %H:%M}", m.state, c["sent"], c["outbox"],
+            rows.append([m.number, shorten(m.theme, 34), format_moment(m.due_at, tz), m.state, c["sent"], c["outbox"],
                          c["pending"], c["failed"], c["unknown"], c["suppressed"] + c.get("excluded", 0), m.resent,
                          c.get("bounced", 0), c.get("opted_out", 0)])
         # "outbox": written to the outbox, which reached no one; "sent": accepted by a mail server.
-        click.echo(table(rows, ["#", "theme", "planned", "state", "sent", "outbox", "pending", "failed", "unknown",
-                                "suppressed", "resent", "bounced", "opted out"]))
+        click.echo(table(rows, ["#", _("theme"), _("planned"), _("state"), _("sent"), _("outbox"), _("pending"),
+                                _("failed"), _("unknown"), _("suppressed"), _("resent"), _("bounced"), _("opted out")]))
         # A campaign paused and then cancelled is cancelled: resume can no longer send it.
-        flags = " (cancelled)" if report.cancelled else " (paused)" if report.paused else ""
-        click.echo(f"\nCampaign {report.campaign}{flags}; election day {dutch_date(report.election_day)}; "
-                   f"transport: {report.transport}.")
+        if report.cancelled:
+            line = _("Campaign {campaign} (cancelled); election day {day}; transport: {transport}.")
+        elif report.paused:
+            line = _("Campaign {campaign} (paused); election day {day}; transport: {transport}.")
+        else:
+            line = _("Campaign {campaign}; election day {day}; transport: {transport}.")
+        # The stored label stays as it is (--json, the worker's refusal); the outbox is named in words.
+        transport = _("outbox") if report.transport == "outbox" else report.transport
+        click.echo("\n" + line.format(campaign=report.campaign, day=format_day(report.election_day),
+                                       transport=transport))
     else:
-        click.echo(f"Campaign {report.campaign}: not scheduled.")
-    click.echo("Contacts: " + ", ".join(f"{n} {s}" for s, n in contact_counts.items()) + ".")
+        click.echo(_("Campaign {campaign}: not scheduled.").format(campaign=report.campaign))
+    click.echo(_("Contacts: {counts}.").format(
+        counts=", ".join(f"{n} {_contact_status(s)}" for s, n in contact_counts.items())))
     if report.worker_running and report.worker_heartbeat is None:
-        click.echo(f"Worker: running (pid {report.worker_pid}, starting).")
+        click.echo(_("Worker: running (pid {pid}, starting).").format(pid=report.worker_pid))
     elif report.worker_running:
-        click.echo(f"Worker: running (pid {report.worker_pid}, last seen {report.worker_heartbeat:%H:%M:%S} UTC).")
+        click.echo(_("Worker: running (pid {pid}, last seen {moment}).").format(
+            pid=report.worker_pid, moment=format_moment(report.worker_heartbeat, tz, seconds=True)))
     elif report.worker_heartbeat:
-        click.echo(f"Worker: not running (last seen {report.worker_heartbeat:%Y-%m-%d %H:%M} UTC).")
+        click.echo(_("Worker: not running (last seen {moment}).").format(
+            moment=format_moment(report.worker_heartbeat, tz)))
     else:
-        click.echo("Worker: has never run.")
+        click.echo(_("Worker: has never run."))
     for w in report.warnings:
-        click.secho(f"Warning: {w}", fg="yellow", err=True)
+        click.secho(_("Warning: {warning}").format(warning=w), fg="yellow", err=True)
 
 
-@cli.command()
+@cli.command(short_help="Show per mail its moment, state and counts.")
 @campaign_option
 @json_option
 @click.pass_obj
@@ -1006,7 +1139,7 @@ def status(state: State, campaign_name: str | None, as_json: bool) -> None:
     _print_status(state.project(campaign_name), as_json=as_json)
 
 
-@cli.command()
+@cli.command(short_help="Run the whole series on a virtual clock.")
 @plan_options
 @click.option("--out", type=FilePath(file_okay=False, path_type=Path), default=None,
               help="Folder for the simulated messages (default: $CAMPAIGN_HOME/simulation/<campaign>).")
@@ -1016,24 +1149,27 @@ def status(state: State, campaign_name: str | None, as_json: bool) -> None:
 def simulate(state: State, campaign_name: str | None, start: dt.datetime | None, election_date: dt.datetime | None,
              out: Path | None, rate: int | None) -> None:
     """Run the whole series for the current contacts on a virtual clock; nothing is sent."""
-    from mailer.render import dutch_date
+    from mailer.i18n import format_moment, shorten
     from mailer.simulate import simulate as run_simulation
 
     project = state.project(campaign_name)
     out = out or project.simulation
-    with Progress("Simulating") as progress:
+    with Progress(_("Simulating")) as progress:
         result = run_simulation(project, out=out, start=_date(start), election_date=_date(election_date),
                                 rate_per_minute=rate, progress=progress)
     tz = project.load_campaign().settings.schedule.timezone
-    rows = [[m.number, m.theme[:40], dutch_date(_local(m.starts, tz)), f"{_local(m.starts, tz):%H:%M}",
-             f"{_local(m.finishes, tz):%Y-%m-%d %H:%M}", m.messages] for m in result.mails]
-    click.echo(table(rows, ["#", "theme", "date", "from", "last message", "messages"]))
-    click.echo(f"\nSimulated {sum(m.messages for m in result.mails)} messages for {result.contacts} contact(s) "
-               f"from {result.contact_source}, on {result.plan_source}, at {result.rate_per_minute}/min.")
+    rows = [[m.number, shorten(m.theme, 40), format_moment(m.starts, tz), format_moment(m.finishes, tz), m.messages]
+            for m in result.mails]
+    click.echo(table(rows, ["#", _("theme"), _("first message"), _("last message"), _("messages")]))
+    click.echo("\n" + _("Simulated {messages} messages for {contacts} contact(s) from {source}, on {plan}, at "
+                         "{rate}/min.").format(messages=sum(m.messages for m in result.mails),
+                                               contacts=result.contacts, source=result.contact_source,
+                                               plan=result.plan_source, rate=result.rate_per_minute))
     if result.skipped:
-        click.echo(f"Skipped {result.skipped} message(s) that the ledger records as sent through a mail server "
-                   "already.")
-    click.echo(f"Messages and timeline: {result.out} (timeline.csv). Nothing was sent or recorded as delivered.")
+        click.echo(_("Skipped {count} message(s) that the ledger records as sent through a mail server "
+                     "already.").format(count=result.skipped))
+    click.echo(_("Messages and timeline: {out} (timeline.csv). Nothing was sent or recorded as delivered.").format(
+        out=result.out))
 
 
 # --- delivery ---------------------------------------------------------------------------------
@@ -1053,11 +1189,15 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
     from mailer.deliver import Worker
 
     project = state.project(campaign_name)
-    with Progress("Sending") as progress:
+    from mailer.i18n import format_moment
+
+    tz = project.load_campaign().settings.schedule.timezone
+    with Progress(_("Sending")) as progress:
         w = Worker(project, clock=now, rate_per_minute=rate, connections=connections,
-                   progress=lambda mail, done, total: progress(done, total, f"Mail {mail}"),
-                   on_error=lambda message: click.secho(f"{now():%Y-%m-%d %H:%M:%S} {message}; trying again later",
-                                                        fg="yellow", err=True))
+                   progress=lambda mail, done, total: progress(done, total, _("Mail {number}").format(number=mail)),
+                   on_error=lambda message: click.secho(
+                       _("{moment} {message}; trying again later").format(
+                           moment=format_moment(now(), tz, seconds=True), message=message), fg="yellow", err=True))
 
         def stop(signum: int, frame: Any) -> None:
             w.stop.set()
@@ -1069,33 +1209,36 @@ def worker(state: State, campaign_name: str | None, once: bool, rate: int | None
         signal.signal(signal.SIGUSR1, lambda signum, frame: w.wake.set())
 
         def started() -> None:
-            click.echo(f"Worker started for {project.campaign_name} (transport {w.config.label}, "
-                       f"{w.rate}/min); SIGTERM or Ctrl-C stops it between two messages.", err=True)
+            click.echo(_("Worker started for {campaign} (transport {transport}, {rate}/min); SIGTERM or Ctrl-C stops "
+                         "it between two messages.").format(campaign=project.campaign_name,
+                                                            transport=w.config.label, rate=w.rate), err=True)
 
         # Said only once the lock is held and the transport accepted: a refused worker never started.
         stats = w.run(once=once, started=None if once else started)
     if w.config.kind == "outbox":
         # Nothing was delivered: the messages are files in the outbox.
-        click.echo(f"Wrote {stats.sent} message(s) to the outbox ({project.outbox}); nothing left this machine and "
-                   f"none was delivered. Failed {stats.failed}. To send for real, set CAMPAIGN_SMTP_URL and run "
-                   "`campaign schedule --switch-transport`.")
+        click.echo(_("Wrote {count} message(s) to the outbox ({outbox}); nothing left this machine and none was "
+                     "delivered. Failed {failed}. To send for real, set CAMPAIGN_SMTP_URL and run `campaign schedule "
+                     "--switch-transport`.").format(count=stats.sent, outbox=project.outbox, failed=stats.failed))
     else:
-        click.echo(f"Sent {stats.sent}, deferred {stats.deferred} (4xx, retried later), failed {stats.failed}, "
-                   f"unknown {stats.unknown}; {stats.resent} resent after an interrupted run, "
-                   f"{stats.resent_unknown} sent again after an answer that never came.")
+        click.echo(_("Sent {sent}, deferred {deferred} (4xx, retried later), failed {failed}, unknown {unknown}; "
+                     "{resent} resent after an interrupted run, {resent_unknown} sent again after an answer that "
+                     "never came.").format(sent=stats.sent, deferred=stats.deferred, failed=stats.failed,
+                                           unknown=stats.unknown, resent=stats.resent,
+                                           resent_unknown=stats.resent_unknown))
     for n in stats.held:
-        click.secho(f"Held: mail {n} changed after it was approved; check it, then `campaign approve --mail {n}`.",
-                    fg="yellow", err=True)
+        click.secho(_("Held: mail {number} changed after it was approved; check it, then `campaign approve --mail "
+                      "{number}`.").format(number=n), fg="yellow", err=True)
     if stats.throttled:
-        click.secho(f"The mail server asked to slow down {stats.throttled} time(s) ({stats.last_error}); those messages "
-                    "wait in the queue without using an attempt.", fg="yellow", err=True)
+        click.secho(_("The mail server asked to slow down {count} time(s) ({reason}); those messages wait in the queue "
+                      "without using an attempt.").format(count=stats.throttled, reason=stats.last_error),
+                    fg="yellow", err=True)
     if stats.capped_until is not None:
-        tz = project.load_campaign().settings.schedule.timezone
-        click.secho(f"The daily limit was reached ([delivery] max_per_day in settings.toml); the rest goes from about "
-                    f"{_local(stats.capped_until, tz):%Y-%m-%d %H:%M} on.", fg="yellow", err=True)
+        click.secho(_("The daily limit was reached ([delivery] max_per_day in settings.toml); the rest goes from about "
+                      "{moment} on.").format(moment=format_moment(stats.capped_until, tz)), fg="yellow", err=True)
 
 
-@cli.command("send-test")
+@cli.command("send-test", short_help="Send test mails now, marked [TEST].")
 @campaign_option
 @click.option("--to", "to", multiple=True, metavar="ADDR", help="Recipient (repeatable; default: the settings' test recipients).")
 @click.option("--mail", "mail", type=MailOrAll(), default="all", show_default=True, metavar="N|all",
@@ -1109,35 +1252,33 @@ def send_test(state: State, campaign_name: str | None, to: tuple[str, ...], mail
     from mailer.deliver import send_test as send_tests
 
     if mail != "all" and not mail.isdigit():
-        raise click.BadParameter("a mail number or 'all'", param_hint="--mail")
+        raise click.BadParameter(_("a mail number or 'all'"), param_hint="--mail")
     project = state.project(campaign_name)
     sent = send_tests(project, to=list(to) or None, mails=None if mail == "all" else [int(mail)],
                       contact=contact, now=now())
     for s in sent:
         if s.left_machine:
-            click.echo(f"Mail {s.mail} to {s.recipient}: accepted by {s.where}")
+            click.echo(_("Mail {number} to {recipient}: accepted by {where}").format(
+                number=s.mail, recipient=s.recipient, where=s.where))
         else:
-            click.echo(f"Mail {s.mail} to {s.recipient}: written to {s.where}")
+            click.echo(_("Mail {number} to {recipient}: written to {where}").format(
+                number=s.mail, recipient=s.recipient, where=s.where))
     n = len(sent)
     if sent and sent[0].left_machine:
-        server = sent[0].transport
-        if n == 1:
-            click.echo(f"The mail server {server} accepted 1 test mail; none counts as a delivery.")
-        else:
-            click.echo(f"The mail server {server} accepted {n} test mails; none counts as a delivery.")
+        click.echo(ngettext("The mail server {server} accepted {count} test mail; none counts as a delivery.",
+                            "The mail server {server} accepted {count} test mails; none counts as a delivery.",
+                            n).format(server=sent[0].transport, count=n))
     elif sent:
-        folder = Path(sent[0].where).parent
-        if n == 1:
-            click.echo(f"Wrote 1 test mail to the outbox ({folder}); nothing left this machine. "
-                       "Set CAMPAIGN_SMTP_URL to send it for real.")
-        else:
-            click.echo(f"Wrote {n} test mails to the outbox ({folder}); nothing left this machine. "
-                       "Set CAMPAIGN_SMTP_URL to send them for real.")
+        click.echo(ngettext("Wrote {count} test mail to the outbox ({folder}); nothing left this machine. Set "
+                            "CAMPAIGN_SMTP_URL to send it for real.",
+                            "Wrote {count} test mails to the outbox ({folder}); nothing left this machine. Set "
+                            "CAMPAIGN_SMTP_URL to send them for real.", n).format(
+                                count=n, folder=Path(sent[0].where).parent))
 
 
 # --- checks and preview -----------------------------------------------------------------------
 
-@cli.command()
+@cli.command(short_help="Check every mail before sending.")
 @campaign_option
 @json_option
 @click.pass_obj
@@ -1152,14 +1293,16 @@ def check(state: State, campaign_name: str | None, as_json: bool) -> None:
         echo_json({"ok": not errors, "findings": [f.as_dict() for f in findings]})
     else:
         if findings:
-            click.echo(table([[f.level, f.mail or "-", f.message] for f in findings], ["level", "mail", "finding"]))
+            click.echo(table([[_level(f.level), f.mail or "-", f.message] for f in findings],
+                             [_("level"), _("mail"), _("finding")]))
         n_warn = len(findings) - len(errors)
-        click.echo(f"\n{len(errors)} error(s), {n_warn} warning(s)." if findings else "All checks pass.")
+        click.echo("\n" + _("{errors} error(s), {warnings} warning(s).").format(errors=len(errors), warnings=n_warn)
+                   if findings else _("All checks pass."))
     if errors:
         sys.exit(1)
 
 
-@cli.command()
+@cli.command(short_help="Show every mail in the browser, with checks.")
 @campaign_option
 @click.option("--port", type=click.IntRange(0, 65535), default=8600, show_default=True,
               help="Port on 127.0.0.1 (0 picks a free one).")
@@ -1178,17 +1321,19 @@ def preview(state: State, campaign_name: str | None, port: int, contact: str | N
     if no_serve:
         out = out or project.root / "out" / f"{project.campaign_name}-preview"
         files = write_site(project, out, contact=contact)
-        click.echo(f"Wrote {len(files)} files to {out}; open {out / 'index.html'}.")
+        click.echo(_("Wrote {count} files to {out}; open {index}.").format(count=len(files), out=out,
+                                                                           index=out / 'index.html'))
         warn_sender(project.deployment().problems)
         return
     if out:
-        raise click.UsageError("--out goes with --no-serve")
+        raise click.UsageError(_("--out goes with --no-serve"))
     try:
         server = PreviewServer(project, port=port, contact=contact)
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc.strerror} (try --port 0)") from None
-    click.echo(f"Preview of {project.campaign_name} at {server.url} (Ctrl-C stops it). "
-               "It rebuilds and reloads when a content file, template or setting changes.")
+        raise click.ClickException(_("cannot listen on 127.0.0.1:{port}: {reason} (try --port 0)").format(
+            port=port, reason=exc.strerror)) from None
+    click.echo(_("Preview of {campaign} at {url} (Ctrl-C stops it). It rebuilds and reloads when a content file, "
+                 "template or setting changes.").format(campaign=project.campaign_name, url=server.url))
     warn_sender(project.deployment().problems)
     try:
         server.serve_forever()
@@ -1200,7 +1345,7 @@ def preview(state: State, campaign_name: str | None, port: int, contact: str | N
 
 # --- a series for the next election -----------------------------------------------------------
 
-@cli.command("new")
+@cli.command("new", short_help="Write a campaign for another election.")
 @click.argument("name", type=CampaignName())
 @click.option("--checklist", type=FilePath(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A checklist document (.docx, .pdf, .md or .txt): one mail per theme.")
@@ -1220,25 +1365,26 @@ def new(state: State, name: str, checklist: Path | None, base: str | None, elect
     from mailer.newcampaign import new_campaign
 
     if checklist is None and base is None:
-        raise click.UsageError("give --checklist FILE (a .docx, .pdf, .md or .txt) or --from-campaign BASE")
+        raise click.UsageError(_("give --checklist FILE (a .docx, .pdf, .md or .txt) or --from-campaign BASE"))
     if election_name is not None and (not election_name.strip() or not election_name.isprintable()):
-        raise click.BadParameter("give the election's name as a line of text", param_hint="--election-name")
+        raise click.BadParameter(_("give the election's name as a line of text"), param_hint="--election-name")
     project = state.project()
     result = new_campaign(project.root, name, election_day=election_day.date(), election_name=election_name,
                           checklist=checklist, base=base, force=force)
     if as_json:
         echo_json(result.as_dict())
         return
-    rows = [[m.number, m.file, m.subject, "draft" if m.draft else ""] for m in result.mails]
-    click.echo(table(rows, ["#", "file", "subject", "state"]))
-    click.echo(f"\nWrote {result.folder} from {result.source}: {len(result.mails)} mail(s).")
+    rows = [[m.number, m.file, m.subject, _("draft") if m.draft else ""] for m in result.mails]
+    click.echo(table(rows, ["#", _("file"), _("subject"), _("state")]))
+    click.echo("\n" + _("Wrote {folder} from {source}: {count} mail(s).").format(
+        folder=result.folder, source=result.source, count=len(result.mails)))
     if result.review:
-        click.echo("\nA person must look at these:")
+        click.echo("\n" + _("A person must look at these:"))
         for line in result.review:
             click.echo(f"  - {line}")
     if any(m.draft for m in result.mails):
-        click.echo(f"\nNext: edit the mails, then `campaign preview --campaign {name}` and "
-                   f"`campaign check --campaign {name}`.")
+        click.echo("\n" + _("Next: edit the mails, then `campaign preview --campaign {name}` and `campaign check "
+                             "--campaign {name}`.").format(name=name))
     else:
-        click.echo(f"\nNext: `campaign preview --campaign {name}`, `campaign check --campaign {name}`, then "
-                   f"`campaign plan --campaign {name}`.")
+        click.echo("\n" + _("Next: `campaign preview --campaign {name}`, `campaign check --campaign {name}`, then "
+                             "`campaign plan --campaign {name}`.").format(name=name))

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .i18n import _
 from . import checks, files, store
 from .contacts import Contact, audience, email_key, example_contacts, get_contact, mask, normalise_address
 from .errors import UnknownContact
@@ -56,7 +57,7 @@ def choose_contact(project: Project, address: str | None) -> tuple[Contact, str]
     for c in examples:
         if c.key == email_key(address):
             return c, "contacts/example.csv"
-    raise UnknownContact(f"no contact {mask(address)} among the imported contacts or in contacts/example.csv")
+    raise UnknownContact(_("no contact {address} among the imported contacts or in contacts/example.csv").format(address=mask(address)))
 
 
 def build(project: Project, *, out: Path, contact: str | None = None, now: dt.datetime) -> BuildResult:

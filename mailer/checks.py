@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+from .i18n import N_, _, format_day
 from .contacts import Contact
 from .message import Envelope
 from .personalise import PersonalMail
@@ -59,15 +60,16 @@ def check_mail(mail: RenderedMail, personal: PersonalMail, envelope: Envelope, *
 
     size = len(personal.html.encode("utf-8"))
     if size > GMAIL_CLIP_BYTES:
-        error(f"HTML is {size / 1024:.0f} KB; Gmail clips mails over 102 KB, footer and opt-out included")
+        error(_("HTML is {size} KB; Gmail clips mails over 102 KB, footer and opt-out included").format(
+            size=f"{size / 1024:.0f}"))
     elif size > WARN_BYTES:
-        warning(f"HTML is {size / 1024:.0f} KB, close to Gmail's 102 KB clipping limit")
+        warning(_("HTML is {size} KB, close to Gmail's 102 KB clipping limit").format(size=f"{size / 1024:.0f}"))
 
     parser = _Collector()
     parser.feed(personal.html)
     for img in parser.images:
         if img.get("alt") is None or not (img.get("alt") or "").strip():
-            error(f"image {img.get('src') or '(no src)'} has no alt text")
+            error(_("image {src} has no alt text").format(src=img.get('src') or _("(no src)")))
     optout_seen = False
     for href in parser.links:
         if href.startswith("mailto:"):
@@ -75,51 +77,68 @@ def check_mail(mail: RenderedMail, personal: PersonalMail, envelope: Envelope, *
             continue
         parts = urllib.parse.urlsplit(href)
         if parts.scheme != "https" or not parts.netloc:
-            error(f"link {href!r} is not an absolute https:// address")
+            error(_("link {href} is not an absolute https:// address").format(href=repr(href)))
             continue
         if _PLACEHOLDER_LINK.search(href):
-            error(f"link {href!r} points at a placeholder")
+            error(_("link {href} points at a placeholder").format(href=repr(href)))
         host = (parts.hostname or "").lower()
         if any(host == d or host.endswith("." + d) for d in campaign.links.own_domains):
             query = dict(urllib.parse.parse_qsl(parts.query))
             missing = [k for k, v in campaign.links.utm if query.get(k) != v]
             if missing:
-                error(f"link {href!r} to the organisation's site lacks {', '.join(missing)}")
+                error(_("link {href} to the organisation's site lacks {missing}").format(href=repr(href),
+                                                                                       missing=", ".join(missing)))
 
     headers = envelope.data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
     if not optout_seen:
-        error("no opt-out link in the HTML")
+        error(_("no opt-out link in the HTML"))
     if _sender_optout(envelope) not in personal.text:
-        error("no opt-out in the text part")
+        error(_("no opt-out in the text part"))
     if "List-Unsubscribe:" not in headers:
-        error("no List-Unsubscribe header")
+        error(_("no List-Unsubscribe header"))
     if campaign.organisation not in personal.text or campaign.organisation not in personal.html:
-        error(f"the sender ({campaign.organisation}) is not named in the mail")
+        error(_("the sender ({organisation}) is not named in the mail").format(organisation=campaign.organisation))
 
     for where, body in (("HTML", mail.html), ("text part", mail.text), ("subject", mail.subject)):
         # The mail before contact values are filled in: a name like '{{ 7*7 }}' is data, sent as
         # written, and never an error here; a placeholder is no leftover, a malformed one is.
         m = _LEFTOVER.search(PLACEHOLDER.sub("", body))
         if m:
-            error(f"template syntax {m.group(0)!r} left in the {where}")
+            error(_(_LEFT_IN[where]).format(syntax=repr(m.group(0))))
     if len(mail.subject) > SUBJECT_MAX:
-        warning(f"subject is {len(mail.subject)} characters; phones show about {SUBJECT_MAX}")
+        warning(_("subject is {length} characters; phones show about {max}").format(length=len(mail.subject),
+                                                                                     max=SUBJECT_MAX))
     low, high = PREHEADER_RANGE
     if not mail.preheader.strip():
-        error("no preheader")
+        error(_("no preheader"))
     elif not low <= len(mail.preheader) <= high:
-        warning(f"preheader is {len(mail.preheader)} characters; {low} to {high} shows best in inboxes")
+        warning(_("preheader is {length} characters; {low} to {high} shows best in inboxes").format(
+            length=len(mail.preheader), low=low, high=high))
     if re.search(r"fonts\.googleapis|@import|<link\b", personal.html, re.I):
-        error("the HTML loads a remote stylesheet or font")
+        error(_("the HTML loads a remote stylesheet or font"))
     found += check_election(mail, campaign=campaign)
     return found
+
+
+# One whole sentence per part of the mail, so that a translation can give each its own article.
+_LEFT_IN = {"HTML": N_("template syntax {syntax} left in the HTML"),
+            "text part": N_("template syntax {syntax} left in the text part"),
+            "subject": N_("template syntax {syntax} left in the subject")}
+_NAMES_DATE = {"subject": N_("the subject names the date {date} (in “{sentence}”)"),
+               "preheader": N_("the preheader names the date {date} (in “{sentence}”)"),
+               "text part": N_("the text part names the date {date} (in “{sentence}”)"),
+               "HTML": N_("the HTML names the date {date} (in “{sentence}”)")}
+_NAMES_YEAR = {"subject": N_("the subject names the year {year} (in “{sentence}”)"),
+               "preheader": N_("the preheader names the year {year} (in “{sentence}”)"),
+               "text part": N_("the text part names the year {year} (in “{sentence}”)"),
+               "HTML": N_("the HTML names the year {year} (in “{sentence}”)")}
 
 
 def check_drafts(mails: Iterable) -> list[Finding]:
     """A mail written by `campaign new` stays a draft until a person has edited it: an error, so that
     `schedule` (which refuses on check errors) refuses it."""
-    return [Finding("error", m.number, f"draft: {m.path.name} still says draft = true; edit the mail, then delete "
-                                       "that line from its front matter")
+    return [Finding("error", m.number, _("draft: {file} still says draft = true; edit the mail, then delete that "
+                                         "line from its front matter").format(file=m.path.name))
             for m in mails if getattr(m, "draft", False)]
 
 
@@ -144,10 +163,8 @@ def check_election(mail: RenderedMail, *, campaign: CampaignSettings) -> list[Fi
     """
     import html as html_module
 
-    from .render import dutch_date
-
     day = campaign.election_day
-    election = f"{campaign.election_name} of {dutch_date(day)}"
+    election = _("{name} of {day}").format(name=campaign.election_name, day=format_day(day))
     visible = html_module.unescape(_MARKUP.sub(" ", mail.html))
     problems: dict[str, str] = {}
     for where, text in (("subject", mail.subject), ("preheader", mail.preheader), ("text part", mail.text),
@@ -164,19 +181,20 @@ def check_election(mail: RenderedMail, *, campaign: CampaignSettings) -> list[Fi
                     continue
                 if year in campaign.fact_years and not about_election:
                     continue
-                problems.setdefault(m.group(0), f"the {where} names the date {m.group(0)!r} (in “{sentence}”)")
+                problems.setdefault(m.group(0), _(_NAMES_DATE[where]).format(date=repr(m.group(0)),
+                                                                              sentence=sentence))
             for m in _YEAR.finditer(sentence):
                 year = int(m.group(1))
                 if year == day.year or any(a <= m.start() < b for a, b in taken):
                     continue
                 if year in campaign.fact_years and not about_election:
                     continue
-                problems.setdefault(m.group(1), f"the {where} names the year {year} (in “{sentence}”)")
+                problems.setdefault(m.group(1), _(_NAMES_YEAR[where]).format(year=year, sentence=sentence))
     return [Finding("error", mail.number,
-                    f"{problem}, which is not this campaign's election ({election}): name the election with "
-                    "{{ election.year }} or {{ election.day_long }}, make a campaign for the other election, or, "
-                    f"for a year that is a fact and not an election, add it to copy.fact_years in "
-                    f"{campaign.folder / 'campaign.toml'}")
+                    _("{problem}, which is not this campaign's election ({election}): name the election with "
+                      "{{{{ election.year }}}} or {{{{ election.day_long }}}}, make a campaign for the other election, "
+                      "or, for a year that is a fact and not an election, add it to copy.fact_years in {path}").format(
+                          problem=problem, election=election, path=campaign.folder / 'campaign.toml'))
             for problem in problems.values()]
 
 
@@ -202,11 +220,12 @@ def check_contacts(contacts: Iterable[Contact]) -> list[Finding]:
         if len(found) == CONTACTS_LISTED:
             more += 1
             continue
-        found.append(Finding("error", None, f"contact {contact.masked}: {'; '.join(problems)}; it cannot be "
-                                            "sent: correct it and import the list again, or remove it"))
+        found.append(Finding("error", None, _("contact {address}: {problems}; it cannot be sent: correct it and "
+                                              "import the list again, or remove it").format(
+                                                  address=contact.masked, problems="; ".join(problems))))
     if more:
-        found.append(Finding("error", None, f"{more} more contacts cannot be sent for the same kind of reasons; "
-                                            "correct the list and import it again"))
+        found.append(Finding("error", None, _("{count} more contacts cannot be sent for the same kind of reasons; "
+                                              "correct the list and import it again").format(count=more)))
     return found
 
 
@@ -225,13 +244,15 @@ def check_schedule(rows: list[dict], *, policy, election_day) -> list[Finding]:
         local = row["due_at"].astimezone(zone)
         n = row["mail"]
         if local.date() >= election_day:
-            found.append(Finding("error", n, f"planned for {local:%Y-%m-%d}, on or after election day {election_day}"))
+            found.append(Finding("error", n, _("planned for {day}, on or after election day {election}").format(
+                day=format_day(local), election=format_day(election_day))))
         if row["outside_window"]:
             continue  # staff chose this moment with reschedule
         reason = closed_reason(local.date(), policy)
         if reason:
-            found.append(Finding("warning", n, f"planned for {local:%Y-%m-%d}: {reason}"))
+            found.append(Finding("warning", n, _("planned for {day}: {reason}").format(day=format_day(local),
+                                                                                        reason=reason)))
         if not policy.window_start <= local.time() < policy.window_end:
-            found.append(Finding("warning", n, f"planned at {local:%H:%M}, outside the send window "
-                                              f"{policy.window_start:%H:%M}-{policy.window_end:%H:%M}"))
+            found.append(Finding("warning", n, _("planned at {time}, outside the send window {start}-{end}").format(
+                time=f"{local:%H:%M}", start=f"{policy.window_start:%H:%M}", end=f"{policy.window_end:%H:%M}")))
     return found

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import store
+from .i18n import N_, _, ngettext
 
 if TYPE_CHECKING:
     from .project import Project
@@ -82,8 +83,56 @@ def normalise_address(address: str) -> str:
     try:
         checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
-        raise InvalidAddress(f"{mask(address) if '@' in address else repr(address)} is not a usable address: {exc}") from None
+        raise InvalidAddress(_("{address} is not a usable address: {reason}").format(
+            address=mask(address) if '@' in address else repr(address), reason=validator_reason(exc))) from None
     return checked.ascii_email
+
+
+# email-validator's reasons in English, as the library words them; the ones a list of contacts
+# typically trips over are translated, any other stays English (it still names the problem).
+_VALIDATOR_REASONS = {
+    "An email address must have an @-sign.": N_("An email address must have an @-sign."),
+    "The email address is not valid. It must have exactly one @-sign.":
+        N_("The email address is not valid. It must have exactly one @-sign."),
+    "There must be something before the @-sign.": N_("There must be something before the @-sign."),
+    "There must be something after the @-sign.": N_("There must be something after the @-sign."),
+    "An email address cannot have two periods in a row.": N_("An email address cannot have two periods in a row."),
+    "The part after the @-sign is not valid. It should have a period.":
+        N_("The part after the @-sign is not valid. It should have a period."),
+    "The part after the @-sign is not valid. It is not within a valid top-level domain.":
+        N_("The part after the @-sign is not valid. It is not within a valid top-level domain."),
+    "The part after the @-sign is a special-use or reserved name that cannot be used with email.":
+        N_("The part after the @-sign is a special-use or reserved name that cannot be used with email."),
+    "An email address cannot have a period immediately after the @-sign.":
+        N_("An email address cannot have a period immediately after the @-sign."),
+    "An email address cannot end with a period.": N_("An email address cannot end with a period."),
+    "An email address cannot start with a period.": N_("An email address cannot start with a period."),
+    "An email address cannot have a period immediately before the @-sign.":
+        N_("An email address cannot have a period immediately before the @-sign."),
+    "Internationalized characters before the @-sign are not supported.":
+        N_("Internationalized characters before the @-sign are not supported."),
+    "The email address contains invalid characters before the @-sign.":
+        N_("The email address contains invalid characters before the @-sign."),
+}
+_VALIDATOR_PREFIXES = {
+    "The email address contains invalid characters before the @-sign: ":
+        N_("The email address contains invalid characters before the @-sign: {characters}"),
+    "The part after the @-sign contains invalid characters: ":
+        N_("The part after the @-sign contains invalid characters: {characters}"),
+    "Internationalized characters before the @-sign are not supported: ":
+        N_("Internationalized characters before the @-sign are not supported: {characters}"),
+}
+
+
+def validator_reason(exc: Exception) -> str:
+    """email-validator's reason for refusing an address, in the interface language where known."""
+    text = str(exc)
+    if text in _VALIDATOR_REASONS:
+        return _(_VALIDATOR_REASONS[text])
+    for prefix, message in _VALIDATOR_PREFIXES.items():
+        if text.startswith(prefix):
+            return _(message).format(characters=text[len(prefix):])
+    return text
 
 
 def email_key(address: str) -> str:
@@ -137,21 +186,21 @@ def _decode(raw: bytes, path: Path) -> tuple[str, str]:
         try:
             return _refuse_mojibake(raw.decode("utf-16"), path), "utf-16"
         except UnicodeDecodeError as exc:
-            raise ContactsError(f"{path}: starts as UTF-16 text but is not valid UTF-16 ({exc.reason}); "
-                                "save it again as 'Unicode text' or as 'CSV UTF-8'") from None
+            raise ContactsError(_("{path}: starts as UTF-16 text but is not valid UTF-16 ({reason}); save it again as "
+                                   "'Unicode text' or as 'CSV UTF-8'").format(path=path, reason=exc.reason)) from None
     if raw.startswith(codecs.BOM_UTF8):
         try:
             return _refuse_mojibake(raw[3:].decode("utf-8"), path), "utf-8 (BOM)"
         except UnicodeDecodeError as exc:
             line = raw[: exc.start + 3].count(b"\n") + 1
-            raise ContactsError(f"{path}:{line}: this line is not UTF-8, although the file is marked as UTF-8: "
-                                "the file mixes encodings; save it again as 'CSV UTF-8' and import that file") from None
+            raise ContactsError(_("{path}:{line}: this line is not UTF-8, although the file is marked as UTF-8: the file "
+                                   "mixes encodings; save it again as 'CSV UTF-8' and import that file").format(path=path, line=line)) from None
     if b"\x00" in raw:
         utf16 = _utf16_without_mark(raw)
         if utf16 is None:
             line = raw[: raw.index(b"\x00")].count(b"\n") + 1
-            raise ContactsError(f"{path}:{line}: contains NUL bytes, so it is not a text file; "
-                                "save the list as CSV or as an Excel workbook (.xlsx)")
+            raise ContactsError(_("{path}:{line}: contains NUL bytes, so it is not a text file; save the list as CSV or as "
+                                   "an Excel workbook (.xlsx)").format(path=path, line=line))
         return _refuse_mojibake(utf16, path), "utf-16"
     try:
         return _refuse_mojibake(raw.decode("utf-8"), path), "utf-8"
@@ -162,14 +211,14 @@ def _decode(raw: bytes, path: Path) -> tuple[str, str]:
         text = raw.decode("cp1252")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ContactsError(f"{path}:{line}: neither UTF-8 nor Windows-1252 text") from None
+        raise ContactsError(_("{path}:{line}: neither UTF-8 nor Windows-1252 text").format(path=path, line=line)) from None
     found = _first_mojibake(text)
     if found is not None:
         line, garbled, meant = found
         raise ContactsError(
-            f"{path}:{line}: this line is UTF-8 ('{meant}' written as '{garbled}'), but line {first_bad} is "
-            "Windows-1252: the file mixes two encodings, so nothing was read; save it again as 'CSV UTF-8' "
-            "and import that file")
+            _("{path}:{line}: this line is UTF-8 ('{meant}' written as '{garbled}'), but line "
+               "{first_bad} is Windows-1252: the file mixes two encodings, so nothing was read; save it "
+               "again as 'CSV UTF-8' and import that file").format(path=path, line=line, meant=meant, garbled=garbled, first_bad=first_bad))
     return text, "windows-1252"
 
 
@@ -213,9 +262,9 @@ def _refuse_mojibake(text: str, path: Path) -> str:
     if found is not None:
         line, garbled, meant = found
         raise ContactsError(
-            f"{path}:{line}: '{garbled}' is what '{meant}' looks like when UTF-8 is read as Windows-1252: "
-            "the list was converted wrongly (or mixes encodings), so nothing was read; save it again as "
-            "'CSV UTF-8' from the original and import that file")
+            _("{path}:{line}: '{garbled}' is what '{meant}' looks like when UTF-8 is read as "
+               "Windows-1252: the list was converted wrongly (or mixes encodings), so nothing was read; "
+               "save it again as 'CSV UTF-8' from the original and import that file").format(path=path, line=line, garbled=garbled, meant=meant))
     return text
 
 
@@ -262,14 +311,14 @@ def _read_regular_file(path: Path) -> bytes:
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
-        raise ContactsError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ContactsError(_("{path}: cannot read: {strerror}").format(path=path, strerror=exc.strerror)) from None
     if not stat.S_ISREG(mode):
-        raise ContactsError(f"{path}: is not a regular file (a pipe, device or socket), so it was not read and "
-                            "nothing was changed; save the list as a file and name that file")
+        raise ContactsError(_("{path}: is not a regular file (a pipe, device or socket), so it was not read and "
+                               "nothing was changed; save the list as a file and name that file").format(path=path))
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise ContactsError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ContactsError(_("{path}: cannot read: {strerror}").format(path=path, strerror=exc.strerror)) from None
 
 
 def _open_table(path: Path, *, sheet: str | None) -> _Table:
@@ -278,20 +327,18 @@ def _open_table(path: Path, *, sheet: str | None) -> _Table:
     if raw.startswith(_ZIP_MAGIC):
         return _xlsx_table(path, raw, sheet=sheet)
     if raw.startswith(_OLE_MAGIC):
-        raise ContactsError(f"{path}: is an Excel 97-2003 workbook (.xls) or a password-protected workbook, "
-                            "which cannot be read; save it as an Excel workbook (.xlsx) without a password, "
-                            "or as CSV")
+        raise ContactsError(_("{path}: is an Excel 97-2003 workbook (.xls) or a password-protected workbook, which "
+                               "cannot be read; save it as an Excel workbook (.xlsx) without a password, or as CSV").format(path=path))
     if sheet is not None:
-        raise ContactsError(f"{path}: --sheet applies to Excel workbooks, and this is a text file; "
-                            "leave --sheet out")
+        raise ContactsError(_("{path}: --sheet applies to Excel workbooks, and this is a text file; leave --sheet out").format(path=path))
     text, encoding = _decode(raw, path)
     if not text.strip():
-        raise ContactsError(f"{path}: the file is empty")
+        raise ContactsError(_("{path}: the file is empty").format(path=path))
     delimiter = _delimiter(text.splitlines()[0])
     records = _csv_records(text, delimiter)
     line, header, reason = next(records)
     if header is None:
-        raise ContactsError(f"{path}:{line}: header: {reason}")
+        raise ContactsError(_("{path}:{line}: header: {reason}").format(path=path, line=line, reason=reason))
     return _Table(header=header, header_line=line, records=records, encoding=encoding, delimiter=delimiter)
 
 
@@ -380,28 +427,28 @@ def _xlsx_table(path: Path, raw: bytes, *, sheet: str | None) -> _Table:
                 header.pop()
             return _Table(header=header, header_line=number, records=_xlsx_records(rows, len(header)),
                           encoding=f"Excel workbook, sheet '{name}'", delimiter="")
-    raise ContactsError(f"{path}: sheet '{name}' is empty")
+    raise ContactsError(_("{path}: sheet '{name}' is empty").format(path=path, name=name))
 
 
 def _xlsx_sheet_rows(path: Path, raw: bytes, *, sheet: str | None) -> tuple[str, Iterator[tuple[int, list[str]]]]:
     """The name of the sheet to read and its rows (numbered as Excel numbers them) as text."""
     if b"opendocument" in raw[:100]:
-        raise ContactsError(f"{path}: is an OpenDocument spreadsheet (LibreOffice .ods), which cannot be read; "
-                            "save it as .xlsx or as CSV")
+        raise ContactsError(_("{path}: is an OpenDocument spreadsheet (LibreOffice .ods), which cannot be read; save "
+                               "it as .xlsx or as CSV").format(path=path))
     from openpyxl import load_workbook
 
     try:
         # read_only streams the rows; data_only gives the values Excel stored for formulas.
         workbook = load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a file it cannot read
-        raise ContactsError(f"{path}: is a ZIP file but cannot be read as an Excel workbook ({exc}); "
-                            "save it as .xlsx or as CSV") from None
+        raise ContactsError(_("{path}: is a ZIP file but cannot be read as an Excel workbook ({exc}); save it as .xlsx "
+                               "or as CSV").format(path=path, exc=exc)) from None
     names = workbook.sheetnames
     if not names or (sheet is not None and sheet not in names):
         workbook.close()
         if not names:
-            raise ContactsError(f"{path}: the workbook has no sheets")
-        raise ContactsError(f"{path}: has no sheet '{sheet}' (its sheets: {', '.join(repr(n) for n in names)})")
+            raise ContactsError(_("{path}: the workbook has no sheets").format(path=path))
+        raise ContactsError(_("{path}: has no sheet '{sheet}' (its sheets: {items})").format(path=path, sheet=sheet, items=', '.join(repr(n) for n in names)))
     name = sheet or names[0]
     worksheet = workbook[name]
     # Some programs write a wrong size into the sheet; read what is really there.
@@ -415,8 +462,8 @@ def _xlsx_rows(path: Path, workbook, rows: Iterator[tuple], name: str) -> Iterat
         for number, values in enumerate(rows, start=1):
             yield number, [_cell_text(v) for v in values]
     except Exception as exc:  # a damaged sheet: say where reading stopped
-        raise ContactsError(f"{path}: sheet '{name}' cannot be read after row {number} ({exc}); "
-                            "open it in Excel and save it again") from None
+        raise ContactsError(_("{path}: sheet '{name}' cannot be read after row {number} ({exc}); open it in Excel and "
+                               "save it again").format(path=path, name=name, number=number, exc=exc)) from None
     finally:
         workbook.close()
 
@@ -499,21 +546,24 @@ def read_contacts(path: Path, *, default_basis: str, sheet: str | None = None) -
         name = raw_name.strip()
         key = ALIASES.get(name.lower()) or _column_key(name)
         if not key:
-            problems.append(f"{path}:{at}: column {len(columns) + 1}: has no name")
+            problems.append(_("{path}:{line}: column {number}: has no name").format(path=path, line=at,
+                                                                                   number=len(columns) + 1))
         elif key in seen:
-            problems.append(f"{path}:{at}: column '{name}': means the same as column '{seen[key]}'")
+            problems.append(_("{path}:{line}: column '{name}': means the same as column '{other}'").format(
+                path=path, line=at, name=name, other=seen[key]))
         seen[key] = name
         columns.append(key)
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         found = ", ".join(repr(h.strip()) for h in header)
-        raise ContactsError(
-            f"{path}:{at}: missing required column{'s' if len(missing) > 1 else ''} "
-            + ", ".join(f"'{c}'" for c in missing)
-            + f" (found {found}; e-mail may be called email, e-mail or e-mailadres)"
-        )
+        raise ContactsError(ngettext(
+            "{path}:{line}: missing required column {columns} (found {found}; e-mail may be called email, e-mail or "
+            "e-mailadres)",
+            "{path}:{line}: missing required columns {columns} (found {found}; e-mail may be called email, e-mail or "
+            "e-mailadres)", len(missing)).format(path=path, line=at, columns=", ".join(f"'{c}'" for c in missing),
+                                                 found=found))
     if problems:
-        raise ContactsError(f"{path}: the header is not usable", problems)
+        raise ContactsError(_("{path}: the header is not usable").format(path=path), problems)
     label = {key: seen[key] for key in columns}
     extra_columns = tuple(c for c in columns if c not in STANDARD)
     name_parts = _name_parts(columns)
@@ -523,18 +573,21 @@ def read_contacts(path: Path, *, default_basis: str, sheet: str | None = None) -
     empty = 0
     for line, record, reason in table.records:
         if record is None:
-            problems.append(f"{path}:{line}: {reason}")
+            problems.append(_("{path}:{line}: {reason}").format(path=path, line=line, reason=reason))
             continue
         if not any(v.strip() for v in record):
             empty += 1  # counted, so that the summary says they were skipped
             continue
         if len(record) != len(columns):
-            problems.append(f"{path}:{line}: has {len(record)} fields, the header has {len(columns)}")
+            problems.append(_("{path}:{line}: has {fields} fields, the header has {columns}").format(
+                path=path, line=line, fields=len(record), columns=len(columns)))
             continue
         overlong = _overlong_field(record)
         if overlong is not None:
-            problems.append(f"{path}:{line}: column '{label[columns[overlong]]}': is {len(record[overlong]):,} "
-                            f"characters long, more than the {MAX_FIELD:,} a contact field may hold")
+            problems.append(_("{path}:{line}: column '{column}': is {length} characters long, more than the {max} a "
+                              "contact field may hold").format(path=path, line=line, column=label[columns[overlong]],
+                                                               length=f"{len(record[overlong]):,}",
+                                                               max=f"{MAX_FIELD:,}"))
             continue
         values = {key: value.strip() for key, value in zip(columns, record)}
         row_problems = []
@@ -542,28 +595,34 @@ def read_contacts(path: Path, *, default_basis: str, sheet: str | None = None) -
             # The values reach headers (To, a personalised Subject): one rule for every source.
             problem = value_problem(value) or length_problem(value, limits.get(key, CONTACT_EXTRA_MAX))
             if problem:
-                row_problems.append(f"{path}:{line}: column '{label[key]}': {problem}")
+                row_problems.append(_("{path}:{line}: column '{column}': {problem}").format(
+                    path=path, line=line, column=label[key], problem=problem))
         for key in REQUIRED:
             if not values.get(key):
-                row_problems.append(f"{path}:{line}: column '{label[key]}': is empty")
+                row_problems.append(_("{path}:{line}: column '{column}': is empty").format(
+                    path=path, line=line, column=label[key]))
         address = values.get("email", "")
-        if address and not any(f"column '{label['email']}'" in p for p in row_problems):
+        if address and not any(f"'{label['email']}':" in p for p in row_problems):
             try:
                 # The same normal form as normalise_address (inlined: 50,000 rows call it).
                 address = validate_email(address, check_deliverability=False, allow_smtputf8=False).ascii_email
             except EmailNotValidError as exc:
-                row_problems.append(f"{path}:{line}: column '{label['email']}': {address!r} is not a valid address ({exc})")
+                row_problems.append(_("{path}:{line}: column '{column}': {address} is not a valid address "
+                                      "({reason})").format(path=path, line=line, column=label['email'],
+                                                           address=repr(address), reason=validator_reason(exc)))
             else:
                 k = email_key(address)
                 if k in first_seen:
-                    row_problems.append(f"{path}:{line}: column '{label['email']}': repeats the address of line {first_seen[k]}")
+                    row_problems.append(_("{path}:{line}: column '{column}': repeats the address of line {first}").format(
+                        path=path, line=line, column=label['email'], first=first_seen[k]))
                 else:
                     first_seen[k] = line
         name = values.get("name") or _joined_name(values, name_parts)
         if not values.get("name") and name and length_problem(name, CONTACT_VALUE_MAX):
             # Each part passed on its own; the name they make goes into the To header whole.
             parts = "+".join(label[key] for part in name_parts for key in part if values.get(key))
-            row_problems.append(f"{path}:{line}: columns {parts}: {length_problem(name, CONTACT_VALUE_MAX)}")
+            row_problems.append(_("{path}:{line}: columns {columns}: {problem}").format(
+                path=path, line=line, columns=parts, problem=length_problem(name, CONTACT_VALUE_MAX)))
         if row_problems:
             problems.extend(row_problems)
             continue
@@ -577,7 +636,7 @@ def read_contacts(path: Path, *, default_basis: str, sheet: str | None = None) -
             extra=tuple((c, values[c]) for c in extra_columns),
         )))
     if not rows and not problems:
-        raise ContactsError(f"{path}: no contacts below the header")
+        raise ContactsError(_("{path}: no contacts below the header").format(path=path))
     used = {key for part in name_parts for key in part}
     return ParsedFile(path=path, rows=tuple(rows), problems=tuple(problems), encoding=encoding,
                       delimiter=delimiter, extras=tuple(c for c in extra_columns if c not in used),
@@ -649,8 +708,11 @@ def import_contacts(
     parsed = read_contacts(path, default_basis=default_basis, sheet=sheet)
     if parsed.problems and not skip_invalid:
         n = len(parsed.problems)
-        raise ContactsError(f"{path}: {n} problem{'s' if n > 1 else ''}; nothing was imported "
-                            "(fix the file, or use --skip-invalid to import the valid rows)", parsed.problems)
+        raise ContactsError(ngettext("{path}: {count} problem; nothing was imported (fix the file, or use "
+                                     "--skip-invalid to import the valid rows)",
+                                     "{path}: {count} problems; nothing was imported (fix the file, or use "
+                                     "--skip-invalid to import the valid rows)", n).format(path=path, count=n),
+                            parsed.problems)
     from .guard import reduced_key
 
     moment = store.iso(now or store.now_utc())
@@ -795,7 +857,7 @@ def count_contacts(conn: sqlite3.Connection) -> dict[str, int]:
 def get_contact(conn: sqlite3.Connection, address: str) -> Contact:
     row = conn.execute("SELECT * FROM contacts WHERE email_key = ?", (email_key(address),)).fetchone()
     if row is None:
-        raise UnknownContact(f"no contact {mask(address)}")
+        raise UnknownContact(_("no contact {address}").format(address=mask(address)))
     return _row_to_contact(row)
 
 
@@ -807,7 +869,7 @@ def show_contact(conn: sqlite3.Connection, address: str) -> dict:
     key = address_key(address)
     row = conn.execute("SELECT * FROM contacts WHERE email_key = ?", (key,)).fetchone()
     if row is None:
-        raise UnknownContact(f"no contact {mask(key)}")
+        raise UnknownContact(_("no contact {address}").format(address=mask(key)))
     info = {k: row[k] for k in row.keys() if k not in ("id", "email_key")}
     info["extra"] = json.loads(row["extra"])
     # A message written to the outbox reached no one: its state is "outbox", not "sent".
@@ -873,7 +935,7 @@ def remove_contacts(conn: sqlite3.Connection, addresses: Sequence[str], *, now: 
         try:
             normal[normalise_address(address)] = None
         except InvalidAddress as exc:
-            raise InvalidAddress(f"{exc}; nothing was changed") from None
+            raise InvalidAddress(_("{exc}; nothing was changed").format(exc=exc)) from None
     return set_status(conn, list(normal), status="removed", reason="removed by staff", now=now)
 
 
@@ -905,7 +967,7 @@ def unsubscribe(
         try:
             keys[address_key(address)] = None
         except InvalidAddress as exc:
-            raise InvalidAddress(f"{exc}; nothing was changed") from None
+            raise InvalidAddress(_("{exc}; nothing was changed").format(exc=exc)) from None
     moment = store.iso(now or store.now_utc())
     unsubscribed = already = 0
     recorded: list[str] = []
@@ -1004,16 +1066,16 @@ def reactivate(conn: sqlite3.Connection, address: str, *, by: str, now: dt.datet
         if row is None:
             hit = conn.execute("SELECT reason FROM suppressions WHERE hash = ?", (suppression_hash(conn, key),)).fetchone()
             if hit is not None and _is_opt_out(hit[0]):
-                raise StateError(f"{masked} opted out, and only the person can undo an opt-out (by asking for "
-                                 "the mails again); nothing was changed")
+                raise StateError(_("{masked} opted out, and only the person can undo an opt-out (by asking for the mails "
+                                    "again); nothing was changed").format(masked=masked))
             if hit is not None:
-                raise StateError(f"{masked} was erased on request and cannot be reactivated; nothing was changed")
-            raise UnknownContact(f"no contact {masked}")
+                raise StateError(_("{masked} was erased on request and cannot be reactivated; nothing was changed").format(masked=masked))
+            raise UnknownContact(_("no contact {masked}").format(masked=masked))
         if row["status"] == "unsubscribed":
-            raise StateError(f"{masked} opted out, and only the person can undo an opt-out (by asking for "
-                             "the mails again); the contact stays unsubscribed")
+            raise StateError(_("{masked} opted out, and only the person can undo an opt-out (by asking for the mails "
+                                "again); the contact stays unsubscribed").format(masked=masked))
         if row["status"] == "active":
-            raise StateError(f"{masked} is already active; nothing was changed")
+            raise StateError(_("{masked} is already active; nothing was changed").format(masked=masked))
         was = row["status"]
         note = f"reactivated by {by} (was {was}" + (f": {row['status_reason']})" if row["status_reason"] else ")")
         conn.execute("UPDATE contacts SET status = 'active', status_at = ?, status_reason = ? WHERE id = ?",
@@ -1046,14 +1108,16 @@ def read_address_list(path: Path) -> list[str]:
             try:
                 found.append(normalise_address(candidate))
             except InvalidAddress as exc:
-                problems.append(f"{path}:{number}: {exc}")
+                problems.append(_("{path}:{number}: {exc}").format(path=path, number=number, exc=exc))
     if problems:
         n = len(problems)
-        raise ContactsError(f"{path}: {n} address{'es are' if n > 1 else ' is'} not usable; nothing was changed",
+        raise ContactsError(ngettext("{path}: {count} address is not usable; nothing was changed",
+                                     "{path}: {count} addresses are not usable; nothing was changed", n).format(
+                                         path=path, count=n),
                             problems)
     if not found:
-        raise ContactsError(f"{path} holds no e-mail address, so nothing was changed "
-                            "(give one address per line, or a CSV, text or Excel list with an e-mail column)")
+        raise ContactsError(_("{path} holds no e-mail address, so nothing was changed (give one address per line, or a "
+                               "CSV, text or Excel list with an e-mail column)").format(path=path))
     return found
 
 
@@ -1111,8 +1175,9 @@ def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path, not_
             return ForgetResult(address=masked, imported=False, already=True, files_removed=0, lines_removed=0)
         if not not_imported and not inbox_knows:
             raise UnknownContact(
-                f"no contact {masked}; nothing was erased. Check the address with `campaign contacts list`, or, "
-                "if this person was never imported and asks to be kept out, run it again with --not-imported.")
+                _("no contact {masked}; nothing was erased. Check the address with `campaign contacts "
+                   "list`, or, if this person was never imported and asks to be kept out, run it again with "
+                   "--not-imported.").format(masked=masked))
         with store.transaction(conn):
             _suppress(conn, key, "erasure requested before import", moment, replace=True)
             _forget_inbox(conn, contact_id=None, hashed=hashed)
@@ -1120,8 +1185,8 @@ def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path, not_
             store.scrub(conn)
         return ForgetResult(address=masked, imported=False, already=erased, files_removed=0, lines_removed=0)
     if not_imported:
-        raise ContactsError(f"{masked} is an imported contact; run it again without --not-imported to erase it "
-                            "and every file written for it.")
+        raise ContactsError(_("{masked} is an imported contact; run it again without --not-imported to erase it and "
+                               "every file written for it.").format(masked=masked))
     contact_id = row["id"]
     with store.transaction(conn):
         # A running worker claims only pending rows: from here on it sends this person nothing.
@@ -1147,9 +1212,8 @@ def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path, not_
         else:
             gone.append(entry["path"])  # the folder was deleted since
     if failures:
-        raise ContactsError(f"{masked}: {len(failures)} file(s) could not be erased; the contact is kept, so that "
-                            "running forget again after fixing this finds the rest (its pending sends are "
-                            "suppressed)", failures)
+        raise ContactsError(_("{masked}: {count} file(s) could not be erased; the contact is kept, so that running "
+                               "forget again after fixing this finds the rest (its pending sends are suppressed)").format(masked=masked, count=len(failures)), failures)
     with store.transaction(conn):
         conn.execute("DELETE FROM ledger WHERE contact_id = ?", (contact_id,))
         _forget_inbox(conn, contact_id=contact_id, hashed=hashed)
@@ -1181,7 +1245,7 @@ def _remove(path: Path, failures: list[str]) -> int:
         except FileNotFoundError:
             continue
         except OSError as exc:
-            failures.append(f"{candidate}: {exc.strerror}")
+            failures.append(_("{candidate}: {strerror}").format(candidate=candidate, strerror=exc.strerror))
             continue
         found += candidate == path
     return found
@@ -1225,7 +1289,7 @@ def _forget_in_simulation(folder: Path, contact_id: int, failures: list[str]) ->
         rows = list(csv.reader(io.StringIO(timeline.read_text(encoding="utf-8"), newline="")))
         column = rows[0].index("contact_id")
     except (OSError, UnicodeDecodeError, csv.Error, IndexError, ValueError):
-        failures.append(f"{timeline}: cannot tell whose lines it holds (no contact_id column); delete it")
+        failures.append(_("{timeline}: cannot tell whose lines it holds (no contact_id column); delete it").format(timeline=timeline))
         return removed, 0
     ours = str(contact_id)
     kept = [rows[0]] + [r for r in rows[1:] if not (len(r) > column and r[column] == ours)]
@@ -1235,6 +1299,11 @@ def _forget_in_simulation(folder: Path, contact_id: int, failures: list[str]) ->
     csv.writer(out).writerows(kept)  # the cells were made safe for spreadsheets when written
     files.write_private(timeline, out.getvalue())
     return removed, len(rows) - len(kept)
+
+
+def source_label(source: str) -> str:
+    """Where the contacts came from, as a person reads it ("imported contacts" or a file name)."""
+    return _("imported contacts") if source == "imported contacts" else source
 
 
 def audience(project: "Project", *, limit: int | None = None) -> tuple[list[Contact], str]:
@@ -1256,9 +1325,9 @@ def example_contacts(root: Path) -> list[Contact]:
     contacts are imported (callers look at the imported contacts first)."""
     path = root / "contacts" / "example.csv"
     if not path.exists() and not path.is_symlink():
-        raise ContactsError("no contacts imported and no contacts/example.csv: import a list with "
-                            "`campaign contacts import FILE`")
+        raise ContactsError(_("no contacts imported and no contacts/example.csv: import a list with `campaign contacts "
+                               "import FILE`"))
     parsed = read_contacts(path, default_basis="example")
     if parsed.problems:
-        raise ContactsError(f"{path}: the example list has problems", parsed.problems)
+        raise ContactsError(_("{path}: the example list has problems").format(path=path), parsed.problems)
     return [r.contact for r in parsed.rows]

@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .i18n import _
 from .errors import ContentError
 from .headers import TEXT_MAX, length_problem, value_problem
 from .settings import CampaignSettings, load_campaign_settings
@@ -58,7 +59,7 @@ class Campaign:
         for m in self.mails:
             if m.number == number:
                 return m
-        raise ContentError(f"{self.slug}: there is no mail {number} (mails are 1 to {len(self.mails)})")
+        raise ContentError(_("{slug}: there is no mail {number} (mails are 1 to {count})").format(slug=self.slug, number=number, count=len(self.mails)))
 
     def source_files(self) -> list[Path]:
         """Every file whose change changes the rendered mails (the templates aside)."""
@@ -74,21 +75,21 @@ def parse_mail(path: Path) -> Mail:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ContentError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise ContentError(_("{path}: not UTF-8 text ({reason} at byte {start})").format(path=path, reason=exc.reason, start=exc.start)) from None
     lines = text.splitlines()
     if not lines or lines[0].strip() != "+++":
-        raise ContentError(f"{path}:1: the file must start with a '+++' line opening the front matter")
+        raise ContentError(_("{path}:1: the file must start with a '+++' line opening the front matter").format(path=path))
     try:
         end = next(i for i in range(1, len(lines)) if lines[i].strip() == "+++")
     except StopIteration:
-        raise ContentError(f"{path}:1: the front matter opened here is never closed with '+++'") from None
+        raise ContentError(_("{path}:1: the front matter opened here is never closed with '+++'").format(path=path)) from None
     try:
         meta = tomllib.loads("\n".join(lines[1:end]))
     except tomllib.TOMLDecodeError as exc:
         # tomllib reports "(at line N, column M)" relative to the front matter.
         m = re.search(r"line (\d+)", str(exc))
         line = int(m.group(1)) + 1 if m else 2
-        raise ContentError(f"{path}:{line}: front matter: {exc}") from None
+        raise ContentError(_("{path}:{line}: front matter: {exc}").format(path=path, line=line, exc=exc)) from None
 
     def field_line(name: str) -> int:
         for i in range(1, end):
@@ -98,26 +99,25 @@ def parse_mail(path: Path) -> Mail:
 
     for name, kind in FRONT_MATTER_FIELDS.items():
         if name not in meta:
-            raise ContentError(f"{path}:{end + 1}: field '{name}': missing from the front matter")
+            raise ContentError(_("{path}:{value}: field '{name}': missing from the front matter").format(path=path, value=end + 1, name=name))
         value = meta[name]
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise ContentError(f"{path}:{field_line(name)}: field '{name}': expected {kind.__name__}, got {value!r}")
+            raise ContentError(_("{path}:{value}: field '{name}': expected {name__}, got {value2}").format(path=path, value=field_line(name), name=name, name__=kind.__name__, value2=repr(value)))
         if kind is str and (not value.strip() or _CONTROL.search(value) or "\n" in value):
-            raise ContentError(f"{path}:{field_line(name)}: field '{name}': empty or holds a line break")
+            raise ContentError(_("{path}:{value}: field '{name}': empty or holds a line break").format(path=path, value=field_line(name), name=name))
         if name == "subject":
             problem = value_problem(value) or length_problem(value.strip(), TEXT_MAX)
             if problem:
-                raise ContentError(f"{path}:{field_line(name)}: field 'subject': {problem}")
+                raise ContentError(_("{path}:{value}: field 'subject': {problem}").format(path=path, value=field_line(name), problem=problem))
     for name, kind in OPTIONAL_FIELDS.items():
         if name in meta and not isinstance(meta[name], kind):
-            raise ContentError(f"{path}:{field_line(name)}: field '{name}': expected true or false, got {meta[name]!r}")
+            raise ContentError(_("{path}:{value}: field '{name}': expected true or false, got {meta}").format(path=path, value=field_line(name), name=name, meta=repr(meta[name])))
     unknown = sorted(set(meta) - set(FRONT_MATTER_FIELDS) - set(OPTIONAL_FIELDS))
     if unknown:
-        raise ContentError(f"{path}:{field_line(unknown[0])}: field '{unknown[0]}': unknown (expected "
-                           f"{', '.join([*FRONT_MATTER_FIELDS, *OPTIONAL_FIELDS])})")
+        raise ContentError(_("{path}:{value}: field '{unknown}': unknown (expected {items})").format(path=path, value=field_line(unknown[0]), unknown=unknown[0], items=', '.join([*FRONT_MATTER_FIELDS, *OPTIONAL_FIELDS])))
     body = "\n".join(lines[end + 1 :]).strip("\n") + "\n"
     if not body.strip():
-        raise ContentError(f"{path}:{end + 2}: the mail has no body")
+        raise ContentError(_("{path}:{value}: the mail has no body").format(path=path, value=end + 2))
     return Mail(
         number=meta["number"],
         theme=meta["theme"].strip(),
@@ -138,22 +138,22 @@ def load_campaign(folder: Path) -> Campaign:
     intro = intro_path.read_text(encoding="utf-8") if intro_path.exists() else ""
     files = sorted((folder / "mails").glob("*.md"))
     if not files:
-        raise ContentError(f"{folder / 'mails'}: no mail files (*.md)")
+        raise ContentError(_("{value}: no mail files (*.md)").format(value=folder / 'mails'))
     mails = sorted((parse_mail(p) for p in files), key=lambda m: m.number)
     seen: dict[int, Mail] = {}
     for m in mails:
         if m.number in seen:
-            raise ContentError(f"{m.path}:2: field 'number': {m.number} is also the number of {seen[m.number].path.name}")
+            raise ContentError(_("{path}:2: field 'number': {number} is also the number of {name}").format(path=m.path, number=m.number, name=seen[m.number].path.name))
         seen[m.number] = m
     expected = list(range(1, len(mails) + 1))
     if [m.number for m in mails] != expected:
         missing = sorted(set(expected) - set(seen))
-        raise ContentError(f"{folder / 'mails'}: mails must be numbered 1 to {len(mails)} without gaps; missing {missing}")
+        raise ContentError(_("{value}: mails must be numbered 1 to {count} without gaps; missing {missing}").format(value=folder / 'mails', count=len(mails), missing=missing))
     subjects: dict[str, Mail] = {}
     for m in mails:
         key = m.subject.casefold()
         if key in subjects:
-            raise ContentError(f"{m.path}: field 'subject': the same as in {subjects[key].path.name}")
+            raise ContentError(_("{path}: field 'subject': the same as in {name}").format(path=m.path, name=subjects[key].path.name))
         subjects[key] = m
     return Campaign(settings=settings, intro=intro, mails=tuple(mails))
 
@@ -164,5 +164,5 @@ def find_campaign(root: Path, name: str) -> Path:
     if not folder.is_dir():
         available = sorted(p.parent.name for p in (root / "campaigns").glob("*/campaign.toml"))
         hint = f" (available: {', '.join(available)})" if available else ""
-        raise ContentError(f"no campaign '{name}' in {root / 'campaigns'}{hint}")
+        raise ContentError(_("no campaign '{name}' in {value}{hint}").format(name=name, value=root / 'campaigns', hint=hint))
     return folder

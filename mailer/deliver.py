@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from .i18n import _
 from . import store
 from .contacts import Contact, _row_to_contact
 from .errors import DeliveryError, SenderNotConfigured, StateError
@@ -174,7 +175,7 @@ class WorkerLock:
             self.fh.seek(0)
             owner = self.fh.read().strip() or "another process"
             self.fh.close()
-            raise StateError(f"a worker is already running (pid {owner}); only one may run at a time") from None
+            raise StateError(_("a worker is already running (pid {owner}); only one may run at a time").format(owner=owner)) from None
         self.fh.seek(0)
         self.fh.truncate()
         self.fh.write(str(os.getpid()))
@@ -615,8 +616,8 @@ class Worker:
                 self._release(ledger_id)
                 if halt is None and not self.stop.is_set():  # not when a stop cut a wait short
                     halt = TransportUnavailable(
-                        f"{exc}; nothing more was claimed, and the messages not yet sent wait in the queue "
-                        "with their attempts intact")
+                        _("{exc}; nothing more was claimed, and the messages not yet sent wait in the queue with "
+                           "their attempts intact").format(exc=exc))
                 more = False
                 return
             except Throttled as exc:
@@ -852,7 +853,7 @@ class Worker:
         queue without using an attempt (unknown ones stay unknown: they may have arrived)."""
         latest = streak[-1][2]
         answer = _masked(str(latest))[:200]
-        refused = [ledger_id for ledger_id, _, exc in streak if not isinstance(exc, UnknownOutcome)]
+        refused = [ledger_id for ledger_id, _moment, exc in streak if not isinstance(exc, UnknownOutcome)]
         if refused:
             marks = ",".join("?" * len(refused))
             with store.transaction(self.conn):
@@ -865,16 +866,18 @@ class Worker:
         n = len(streak)
         if isinstance(latest, UnknownOutcome):
             return RepeatedRefusal(
-                f"the connection to {self.config.label} was lost after the message was handed over {n} times in a row "
-                f"({answer}); the worker stopped so as not to go on like that through the whole list. Those {n} "
-                "messages are recorded as unknown and are sent again (counted as resent) on the next run that reaches "
-                "the server; check the server and its logs, then start `campaign worker` again.")
+                _("the connection to {label} was lost after the message was handed over {n} times in a row "
+                   "({answer}); the worker stopped so as not to go on like that through the whole list. "
+                   "Those {n} messages are recorded as unknown and are sent again (counted as resent) on "
+                   "the next run that reaches the server; check the server and its logs, then start "
+                   "`campaign worker` again.").format(label=self.config.label, n=n, answer=answer))
         return RepeatedRefusal(
-            f"{self.config.label} refused {n} messages in a row with the same answer: {answer}; the worker stopped "
-            f"so as not to fail the whole list. Those {n} messages are back in the queue without using an attempt "
-            "and no contact was marked bounced. Fix what the answer names (for example, whether the server lets "
-            "this sender relay), then start `campaign worker` again; [delivery] failure_threshold in settings.toml "
-            f"sets how many identical refusals stop it (now {self.failure_threshold}).")
+            _("{label} refused {n} messages in a row with the same answer: {answer}; the worker "
+               "stopped so as not to fail the whole list. Those {n} messages are back in the queue "
+               "without using an attempt and no contact was marked bounced. Fix what the answer names "
+               "(for example, whether the server lets this sender relay), then start `campaign worker` "
+               "again; [delivery] failure_threshold in settings.toml sets how many identical refusals "
+               "stop it (now {failure_threshold}).").format(label=self.config.label, n=n, answer=answer, failure_threshold=self.failure_threshold))
 
     def _release(self, ledger_id: int) -> None:
         with store.transaction(self.conn):
@@ -1013,7 +1016,7 @@ class Worker:
             read_inbox(self.project, env=self.env, now=self.clock(), tokens=self._inbox_tokens())
         except (CampaignError, sqlite3.Error, OSError) as exc:
             if self.on_error:
-                self.on_error(f"reading the inbox failed: {exc}")
+                self.on_error(_("reading the inbox failed: {exc}").format(exc=exc))
 
 
 @dataclass(frozen=True)
@@ -1053,7 +1056,7 @@ def send_test(
         config.token_source(env, deployment.oauth)
     recipients = list(to or deployment.test_recipients)
     if not recipients:
-        raise DeliveryError("no test recipients: pass --to ADDRESS or set test.recipients in settings.toml")
+        raise DeliveryError(_("no test recipients: pass --to ADDRESS or set test.recipients in settings.toml"))
     origin = "--to" if to else "test.recipients in settings.toml"
     conn = project.connect() if project.db_exists else None
     try:
@@ -1085,8 +1088,8 @@ def send_test(
                 try:
                     where = transport.send(envelope, group="test")
                 except (TemporaryFailure, PermanentFailure, UnknownOutcome) as exc:
-                    raise DeliveryError(f"test mail {number} to {address} was not accepted: {exc}; the {len(sent)} "
-                                        "test mail(s) before it were handed over.") from None
+                    raise DeliveryError(_("test mail {number} to {address} was not accepted: {exc}; the {count} test mail(s) "
+                                           "before it were handed over.").format(number=number, address=address, exc=exc, count=len(sent))) from None
                 sent.append(TestSend(mail=number, subject=f"[TEST] {personal.subject}", recipient=address, where=where,
                                      transport=config.label))
     finally:

@@ -13,6 +13,7 @@ import hashlib
 import sqlite3
 from collections.abc import Sequence
 
+from .i18n import _
 from . import store
 from .contacts import email_key, mask, normalise_address
 from .errors import DeliveryError, InvalidAddress
@@ -77,16 +78,16 @@ def check_test_recipients(conn: sqlite3.Connection | None, addresses: Sequence[s
         try:
             normal = normalise_address(typed)
         except InvalidAddress as exc:
-            raise DeliveryError(f"{origin}: {exc}") from None
+            raise DeliveryError(_("{origin}: {exc}").format(origin=origin, exc=exc)) from None
         problem = recipient_problem(conn, typed, normal) if conn is not None else None
         if problem is not None:
             if problem == "contact":
                 raise DeliveryError(
-                    f"{origin} {mask(normal)} reaches the mailbox of an imported contact; test mails never go to "
-                    "contacts, so nothing was sent: send test mails to your own address.")
+                    _("{origin} {address} reaches the mailbox of an imported contact; test mails never go to "
+                       "contacts, so nothing was sent: send test mails to your own address.").format(origin=origin, address=mask(normal)))
             if problem == "suppressed":
                 raise DeliveryError(
-                    f"{origin} {mask(normal)} is on the suppression list (erased or opted out); test mails never "
-                    "go there, so nothing was sent: send test mails to your own address.")
+                    _("{origin} {address} is on the suppression list (erased or opted out); test mails never "
+                       "go there, so nothing was sent: send test mails to your own address.").format(origin=origin, address=mask(normal)))
         checked.append(normal)
     return checked

@@ -18,6 +18,7 @@ import re
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from .i18n import _
 from .errors import CampaignError, HeaderError
 
 if TYPE_CHECKING:
@@ -65,20 +66,21 @@ def value_problem(value: str) -> str | None:
     ch = m.group()
     code = f"U+{ord(ch):04X}"
     if ch in _LINE_BREAKS:
-        return "contains a line break"
+        return _("contains a line break")
     if re.fullmatch(f"[{_BIDI}]", ch):
-        return f"contains a bidi control character ({code}), which makes mail programs show the text in another order"
+        return _("contains a bidi control character ({code}), which makes mail programs show the text in another "
+                 "order").format(code=code)
     if re.fullmatch(f"[{_ZERO_WIDTH}]", ch):
-        return f"contains a zero-width character ({code}), which hides text or joins words unseen"
+        return _("contains a zero-width character ({code}), which hides text or joins words unseen").format(code=code)
     if "\ud800" <= ch <= "\udfff":
-        return f"contains an unpaired surrogate ({code})"
-    return f"contains a control character ({code})"
+        return _("contains an unpaired surrogate ({code})").format(code=code)
+    return _("contains a control character ({code})").format(code=code)
 
 
 def length_problem(value: str, limit: int) -> str | None:
     """Why ``value`` is too long (a phrase to follow the field name), or None."""
     if len(value) > limit:
-        return f"is {len(value)} characters long; at most {limit} are allowed"
+        return _("is {length} characters long; at most {limit} are allowed").format(length=len(value), limit=limit)
     return None
 
 

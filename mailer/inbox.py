@@ -28,6 +28,7 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .i18n import _
 from . import contacts, store
 from .errors import DeliveryError, InvalidAddress, MailboxError
 
@@ -469,27 +470,27 @@ def local_messages(path: Path) -> tuple[str, Iterator[Incoming]]:
                 box = mailbox.Maildir(path, factory=None, create=False)
                 keys = sorted(box.iterkeys())
             except OSError as exc:
-                raise MailboxError(f"{path}: the Maildir cannot be read: {exc.strerror}") from None
+                raise MailboxError(_("{path}: the Maildir cannot be read: {strerror}").format(path=path, strerror=exc.strerror)) from None
             return f"Maildir {path}", _maildir(box, keys, path)
         try:
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".eml" and p.is_file())
         except OSError as exc:
-            raise MailboxError(f"{path}: the folder cannot be read: {exc.strerror}") from None
+            raise MailboxError(_("{path}: the folder cannot be read: {strerror}").format(path=path, strerror=exc.strerror)) from None
         if not found:
-            raise MailboxError(f"{path} is no Maildir (no cur/ and new/ folders) and holds no .eml files; "
-                               "export the messages as .eml files or as an mbox file and give that")
+            raise MailboxError(_("{path} is no Maildir (no cur/ and new/ folders) and holds no .eml files; export the "
+                                  "messages as .eml files or as an mbox file and give that").format(path=path))
         return f"{len(found)} .eml file(s) in {path}", _eml_files(found)
     try:
         with path.open("rb") as fh:
             head = fh.read(4096)
     except OSError as exc:
-        raise MailboxError(f"{path}: cannot be read: {exc.strerror}") from None
+        raise MailboxError(_("{path}: cannot be read: {strerror}").format(path=path, strerror=exc.strerror)) from None
     if head.startswith(b"From "):
         return f"mbox file {path}", _mbox(path)
     if re.match(rb"(?:[!-9;-~]+:[^\n]*\r?\n(?:[ \t][^\n]*\r?\n)*)+", head):
         return f"message file {path}", _eml_files([path])
-    raise MailboxError(f"{path} is no mbox file (which starts with a 'From ' line), no Maildir and no .eml "
-                       "message; give a Maildir folder, an mbox file or a folder of .eml files")
+    raise MailboxError(_("{path} is no mbox file (which starts with a 'From ' line), no Maildir and no .eml "
+                          "message; give a Maildir folder, an mbox file or a folder of .eml files").format(path=path))
 
 
 def _maildir(box, keys: list[str], path: Path) -> Iterator[Incoming]:
@@ -549,32 +550,32 @@ def imap_config(env: Mapping[str, str]) -> ImapConfig | None:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise MailboxError(f"CAMPAIGN_IMAP_URL is not a valid URL ({exc}); {expected}") from None
+        raise MailboxError(_("CAMPAIGN_IMAP_URL is not a valid URL ({exc}); {expected}").format(exc=exc, expected=expected)) from None
     if parts.scheme not in ("imap", "imaps"):
-        raise MailboxError(f"CAMPAIGN_IMAP_URL: {expected}, got scheme {parts.scheme!r}")
+        raise MailboxError(_("CAMPAIGN_IMAP_URL: {expected}, got scheme {scheme}").format(expected=expected, scheme=repr(parts.scheme)))
     if not parts.hostname:
-        raise MailboxError(f"CAMPAIGN_IMAP_URL names no host; {expected}")
+        raise MailboxError(_("CAMPAIGN_IMAP_URL names no host; {expected}").format(expected=expected))
     if parts.password is not None:
-        raise MailboxError("CAMPAIGN_IMAP_URL holds a password; put it in CAMPAIGN_IMAP_PASSWORD instead")
+        raise MailboxError(_("CAMPAIGN_IMAP_URL holds a password; put it in CAMPAIGN_IMAP_PASSWORD instead"))
     if not parts.username:
-        raise MailboxError(f"CAMPAIGN_IMAP_URL names no user; {expected}")
-    username, _, mechanism = parts.username.partition(";")  # RFC 5092: imap://user;AUTH=XOAUTH2@host/
+        raise MailboxError(_("CAMPAIGN_IMAP_URL names no user; {expected}").format(expected=expected))
+    username, _sep, mechanism = parts.username.partition(";")  # RFC 5092: imap://user;AUTH=XOAUTH2@host/
     asked = ""
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         if key.lower() != "auth":
-            raise MailboxError(f"CAMPAIGN_IMAP_URL: unknown option {key!r}; the only option is ?auth=xoauth2 "
-                               "(or ?auth=password)")
+            raise MailboxError(_("CAMPAIGN_IMAP_URL: unknown option {key}; the only option is ?auth=xoauth2 (or "
+                                  "?auth=password)").format(key=repr(key)))
         asked = value
     if mechanism.lower().startswith("auth="):
         asked = asked or mechanism[5:]
     auth = (asked or env.get("CAMPAIGN_IMAP_AUTH", "") or "password").strip().lower()
     if auth not in ("password", "xoauth2"):
-        raise MailboxError(f"the IMAP login {auth!r} (CAMPAIGN_IMAP_URL ?auth= or CAMPAIGN_IMAP_AUTH) is not known; "
-                           "use password or xoauth2")
+        raise MailboxError(_("the IMAP login {auth} (CAMPAIGN_IMAP_URL ?auth= or CAMPAIGN_IMAP_AUTH) is not known; "
+                              "use password or xoauth2").format(auth=repr(auth)))
     folder = urllib.parse.unquote(parts.path.lstrip("/")) or "INBOX"
     if not folder.isascii() or any(c in folder for c in '"\\\r\n*%'):
-        raise MailboxError("CAMPAIGN_IMAP_URL: the folder must be an ASCII name without quotes, backslashes, "
-                           "'*' or '%'")
+        raise MailboxError(_("CAMPAIGN_IMAP_URL: the folder must be an ASCII name without quotes, backslashes, '*' or "
+                              "'%'"))
     return ImapConfig(tls="imaps" if parts.scheme == "imaps" else "starttls", host=parts.hostname,
                       port=port or (993 if parts.scheme == "imaps" else 143),
                       user=urllib.parse.unquote(username), folder=folder, auth=auth)
@@ -589,11 +590,11 @@ def _imap_ssl_context(env: Mapping[str, str]):
         try:
             ctx.load_verify_locations(cafile=ca)
         except ssl.SSLError:
-            raise MailboxError(f"CAMPAIGN_IMAP_CA_FILE={ca}: no certificate could be read from it; point it at a "
-                               "PEM file of the CA that signed the IMAP server's certificate") from None
+            raise MailboxError(_("CAMPAIGN_IMAP_CA_FILE={ca}: no certificate could be read from it; point it at a PEM "
+                                  "file of the CA that signed the IMAP server's certificate").format(ca=ca)) from None
         except OSError as exc:
-            raise MailboxError(f"CAMPAIGN_IMAP_CA_FILE={ca}: {exc.strerror}; point it at a PEM file of the CA "
-                               "that signed the IMAP server's certificate") from None
+            raise MailboxError(_("CAMPAIGN_IMAP_CA_FILE={ca}: {strerror}; point it at a PEM file of the CA that signed "
+                                  "the IMAP server's certificate").format(ca=ca, strerror=exc.strerror)) from None
     return ctx
 
 
@@ -615,7 +616,7 @@ class ImapMailbox:
         typ, data = answer
         if typ != "OK":
             detail = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
-            raise MailboxError(f"{self.config.label}: {what} failed: {detail or typ}")
+            raise MailboxError(_("{label}: {what} failed: {value}").format(label=self.config.label, what=what, value=detail or typ))
         return data
 
     def open(self) -> None:
@@ -631,8 +632,8 @@ class ImapMailbox:
 
                 self.tokens = token_provider(self.env)
         elif not password:
-            raise MailboxError(f"{c.label} needs a password: set CAMPAIGN_IMAP_PASSWORD (or log in with OAuth2: "
-                               "add ?auth=xoauth2 to CAMPAIGN_IMAP_URL, see the README)")
+            raise MailboxError(_("{label} needs a password: set CAMPAIGN_IMAP_PASSWORD (or log in with OAuth2: add "
+                                  "?auth=xoauth2 to CAMPAIGN_IMAP_URL, see the README)").format(label=c.label))
         ctx = _imap_ssl_context(self.env)
         try:
             if c.tls == "imaps":
@@ -640,8 +641,8 @@ class ImapMailbox:
             else:
                 self.conn = imaplib.IMAP4(c.host, c.port, timeout=60)
                 if "STARTTLS" not in self.conn.capabilities:
-                    raise MailboxError(f"{c.label} offers no STARTTLS, and the password is never sent unencrypted; "
-                                       "use imaps:// or a server that offers STARTTLS")
+                    raise MailboxError(_("{label} offers no STARTTLS, and the password is never sent unencrypted; use imaps:// or "
+                                          "a server that offers STARTTLS").format(label=c.label))
                 self.conn.starttls(ssl_context=ctx)
             if c.auth == "xoauth2":
                 from .oauth import imap_authenticate
@@ -655,9 +656,8 @@ class ImapMailbox:
             self._check(f"opening the folder {c.folder!r}", self.conn.select(f'"{c.folder}"'))
         except ssl.SSLCertVerificationError as exc:
             self.close()
-            raise MailboxError(f"{c.label}: the server's certificate cannot be verified ({exc.verify_message}); "
-                               "nothing was read. Use the server's real name, or point CAMPAIGN_IMAP_CA_FILE at "
-                               "its CA") from None
+            raise MailboxError(_("{label}: the server's certificate cannot be verified ({verify_message}); nothing was "
+                                  "read. Use the server's real name, or point CAMPAIGN_IMAP_CA_FILE at its CA").format(label=c.label, verify_message=exc.verify_message)) from None
         except (MailboxError, DeliveryError):  # DeliveryError: the OAuth2 token or login (mailer.oauth)
             self.close()
             raise
@@ -666,10 +666,10 @@ class ImapMailbox:
             detail = exc.args[0] if exc.args else exc
             if isinstance(detail, bytes):
                 detail = detail.decode("utf-8", "replace")
-            raise MailboxError(f"{c.label}: the server refused: {detail}; nothing was read") from None
+            raise MailboxError(_("{label}: the server refused: {detail}; nothing was read").format(label=c.label, detail=detail)) from None
         except (OSError, socket.timeout) as exc:
             self.close()
-            raise MailboxError(f"{c.label} cannot be reached: {exc}; nothing was read") from None
+            raise MailboxError(_("{label} cannot be reached: {exc}; nothing was read").format(label=c.label, exc=exc)) from None
 
     def messages(self) -> Iterator[Incoming]:
         import imaplib
@@ -679,14 +679,14 @@ class ImapMailbox:
             data = self._check("searching", self.conn.uid("SEARCH", None, "UNKEYWORD", self.settings.keyword))
             uids = [u.decode() for u in (data[0] or b"").split()]
         except (imaplib.IMAP4.error, OSError) as exc:
-            raise MailboxError(f"{self.config.label}: searching the folder failed: {exc}; nothing was read") from None
+            raise MailboxError(_("{label}: searching the folder failed: {exc}; nothing was read").format(label=self.config.label, exc=exc)) from None
         for uid in uids:
             try:
                 # BODY.PEEK: reading does not mark it read; only a handled message is marked.
                 data = self._check(f"reading message {uid}", self.conn.uid("FETCH", uid, "(BODY.PEEK[])"))
             except (imaplib.IMAP4.error, OSError) as exc:
-                raise MailboxError(f"{self.config.label}: the connection failed while reading message {uid}: "
-                                   f"{exc}; what was read before it is handled, the rest is read next time") from None
+                raise MailboxError(_("{label}: the connection failed while reading message {uid}: {exc}; what was read before "
+                                      "it is handled, the rest is read next time").format(label=self.config.label, uid=uid, exc=exc)) from None
             raw = next((d[1] for d in data if isinstance(d, tuple) and len(d) > 1), b"")
             yield Incoming(ref=f"IMAP {self.config.folder} UID {uid}", data=raw, uid=uid)
 
@@ -928,8 +928,8 @@ def read_inbox(
     else:
         config = imap_config(env)
         if config is None:
-            raise MailboxError("no mailbox to read: set CAMPAIGN_IMAP_URL (and CAMPAIGN_IMAP_PASSWORD), or give a "
-                               "Maildir, mbox file or folder of .eml files with --from")
+            raise MailboxError(_("no mailbox to read: set CAMPAIGN_IMAP_URL (and CAMPAIGN_IMAP_PASSWORD), or give a "
+                                  "Maildir, mbox file or folder of .eml files with --from"))
         if config.auth == "xoauth2" and tokens is None:
             from .oauth import token_provider
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from email.utils import format_datetime
 from functools import lru_cache
 
+from .i18n import _
 from . import headers as _headers
 from .errors import HeaderError
 from .personalise import PersonalMail, literals, text_literals
@@ -72,7 +73,7 @@ def format_address(name: str, display: str, addr: str) -> str:
     if (not local or not at or not domain or not addr.isascii() or _headers.value_problem(addr)
             or any(c in addr for c in " <>\"(),;:\\[]")):
         shown = f"{addr[:1]}***@{domain}" if at else repr(addr)
-        raise HeaderError(f"{where}: {shown} is not a mail address this sender can use")
+        raise HeaderError(_("{where}: {shown} is not a mail address this sender can use").format(where=where, shown=shown))
     return _headers.named(name, display, addr) if display else addr
 
 
@@ -82,8 +83,12 @@ def _optout_subject(name: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def _date_header(second: int) -> str:
-    return format_datetime(dt.datetime.fromtimestamp(second, dt.timezone.utc))
+def _date_header(second: int, timezone: str = "UTC") -> str:
+    """The Date header in the campaign's time zone with its offset (``+0100`` in winter, ``+0200``
+    in summer), as a mail program shows it to the reader; cached per second and zone."""
+    from zoneinfo import ZoneInfo
+
+    return format_datetime(dt.datetime.fromtimestamp(second, ZoneInfo(timezone)))
 
 
 @lru_cache(maxsize=8)
@@ -94,9 +99,9 @@ def _fixed_headers(sender: Sender, campaign: CampaignSettings) -> tuple[str, str
     _checked("name", campaign.name, "campaign")
     problem = _headers.list_id_problem(campaign.list_id)
     if problem:
-        raise HeaderError(f"campaign: list_id: {problem}")
+        raise HeaderError(_("campaign: list_id: {problem}").format(problem=problem))
     if sender.optout_url and (problem := _headers.url_problem(sender.optout_url)):
-        raise HeaderError(f"settings: sender.optout_url: {problem}")
+        raise HeaderError(_("settings: sender.optout_url: {problem}").format(problem=problem))
     reply_to = ""
     if sender.reply_to and sender.reply_to != sender.address:
         reply_to = format_address("Reply-To", sender.name, sender.reply_to)
@@ -198,7 +203,7 @@ def build_message(
     problem = _headers.contact_problem(contact)
     if problem:
         # A contact imported before the import refused such values: never sent, recorded.
-        raise HeaderError(f"contact {contact.masked}: {problem}; correct it and import the list again")
+        raise HeaderError(_("contact {masked}: {problem}; correct it and import the list again").format(masked=contact.masked, problem=problem))
     recipient = to or contact.email
     subject = (TEST_PREFIX if test else "") + personal.subject
     # A test copy's opt-out names its own recipient, never the contact it was personalised as;
@@ -218,7 +223,7 @@ def build_message(
         headers.append(("Reply-To", reply_to))
     headers += [
         ("Subject", _headers.unstructured("Subject", _checked("Subject", subject))),
-        ("Date", _date_header(int(now.timestamp()))),
+        ("Date", _date_header(int(now.timestamp()), campaign.schedule.timezone)),
         ("Message-ID", mid),
         ("List-Unsubscribe", _headers.fold_list("List-Unsubscribe", _checked("List-Unsubscribe", unsubscribe))),
     ]
@@ -236,8 +241,8 @@ def build_message(
     ]
     head = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("ascii")
     if len(head) > _HEAD_CHECK and _headers.longest_line(head) > _headers.LINE_HARD_MAX:
-        raise HeaderError(f"contact {contact.masked}: a header line of the message would exceed "
-                          f"{_headers.LINE_HARD_MAX} characters; shorten the value that fills it")
+        raise HeaderError(_("contact {masked}: a header line of the message would exceed {LINE_HARD_MAX} characters; "
+                             "shorten the value that fills it").format(masked=contact.masked, LINE_HARD_MAX=_headers.LINE_HARD_MAX))
     b = f"--{boundary}\r\n".encode("ascii")
     plain = [head, b"\r\n", b, _PART_HEAD_TEXT]
     stuffed = [_stuff(head), b"\r\n", b, _PART_HEAD_TEXT]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .i18n import _
 from .checklist import Block, Checklist, Footnote, ListBlock, Paragraph, Run, Subheading, Theme, plain, slug_of
 from .errors import CampaignError, ChecklistError, OutputError
 
@@ -80,15 +81,17 @@ def new_campaign(root: Path, name: str, *, election_day: dt.date, election_name:
     from .content import find_campaign, load_campaign
 
     if checklist is None and base is None:
-        raise CampaignError("give a checklist document (--checklist FILE) or a campaign to copy (--from-campaign NAME)")
+        raise CampaignError(_("give a checklist document (--checklist FILE) or a campaign to copy (--from-campaign "
+                               "NAME)"))
     campaigns = root / "campaigns"
     target = campaigns / name
     if base is not None and base == name:
-        raise OutputError(f"the new campaign cannot replace the campaign it is made from ({base}); choose another name")
+        raise OutputError(_("the new campaign cannot replace the campaign it is made from ({base}); choose another "
+                             "name").format(base=base))
     if (target.exists() or target.is_symlink()) and not force:
-        raise OutputError(f"{target} exists already; choose another name, or give --force to replace it")
+        raise OutputError(_("{target} exists already; choose another name, or give --force to replace it").format(target=target))
     if target.exists() and not target.is_dir():
-        raise OutputError(f"{target} is a file, not a campaign folder; move it away first")
+        raise OutputError(_("{target} is a file, not a campaign folder; move it away first").format(target=target))
     review: list[str] = []
     base_campaign = None
     config = copy.deepcopy(DEFAULTS)
@@ -211,7 +214,7 @@ def _toml_value(value: Any) -> str:
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"no TOML for {value!r}")
+    raise TypeError(_("no TOML for {value}").format(value=repr(value)))
 
 
 def _toml_key(key: str) -> str:
@@ -551,16 +554,15 @@ def _write(root: Path, target: Path, settings: dict[str, Any], intro: str, mails
         try:
             loaded = load_campaign(temp)
         except CampaignError as exc:
-            raise ChecklistError(f"the campaign made from {source} does not read back, so nothing was written: "
-                                 f"{str(exc).replace(str(temp), str(target))}") from None
+            raise ChecklistError(_("the campaign made from {source} does not read back, so nothing was written: {value}").format(source=source, value=str(exc).replace(str(temp), str(target)))) from None
         if target.exists():
             if force:
                 shutil.rmtree(target)
             else:
-                raise OutputError(f"{target} exists already; choose another name, or give --force to replace it")
+                raise OutputError(_("{target} exists already; choose another name, or give --force to replace it").format(target=target))
         temp.rename(target)
     except OSError as exc:
-        raise OutputError(f"could not write {target}: {exc.strerror}; nothing was written") from None
+        raise OutputError(_("could not write {target}: {strerror}; nothing was written").format(target=target, strerror=exc.strerror)) from None
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)

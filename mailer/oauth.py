@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from .i18n import _
 from .errors import SettingsError, TokenError
 
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
@@ -102,10 +103,10 @@ class CommandTokens(TokenProvider):
         try:
             self.argv = shlex.split(command)
         except ValueError as exc:
-            raise SettingsError(f"CAMPAIGN_OAUTH_TOKEN_COMMAND cannot be split into words ({exc}); "
-                                "quote it as you would in a shell") from None
+            raise SettingsError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND cannot be split into words ({exc}); quote it as you would "
+                                   "in a shell").format(exc=exc)) from None
         if not self.argv:
-            raise SettingsError("CAMPAIGN_OAUTH_TOKEN_COMMAND is empty; set it to a command that prints an access token")
+            raise SettingsError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND is empty; set it to a command that prints an access token"))
         self.env = dict(os.environ if env is None else env)
 
     def _fetch(self) -> tuple[str, float]:
@@ -114,27 +115,27 @@ class CommandTokens(TokenProvider):
             done = subprocess.run(self.argv, capture_output=True, timeout=COMMAND_TIMEOUT, env=self.env,
                                   stdin=subprocess.DEVNULL, check=False)
         except FileNotFoundError:
-            raise TokenError(f"CAMPAIGN_OAUTH_TOKEN_COMMAND: the program {name!r} was not found; give its full path "
-                             "(the command runs without a shell)") from None
+            raise TokenError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND: the program {name} was not found; give its full path (the "
+                                "command runs without a shell)").format(name=repr(name))) from None
         except PermissionError:
-            raise TokenError(f"CAMPAIGN_OAUTH_TOKEN_COMMAND: the program {name!r} may not be run (permission denied); "
-                             "make it executable") from None
+            raise TokenError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND: the program {name} may not be run (permission denied); "
+                                "make it executable").format(name=repr(name))) from None
         except subprocess.TimeoutExpired:
-            raise TokenError(f"CAMPAIGN_OAUTH_TOKEN_COMMAND: {name!r} printed no token within "
-                             f"{COMMAND_TIMEOUT:.0f} s; run it by hand to see what it waits for",
+            raise TokenError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND: {name} printed no token within {COMMAND_TIMEOUT} s; run "
+                                "it by hand to see what it waits for").format(name=repr(name), COMMAND_TIMEOUT=format(COMMAND_TIMEOUT, ".0f")),
                              temporary=True) from None
         lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
         if done.returncode != 0:
             # Its error output is not repeated: a helper may print a secret there.
-            raise TokenError(f"CAMPAIGN_OAUTH_TOKEN_COMMAND: {name!r} failed with exit status {done.returncode}; "
-                             "run it by hand to see why") from None
+            raise TokenError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND: {name} failed with exit status {returncode}; run it by "
+                                "hand to see why").format(name=repr(name), returncode=done.returncode)) from None
         if not lines or not lines[0].strip():
-            raise TokenError(f"CAMPAIGN_OAUTH_TOKEN_COMMAND: {name!r} printed no token; it must print the access "
-                             "token on its first line") from None
+            raise TokenError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND: {name} printed no token; it must print the access token "
+                                "on its first line").format(name=repr(name))) from None
         token = lines[0].strip()
         if any(ch.isspace() or not ch.isprintable() for ch in token) or not token.isascii():
-            raise TokenError(f"CAMPAIGN_OAUTH_TOKEN_COMMAND: the first line {name!r} printed is not an access token "
-                             "(it holds spaces or characters a token never has)") from None
+            raise TokenError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND: the first line {name} printed is not an access token (it "
+                                "holds spaces or characters a token never has)").format(name=repr(name))) from None
         return token, 0.0
 
 
@@ -182,11 +183,10 @@ class MicrosoftClientCredentials(TokenProvider):
                 self._app = msal.ConfidentialClientApplication(
                     self.client_id, client_credential=self._secret, authority=self.authority, timeout=30, **kwargs)
             except ValueError as exc:
-                raise TokenError(f"the token service {self.authority} cannot be used: {exc}; check [oauth] tenant "
-                                 "and authority (or CAMPAIGN_OAUTH_TENANT / CAMPAIGN_OAUTH_AUTHORITY)") from None
+                raise TokenError(_("the token service {authority} cannot be used: {exc}; check [oauth] tenant and authority "
+                                    "(or CAMPAIGN_OAUTH_TENANT / CAMPAIGN_OAUTH_AUTHORITY)").format(authority=self.authority, exc=exc)) from None
             except Exception as exc:  # requests' errors while msal reads the authority's metadata
-                raise TokenError(f"the token service {self.authority} could not be reached: {type(exc).__name__}; "
-                                 "trying again later", temporary=True) from None
+                raise TokenError(_("the token service {authority} could not be reached: {name__}; trying again later").format(authority=self.authority, name__=type(exc).__name__), temporary=True) from None
         return self._app
 
     def invalidate(self) -> None:
@@ -202,8 +202,7 @@ class MicrosoftClientCredentials(TokenProvider):
         try:
             result = app.acquire_token_for_client(scopes=[self.scope])
         except Exception as exc:  # requests' connection and TLS errors
-            raise TokenError(f"the token service {self.authority} could not be reached: {type(exc).__name__}; "
-                             "trying again later", temporary=True) from None
+            raise TokenError(_("the token service {authority} could not be reached: {name__}; trying again later").format(authority=self.authority, name__=type(exc).__name__), temporary=True) from None
         if "access_token" not in result:
             error = str(result.get("error", "unknown error"))
             # Microsoft's description starts with its AADSTS code and a sentence; the trace ids after it
@@ -244,13 +243,13 @@ def token_provider(env: Mapping[str, str], settings: OAuthSettings | None = None
                                             ("client id (CAMPAIGN_OAUTH_CLIENT_ID or [oauth] client_id)", s.client_id),
                                             ("CAMPAIGN_OAUTH_CLIENT_SECRET", secret)) if not value]
         if missing:
-            raise SettingsError(f"OAuth2 for Microsoft 365 needs the {', '.join(missing)}; the secret is only ever "
-                                "read from the environment")
+            raise SettingsError(_("OAuth2 for Microsoft 365 needs the {items}; the secret is only ever read from the "
+                                   "environment").format(items=', '.join(missing)))
         return MicrosoftClientCredentials(tenant=s.tenant, client_id=s.client_id, secret=secret, authority=s.authority,
                                           scope=s.scope, ca_file=env.get("CAMPAIGN_OAUTH_CA_FILE", ""), clock=clock)
-    raise SettingsError("XOAUTH2 login needs a token: set CAMPAIGN_OAUTH_TOKEN_COMMAND to a command that prints one, "
-                        "or, for Microsoft 365, [oauth] tenant and client_id in settings.toml with "
-                        "CAMPAIGN_OAUTH_CLIENT_SECRET in the environment (see the README)")
+    raise SettingsError(_("XOAUTH2 login needs a token: set CAMPAIGN_OAUTH_TOKEN_COMMAND to a command that prints "
+                           "one, or, for Microsoft 365, [oauth] tenant and client_id in settings.toml with "
+                           "CAMPAIGN_OAUTH_CLIENT_SECRET in the environment (see the README)"))
 
 
 def imap_authenticate(imap_connection, user: str, token_provider: TokenProvider) -> None:  # type: ignore[no-untyped-def]
@@ -282,7 +281,7 @@ def imap_authenticate(imap_connection, user: str, token_provider: TokenProvider)
                 token_provider.invalidate()
                 continue
             raise MailServerConfigError(
-                f"the IMAP server refused the OAuth2 token from {token_provider.source} for {user} ({refusal}); "
-                "check that the app has the IMAP.AccessAsApp permission with admin consent and that its service "
-                "principal has FullAccess to this mailbox (see the README), or that the token command's account "
-                "may read it") from None
+                _("the IMAP server refused the OAuth2 token from {source} for {user} ({refusal}); check "
+                   "that the app has the IMAP.AccessAsApp permission with admin consent and that its "
+                   "service principal has FullAccess to this mailbox (see the README), or that the token "
+                   "command's account may read it").format(source=token_provider.source, user=user, refusal=refusal)) from None

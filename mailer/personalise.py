@@ -12,6 +12,7 @@ import urllib.parse
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
+from .i18n import _
 from .contacts import Contact
 from .errors import PersonaliseError
 from .render import PLACEHOLDER, REWRAP_END, REWRAP_START, RenderedMail
@@ -55,7 +56,7 @@ def salutation(contact: Contact, settings: CampaignSettings) -> str:
     try:
         return template.format(**fields)
     except (KeyError, IndexError, ValueError) as exc:
-        raise PersonaliseError(f"{settings.folder / 'campaign.toml'}: copy.salutation: {exc!r} is not a contact field") from None
+        raise PersonaliseError(_("{value}: copy.salutation: {exc} is not a contact field").format(value=settings.folder / 'campaign.toml', exc=repr(exc))) from None
 
 
 _REWRAP = re.compile(re.escape(REWRAP_START) + "(.*?)" + re.escape(REWRAP_END), re.S)
@@ -97,7 +98,7 @@ def substitutions(document: str, values: dict[str, str], *, escape_html: bool) -
         try:
             value = values[name]
         except KeyError:
-            raise PersonaliseError(f"the template uses contact field '{name}', which this contact does not have") from None
+            raise PersonaliseError(_("the template uses contact field '{name}', which this contact does not have").format(name=name)) from None
         if kind == "u":
             out.append(urllib.parse.quote(value, safe="@"))
         elif escape_html:
@@ -181,7 +182,7 @@ def _text_values(document: str, values: dict[str, str]) -> tuple[str, ...]:
         try:
             value = values[spec]
         except KeyError:
-            raise PersonaliseError(f"the template uses contact field '{spec}', which this contact does not have") from None
+            raise PersonaliseError(_("the template uses contact field '{spec}', which this contact does not have").format(spec=spec)) from None
         out.append(urllib.parse.quote(value, safe="@") if kind == "u" else value)
     return tuple(out)
 
@@ -203,4 +204,4 @@ def personalise(mail: RenderedMail, contact: Contact, *, settings: CampaignSetti
             text_values=_text_values(mail.text, values),
         )
     except PersonaliseError as exc:
-        raise PersonaliseError(f"mail {mail.number} ({mail.source.name}) for {contact.masked}: {exc}") from None
+        raise PersonaliseError(_("mail {number} ({name}) for {masked}: {exc}").format(number=mail.number, name=mail.source.name, masked=contact.masked, exc=exc)) from None

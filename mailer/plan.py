@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from .i18n import _, format_day, format_moment
 from .errors import PlanError
 from .settings import SchedulePolicy
 
@@ -82,14 +83,14 @@ def closed_reason(day: dt.date, policy: SchedulePolicy) -> str:
 def next_open_day(day: dt.date, policy: SchedulePolicy) -> tuple[dt.date, str]:
     """The first allowed day on or after ``day``, and why days were skipped (the first reason)."""
     first_reason = ""
-    for _ in range(400):
+    for _attempt in range(400):
         reason = closed_reason(day, policy)
         if not reason:
             return day, first_reason
         if reason and not first_reason and not reason.startswith("geen verzenddag"):
             first_reason = reason
         day += dt.timedelta(days=1)
-    raise PlanError("no allowed send day within 400 days: check schedule.weekdays and schedule.blackouts")
+    raise PlanError(_("no allowed send day within 400 days: check schedule.weekdays and schedule.blackouts"))
 
 
 def _series(start: dt.date, count: int, policy: SchedulePolicy) -> list[tuple[dt.date, str]]:
@@ -97,7 +98,7 @@ def _series(start: dt.date, count: int, policy: SchedulePolicy) -> list[tuple[dt
     # blackout moves the rest with it, so that nobody gets two mails days apart.
     days: list[tuple[dt.date, str]] = []
     nominal = start
-    for _ in range(count):
+    for _step in range(count):
         days.append(next_open_day(nominal, policy))
         nominal = days[-1][0] + dt.timedelta(days=policy.cadence_days)
     return days
@@ -136,13 +137,13 @@ def make_plan(
         days = _series(start, count, policy)
     else:
         first = latest - dt.timedelta(days=policy.cadence_days * (count - 1))
-        for _ in range(400):
+        for _attempt in range(400):
             days = _series(first, count, policy)
             if days[-1][0] <= latest:
                 break
             first -= dt.timedelta(days=1)
         else:  # pragma: no cover - the policy check above makes this unreachable in practice
-            raise PlanError("cannot fit the series before election day with this policy")
+            raise PlanError(_("cannot fit the series before election day with this policy"))
     sends = tuple(
         PlannedSend(mail=i + 1, theme=themes[i], at=window_open(day, policy), moved_because=reason)
         for i, (day, reason) in enumerate(days)
@@ -155,42 +156,37 @@ def make_plan(
 
 def election_mismatch(campaign: str, *, election_day: dt.date, asked: dt.date) -> str:
     """Why ``--election-date`` cannot move a campaign to another election, and what to do instead."""
-    from .render import dutch_date
-
-    return (f"--election-date {asked.isoformat()} is not the election of campaign {campaign} "
-            f"({dutch_date(election_day)}, election_day in its campaign.toml), and its mails name that election; "
-            f"to mail for the election of {dutch_date(asked)}, make a campaign for it with "
-            f"`campaign new NAME --from-campaign {campaign} --election-day {asked.isoformat()}` and plan that one")
+    return _("--election-date {asked} is not the election of campaign {campaign} ({election_day}, election_day in "
+             "its campaign.toml), and its mails name that election; to mail for the election of {asked_day}, make a "
+             "campaign for it with `campaign new NAME --from-campaign {campaign} --election-day {asked}` and plan "
+             "that one").format(asked=asked.isoformat(), campaign=campaign, election_day=format_day(election_day),
+                                asked_day=format_day(asked))
 
 
 def check_plan(plan: Plan, *, policy: SchedulePolicy, now: dt.datetime) -> None:
     """Raise :class:`PlanError` when the plan breaks the calendar."""
-    from .render import dutch_date
-
     election = plan.election_day
-    if election <= now.astimezone(ZoneInfo(policy.timezone)).date():
-        raise PlanError(
-            f"election day {dutch_date(election)} is not in the future, so campaign {plan.campaign} can no longer "
-            f"be planned; to mail for a later election, make a campaign for it with "
-            f"`campaign new NAME --from-campaign {plan.campaign} --election-day DATE`"
-        )
+    tz = policy.timezone
+    if election <= now.astimezone(ZoneInfo(tz)).date():
+        raise PlanError(_(
+            "election day {day} is not in the future, so campaign {campaign} can no longer be planned; to mail for a "
+            "later election, make a campaign for it with `campaign new NAME --from-campaign {campaign} "
+            "--election-day DATE`").format(day=format_day(election), campaign=plan.campaign))
     for s in plan.sends:
         if s.at <= now:
-            raise PlanError(
-                f"mail {s.mail} would go out on {dutch_date(s.at)} {s.at:%H:%M}, which is in the past; "
-                "choose a later --start"
-            )
+            raise PlanError(_("mail {mail} would go out on {moment}, which is in the past; choose a later "
+                              "--start").format(mail=s.mail, moment=format_moment(s.at, tz)))
         if s.at.date() >= election:
-            raise PlanError(f"mail {s.mail} would go out on {dutch_date(s.at)}, on or after election day "
-                            f"({dutch_date(election)}); choose an earlier --start")
+            raise PlanError(_("mail {mail} would go out on {day}, on or after election day ({election}); choose an "
+                              "earlier --start").format(mail=s.mail, day=format_day(s.at),
+                                                        election=format_day(election)))
     latest = election - dt.timedelta(days=policy.min_days_before_election)
     last = plan.sends[-1]
     if last.at.date() > latest:
-        raise PlanError(
-            f"mail {last.mail} would go out on {dutch_date(last.at)}, less than "
-            f"{policy.min_days_before_election} days before election day ({dutch_date(election)}); "
-            "choose an earlier --start"
-        )
+        raise PlanError(_("mail {mail} would go out on {day}, less than {days} days before election day ({election}); "
+                          "choose an earlier --start").format(mail=last.mail, day=format_day(last.at),
+                                                              days=policy.min_days_before_election,
+                                                              election=format_day(election)))
 
 
 def send_moments(due: dt.datetime, count: int, *, rate_per_minute: int, policy: SchedulePolicy,
@@ -203,7 +199,7 @@ def send_moments(due: dt.datetime, count: int, *, rate_per_minute: int, policy: 
     t = due.astimezone(zone)
     close = window_close(t.date(), policy)
     recent: deque[dt.datetime] = deque()
-    for _ in range(count):
+    for _step in range(count):
         if max_per_day and len(recent) >= max_per_day:
             free = recent.popleft() + dt.timedelta(hours=24)
             if free > t:
@@ -271,8 +267,9 @@ def to_ics(plan: Plan, *, name: str, estimates: Sequence[SendEstimate] | None = 
             f"DTSTAMP:{made}",
             f"DTSTART:{stamp(s.at)}",
             f"DTEND:{stamp(end)}",
-            f"SUMMARY:{esc(f'Mail {s.mail} van {len(plan.sends)}: {s.theme}')}",
-            f"DESCRIPTION:{esc(f'{name}: mail {s.mail} gaat uit.')}",
+            "SUMMARY:" + esc(_("Mail {number} of {count}: {theme}").format(number=s.mail, count=len(plan.sends),
+                                                                            theme=s.theme)),
+            "DESCRIPTION:" + esc(_("{name}: mail {number} goes out.").format(name=name, number=s.mail)),
             "END:VEVENT",
         ]
     lines.append("END:VCALENDAR")

@@ -26,7 +26,8 @@ from .errors import CampaignError, InvalidAddress
 from .message import build_message
 from .personalise import personalise
 from .project import Project
-from .render import Renderer, dutch_date
+from .i18n import N_, _, format_moment, language
+from .render import Renderer
 
 DESKTOP, PHONE = 600, 375
 
@@ -94,14 +95,58 @@ class Page:
     body: bytes
 
 
+# The preview's own texts (its chrome: the mails keep their language), marked for extraction here
+# because the extractor does not look inside f-strings; translated where each page is made.
+T = {
+    "search": N_('Search by address, name, party or municipality'),
+    "search_label": N_('Search another contact'),
+    "preview": N_('Preview'),
+    "cannot_build": N_('The campaign cannot be built.'),
+    "fix_and_save": N_('Fix the file and save: this page reloads by itself.'),
+    "from_": N_('From:'),
+    "checks_pass": N_('✓ checks pass'),
+    "draft": N_('draft'),
+    "all_pass": N_('All checks pass.'),
+    "previous": N_('← previous'),
+    "next": N_('next →'),
+    "all_mails": N_('All mails'),
+    "views": N_('Desktop and phone'),
+    "plain_text": N_('Plain text'),
+    "html_source": N_('HTML source'),
+    "desktop_view": N_('desktop view'),
+    "phone_view": N_('phone view'),
+    "from_column": N_('From'),
+    "subject_column": N_('Subject and preheader'),
+    "planned_column": N_('Planned'),
+    "checks_column": N_('Checks'),
+    "contact": N_('Contact ({source}):'),
+    "title": N_('Preview: {name}'),
+    "errors": N_('{count} error(s)'),
+    "warnings": N_('{count} warning(s)'),
+    "desktop": N_('Desktop, {width} px'),
+    "phone": N_('Phone, {width} px'),
+}
+
+
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
 def _page(title: str, body: str, *, version: str, live: bool) -> bytes:
-    return (f'<!doctype html><html lang="en" data-version="{_e(version)}"><head><meta charset="utf-8">'
+    # The page's language is the interface's: the mails inside keep their own (Dutch) in their frames.
+    return (f'<!doctype html><html lang="{language()}" data-version="{_e(version)}"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
-            f"<style>{STYLE}</style></head><body>{body}{RELOAD + PICKER if live else ''}</body></html>").encode("utf-8")
+            f"<style>{STYLE}</style></head><body>{body}{RELOAD + _picker_script() if live else ''}</body></html>"
+            ).encode("utf-8")
+
+
+def _picker_script() -> str:
+    """The live picker's script with its two sentences in the interface language (as JSON strings)."""
+    import json
+
+    return (PICKER.replace("'More contacts match: type more to narrow the list.'",
+                           json.dumps(_("More contacts match: type more to narrow the list.")))
+            .replace("'No contact matches.'", json.dumps(_("No contact matches."))))
 
 
 SEARCH_LIMIT = 20
@@ -213,10 +258,10 @@ def _picker(chosen: Contact, source: str, *, live: bool) -> str:
     who = (f"<span id='contact-current'>{_e(chosen.name or chosen.email)} · {_e(chosen.party)}, "
            f"{_e(chosen.municipality)}</span>")
     if not live:
-        return f"<span class='picker'>Contact ({_e(source)}): {who}</span>"
-    return (f"<div class='picker'>Contact ({_e(source)}): {who} <input type='search' id='contact-search' "
-            "placeholder='Search by address, name, party or municipality' aria-label='Search another contact' "
-            "autocomplete='off'><ul id='contact-results'></ul></div>")
+        return f"<span class='picker'>{_e(_(T['contact']).format(source=source))} {who}</span>"
+    return (f"<div class='picker'>{_e(_(T['contact']).format(source=source))} {who} <input type='search' "
+            f"id='contact-search' placeholder='{_e(_(T['search']))}' "
+            f"aria-label='{_e(_(T['search_label']))}' autocomplete='off'><ul id='contact-results'></ul></div>")
 
 
 def _planned(project: Project) -> dict[int, dt.datetime]:
@@ -243,10 +288,11 @@ def build_site(project: Project, *, contact: str | None = None, live: bool = Fal
     try:
         return _build_site(project, contact=contact, live=live, version=version, now=now)
     except CampaignError as exc:
-        body = (f"<header><h1>Preview</h1></header><main><div class='warn' role='alert'><strong>"
-                f"The campaign cannot be built.</strong><pre>{_e(exc)}</pre>Fix the file and save: this page "
-                f"reloads by itself.</div></main>")
-        return {"index.html": Page("text/html; charset=utf-8", _page("Preview: error", body, version=version, live=live))}
+        body = (f"<header><h1>{_e(_(T['preview']))}</h1></header><main><div class='warn' role='alert'><strong>"
+                f"{_e(_(T['cannot_build']))}</strong><pre>{_e(exc)}</pre>"
+                f"{_e(_(T['fix_and_save']))}</div></main>")
+        return {"index.html": Page("text/html; charset=utf-8", _page(_("Preview: error"), body, version=version,
+                                                                      live=live))}
 
 
 def _build_site(project: Project, *, contact: str | None, live: bool, version: str, now: dt.datetime) -> dict[str, Page]:
@@ -264,11 +310,12 @@ def _build_site(project: Project, *, contact: str | None, live: bool, version: s
     rows = []
     warn = ""
     if deployment.problems:
-        warn = ("<p class='warn'>Sender not configured: the mails show example values; sending beyond the outbox "
-                "is refused until <code>settings.toml</code> holds the real sender.</p>")
-    picker = _picker(chosen, source, live=live)
-    header = (f"<header><h1><a href='index.html{query}'>Preview: {_e(settings.name)}</a></h1>"
-              f"<span class='sender'>From: {_e(sender.name)} &lt;{_e(sender.address)}&gt;</span>{picker}</header>")
+        warn = ("<p class='warn'>" + _e(_("Sender not configured: the mails show example values; sending beyond the "
+                                          "outbox is refused until settings.toml holds the real sender.")) + "</p>")
+    picker = _picker(chosen, _("imported contacts") if source == "imported contacts" else source, live=live)
+    header = (f"<header><h1><a href='index.html{query}'>{_e(_(T['title']).format(name=settings.name))}</a></h1>"
+              f"<span class='sender'>{_e(_(T['from_']))} {_e(sender.name)} &lt;{_e(sender.address)}&gt;</span>{picker}"
+              "</header>")
     total = len(rendered)
     drafts = {m.number for m in campaign.mails if m.draft}
     for i, mail in enumerate(rendered):
@@ -278,12 +325,11 @@ def _build_site(project: Project, *, contact: str | None, live: bool, version: s
         findings = checks.check_mail(mail, personal, envelope, campaign=settings)
         errors = [f for f in findings if f.level == "error"]
         when = planned.get(n)
-        from zoneinfo import ZoneInfo
-
-        when_text = f"{dutch_date(when.astimezone(ZoneInfo(tz)))} {when.astimezone(ZoneInfo(tz)):%H:%M}" if when else "not scheduled"
-        verdict = (f"<span class='err'>{len(errors)} error(s)</span>" if errors else
-                   f"<span class='wrn'>{len(findings)} warning(s)</span>" if findings else "<span class='ok'>✓ checks pass</span>")
-        draft = "<span class='err draft'>draft</span> " if n in drafts else ""
+        when_text = format_moment(when, tz) if when else _("not scheduled")
+        verdict = (f"<span class='err'>{_e(_(T['errors']).format(count=len(errors)))}</span>" if errors else
+                   f"<span class='wrn'>{_e(_(T['warnings']).format(count=len(findings)))}</span>" if findings
+                   else f"<span class='ok'>{_e(_(T['checks_pass']))}</span>")
+        draft = f"<span class='err draft'>{_e(_(T['draft']))}</span> " if n in drafts else ""
         verdict = draft + verdict
         rows.append(
             f"<tr data-mail='{n}'><td>{n}</td><td>{_e(sender.name)}</td><td><a href='mail-{n}.html{query}'>"
@@ -295,23 +341,28 @@ def _build_site(project: Project, *, contact: str | None, live: bool, version: s
         headers = "".join(f"<dt>{_e(k)}</dt><dd>{_e(parsed[k])}</dd>" for k in
                           ("From", "To", "Reply-To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Id")
                           if parsed[k] is not None)
-        finding_list = "".join(f"<li class='{'err' if f.level == 'error' else 'wrn'}'>{_e(f.level)}: {_e(f.message)}</li>"
-                               for f in findings) or "<li class='ok'>All checks pass.</li>"
-        prev_link = f"<a href='mail-{rendered[i - 1].number}.html{query}'>← previous</a>" if i > 0 else ""
-        next_link = f"<a href='mail-{rendered[i + 1].number}.html{query}'>next →</a>" if i + 1 < total else ""
+        levels = {"error": _("error"), "warning": _("warning")}
+        finding_list = "".join(f"<li class='{'err' if f.level == 'error' else 'wrn'}'>{_e(levels.get(f.level, f.level))}: "
+                               f"{_e(f.message)}</li>" for f in findings) or f"<li class='ok'>{_e(_(T['all_pass']))}</li>"
+        prev_link = f"<a href='mail-{rendered[i - 1].number}.html{query}'>{_e(_(T['previous']))}</a>" if i > 0 else ""
+        next_link = (f"<a href='mail-{rendered[i + 1].number}.html{query}'>{_e(_(T['next']))}</a>" if i + 1 < total
+                     else "")
         body = (
-            f"{header}<main>{warn}<p class='nav'><a href='index.html{query}'>All mails</a>{prev_link}{next_link}</p>"
+            f"{header}<main>{warn}<p class='nav'><a href='index.html{query}'>{_e(_(T['all_mails']))}</a>{prev_link}"
+            f"{next_link}</p>"
             f"<h2>{draft}{n}/{total} · {_e(personal.subject)}</h2><p class='pre'>{_e(mail.preheader)}</p>"
             f"<dl class='headers'>{headers}</dl><ul class='findings'>{finding_list}</ul>"
             "<nav class='tabs' role='tablist'>"
-            "<button role='tab' data-panel='p-views' aria-selected='true'>Desktop and phone</button>"
-            "<button role='tab' data-panel='p-text' aria-selected='false'>Plain text</button>"
+            f"<button role='tab' data-panel='p-views' aria-selected='true'>{_e(_(T['views']))}</button>"
+            f"<button role='tab' data-panel='p-text' aria-selected='false'>{_e(_(T['plain_text']))}</button>"
             "<button role='tab' data-panel='p-mjml' aria-selected='false'>MJML</button>"
-            "<button role='tab' data-panel='p-html' aria-selected='false'>HTML source</button></nav>"
+            f"<button role='tab' data-panel='p-html' aria-selected='false'>{_e(_(T['html_source']))}</button></nav>"
             f"<section id='p-views' class='panel active'><div class='views'>"
-            f"<figure><figcaption>Desktop, {DESKTOP} px</figcaption><iframe class='desktop' title='desktop view' "
+            f"<figure><figcaption>{_e(_(T['desktop']).format(width=DESKTOP))}</figcaption>"
+            f"<iframe class='desktop' title='{_e(_(T['desktop_view']))}' "
             f"src='raw/{n}.html{query}' width='{DESKTOP}' height='900'></iframe></figure>"
-            f"<figure><figcaption>Phone, {PHONE} px</figcaption><iframe class='phone' title='phone view' "
+            f"<figure><figcaption>{_e(_(T['phone']).format(width=PHONE))}</figcaption>"
+            f"<iframe class='phone' title='{_e(_(T['phone_view']))}' "
             f"src='raw/{n}.html{query}' width='{PHONE}' height='900'></iframe></figure></div></section>"
             f"<section id='p-text' class='panel'><pre class='text'>{_e(personal.text)}</pre></section>"
             f"<section id='p-mjml' class='panel'><pre>{_e(mail.mjml)}</pre></section>"
@@ -319,9 +370,11 @@ def _build_site(project: Project, *, contact: str | None, live: bool, version: s
             f"</main>{TABS}")
         pages[f"mail-{n}.html"] = Page("text/html; charset=utf-8", _page(f"{n}. {personal.subject}", body,
                                                                           version=version, live=live))
-    index = (f"{header}<main>{warn}<table class='inbox'><thead><tr><th>#</th><th>From</th><th>Subject and preheader</th>"
-             f"<th>Planned</th><th>Checks</th></tr></thead><tbody>{''.join(rows)}</tbody></table></main>")
-    pages["index.html"] = Page("text/html; charset=utf-8", _page(f"Preview: {settings.name}", index, version=version, live=live))
+    index = (f"{header}<main>{warn}<table class='inbox'><thead><tr><th>#</th><th>{_e(_(T['from_column']))}</th>"
+             f"<th>{_e(_(T['subject_column']))}</th><th>{_e(_(T['planned_column']))}</th><th>{_e(_(T['checks_column']))}</th></tr>"
+             f"</thead><tbody>{''.join(rows)}</tbody></table></main>")
+    pages["index.html"] = Page("text/html; charset=utf-8", _page(_("Preview: {name}").format(name=settings.name), index,
+                                                                  version=version, live=live))
     return pages
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .i18n import _
 from .content import Campaign, Mail
 from .errors import RenderError
 from .settings import CampaignSettings, DeploymentSettings
@@ -52,7 +53,7 @@ class ContactFields:
         if name == "extra":
             return _ExtraFields()  # type: ignore[return-value]
         if name not in CONTACT_FIELDS:
-            raise AttributeError(f"contact has no field '{name}' (fields: {', '.join(CONTACT_FIELDS)}, extra.NAME)")
+            raise AttributeError(_("contact has no field '{name}' (fields: {items}, extra.NAME)").format(name=name, items=', '.join(CONTACT_FIELDS)))
         return Placeholder(f"%%c.{name}%%")
 
 
@@ -319,7 +320,7 @@ def expand(source: str, context: dict[str, Any], *, where: Path, first_line: int
     try:
         return _content_environment().from_string(source).render(context)
     except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(f"{place(exc.lineno)}: {exc.message}") from None
+        raise RenderError(_("{value}: {message}").format(value=place(exc.lineno), message=exc.message)) from None
     except jinja2.TemplateError as exc:
         line = None
         tb = exc.__traceback__
@@ -327,7 +328,7 @@ def expand(source: str, context: dict[str, Any], *, where: Path, first_line: int
             if tb.tb_frame.f_code.co_filename == "<template>":
                 line = tb.tb_lineno
             tb = tb.tb_next
-        raise RenderError(f"{place(line)}: {exc}; content may name {_CONTENT_NAMES}") from None
+        raise RenderError(_("{value}: {exc}; content may name {CONTENT_NAMES}").format(value=place(line), exc=exc, CONTENT_NAMES=_CONTENT_NAMES)) from None
 
 
 def rhythm(cadence_days: int) -> str:
@@ -406,7 +407,7 @@ _RENDER_CACHE: dict[tuple, RenderedMail] = {}
 
 def _templates_stamp(templates: Path) -> tuple:
     if not templates.is_dir():
-        raise RenderError(f"{templates}: no templates folder")
+        raise RenderError(_("{templates}: no templates folder").format(templates=templates))
     return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in templates.iterdir()))
 
 
@@ -441,12 +442,12 @@ def _render_template(env, name: str, context: dict[str, Any]) -> str:
     try:
         return env.get_template(name).render(context)
     except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from None
+        raise RenderError(_("{value}:{lineno}: {message}").format(value=exc.filename or name, lineno=exc.lineno, message=exc.message)) from None
     except jinja2.TemplateNotFound as exc:
-        raise RenderError(f"template not found: {exc.name}") from None
+        raise RenderError(_("template not found: {name}").format(name=exc.name)) from None
     except (jinja2.UndefinedError, AttributeError) as exc:
         line = _template_line(exc)
-        raise RenderError(f"{env.loader.searchpath[0]}/{name}:{line}: {exc}") from None
+        raise RenderError(_("{searchpath}/{name}:{line}: {exc}").format(searchpath=env.loader.searchpath[0], name=name, line=line, exc=exc)) from None
 
 
 def _template_line(exc: BaseException) -> str:
@@ -468,10 +469,10 @@ def mjml_to_html(source: str, *, where: Path) -> str:
         # fonts={}: no Google Fonts import; the layout uses a web-safe font stack.
         html = mjml.mjml2html(source, fonts={})
     except ValueError as exc:
-        raise RenderError(f"{where}: MJML: {exc}") from None
+        raise RenderError(_("{where}: MJML: {exc}").format(where=where, exc=exc)) from None
     # Checked before premailer, which would fetch an @import even with allow_network=False.
     if re.search(r"@import|<link\b[^>]*stylesheet", html, re.I):
-        raise RenderError(f"{where}: the layout loads a remote stylesheet; mails must not load anything remote")
+        raise RenderError(_("{where}: the layout loads a remote stylesheet; mails must not load anything remote").format(where=where))
     try:
         inlined = Premailer(
             html,
@@ -484,7 +485,7 @@ def mjml_to_html(source: str, *, where: Path) -> str:
             cssutils_logging_level=logging.CRITICAL,
         ).transform()
     except Exception as exc:  # premailer raises bare exceptions from cssutils and lxml
-        raise RenderError(f"{where}: CSS inlining: {exc}") from None
+        raise RenderError(_("{where}: CSS inlining: {exc}").format(where=where, exc=exc)) from None
     # premailer drops the doctype (premailer issue 156); without it clients fall back to quirks mode.
     if not inlined.lstrip().lower().startswith("<!doctype"):
         inlined = "<!doctype html>\n" + inlined

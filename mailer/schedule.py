@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import store
+from .i18n import N_, _, format_moment
 from .errors import PlanError, StateError
 from .plan import Plan
 from .render import RenderedMail
@@ -59,7 +60,7 @@ def get_plan(conn: sqlite3.Connection, campaign: str) -> StoredPlan | None:
 def require_plan(conn: sqlite3.Connection, campaign: str) -> StoredPlan:
     plan = get_plan(conn, campaign)
     if plan is None:
-        raise StateError(f"campaign {campaign} is not scheduled (see `campaign plan` and `campaign schedule`)")
+        raise StateError(_("campaign {campaign} is not scheduled (see `campaign plan` and `campaign schedule`)").format(campaign=campaign))
     return plan
 
 
@@ -90,9 +91,9 @@ def store_schedule(
                     raise PlanError(mismatch)
                 return False
             raise PlanError(
-                "a different plan is already stored for this campaign "
-                f"(made with {_describe_options(existing.options)}); move single mails with "
-                "`campaign reschedule --mail N --at WHEN`, or `campaign cancel` and schedule again"
+                _("a different plan is already stored for this campaign (made with {value}); move single "
+                   "mails with `campaign reschedule --mail N --at WHEN`, or `campaign cancel` and schedule "
+                   "again").format(value=_describe_options(existing.options))
             )
         done: set[int] = set()
         if existing is not None:
@@ -151,21 +152,21 @@ def transport_mismatch(stored: str, current: str) -> str | None:
     if stored == current:
         return None
     if stored == "outbox":
-        return (f"the plan is stored for the outbox (nothing leaves this machine), but CAMPAIGN_SMTP_URL here "
-                f"gives {current}, so a worker started here refuses to send; to send through {current} instead, "
-                "run `campaign schedule --switch-transport` with this CAMPAIGN_SMTP_URL (what was written to the "
-                "outbox reached no one and is then sent for real), or unset CAMPAIGN_SMTP_URL to keep writing the "
-                "mails to the outbox")
+        return _("the plan is stored for the outbox (nothing leaves this machine), but CAMPAIGN_SMTP_URL here gives "
+                 "{current}, so a worker started here refuses to send; to send through {current} instead, run "
+                 "`campaign schedule --switch-transport` with this CAMPAIGN_SMTP_URL (what was written to the outbox "
+                 "reached no one and is then sent for real), or unset CAMPAIGN_SMTP_URL to keep writing the mails to "
+                 "the outbox").format(current=current)
     if current == "outbox":
-        return (f"the plan is stored for {stored}, but CAMPAIGN_SMTP_URL is not set here, so a worker started "
-                f"here would write to the outbox instead and refuses to send; set CAMPAIGN_SMTP_URL={stored} "
-                "(and CAMPAIGN_SMTP_PASSWORD) as when you scheduled, or run `campaign schedule "
-                "--switch-transport` without it to keep the mails in the outbox (possible while nothing has "
-                "been sent)")
-    return (f"the plan is stored for {stored}, but CAMPAIGN_SMTP_URL here gives {current}, so a worker started "
-            f"here refuses to send; set CAMPAIGN_SMTP_URL={stored} as when you scheduled, or run `campaign "
-            f"schedule --switch-transport` with this CAMPAIGN_SMTP_URL to send through {current} instead "
-            "(possible while nothing has been sent)")
+        return _("the plan is stored for {stored}, but CAMPAIGN_SMTP_URL is not set here, so a worker started here "
+                 "would write to the outbox instead and refuses to send; set CAMPAIGN_SMTP_URL={stored} (and "
+                 "CAMPAIGN_SMTP_PASSWORD) as when you scheduled, or run `campaign schedule --switch-transport` "
+                 "without it to keep the mails in the outbox (possible while nothing has been sent)").format(
+                     stored=stored)
+    return _("the plan is stored for {stored}, but CAMPAIGN_SMTP_URL here gives {current}, so a worker started here "
+             "refuses to send; set CAMPAIGN_SMTP_URL={stored} as when you scheduled, or run `campaign schedule "
+             "--switch-transport` with this CAMPAIGN_SMTP_URL to send through {current} instead (possible while "
+             "nothing has been sent)").format(stored=stored, current=current)
 
 
 @dataclass(frozen=True)
@@ -243,9 +244,8 @@ def switch_transport(conn: sqlite3.Connection, campaign: str, *, transport: str,
     with store.transaction(conn):
         plan = require_plan(conn, campaign)
         if plan.cancelled:
-            raise StateError(f"campaign {campaign} is cancelled, so it has no transport to switch; "
-                             "schedule it again with `campaign schedule`, which stores the transport of this "
-                             "environment")
+            raise StateError(_("campaign {campaign} is cancelled, so it has no transport to switch; schedule it again "
+                                "with `campaign schedule`, which stores the transport of this environment").format(campaign=campaign))
         if plan.transport == transport:
             return TransportChange(old=plan.transport)
         if plan.transport == "outbox":
@@ -255,11 +255,11 @@ def switch_transport(conn: sqlite3.Connection, campaign: str, *, transport: str,
                                 " AND state IN ('sent', 'sending', 'unknown')", (campaign, plan.transport)).fetchone()[0]
             if gone:
                 raise StateError(
-                    f"refused: {gone} message(s) of this campaign went out through {plan.transport} already, so its "
-                    "transport can no longer be switched (the rest of the series would go another way than the "
-                    f"mails before it); start the worker with the stored transport, or `campaign cancel` and "
-                    f"`campaign schedule` again to send the mails not yet sent through {transport} (mails already "
-                    "sent stay sent)")
+                    _("refused: {gone} message(s) of this campaign went out through {transport} already, so "
+                       "its transport can no longer be switched (the rest of the series would go another way "
+                       "than the mails before it); start the worker with the stored transport, or `campaign "
+                       "cancel` and `campaign schedule` again to send the mails not yet sent through "
+                       "{transport2} (mails already sent stay sent)").format(gone=gone, transport=plan.transport, transport2=transport))
             change = TransportChange(old=plan.transport)
         if not check_only:
             conn.execute("UPDATE plans SET transport = ? WHERE campaign = ?", (transport, campaign))
@@ -282,7 +282,7 @@ def parse_when(text: str, *, timezone: str, now: dt.datetime) -> dt.datetime:
     try:
         moment = dt.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise PlanError(f"--at {text!r}: not an ISO date-time like 2027-02-03T10:00, or 'now'") from None
+        raise PlanError(_("--at {text}: not an ISO date-time like 2027-02-03T10:00, or 'now'").format(text=repr(text))) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(timezone))
     return moment
@@ -294,17 +294,17 @@ def reschedule(conn: sqlite3.Connection, campaign: str, mail: int, at: dt.dateti
     refuse_if_cancelled(conn, plan, mail, action="move")
     if at < now - dt.timedelta(minutes=1):
         # isoformat, not %Y: strftime writes the year 999 as '999'.
-        raise PlanError(f"{at.date().isoformat()} {at:%H:%M} is in the past; use --at now to send at once")
+        raise PlanError(_("{date} {at} is in the past; use --at now to send at once").format(date=at.date().isoformat(), at=format(at, "%H:%M")))
     if at.date() >= plan.election_day:
-        raise PlanError(f"{at.date().isoformat()} is on or after election day ({plan.election_day}); refused")
+        raise PlanError(_("{date} is on or after election day ({election_day}); refused").format(date=at.date().isoformat(), election_day=plan.election_day))
     with store.transaction(conn):
         row = conn.execute("SELECT state FROM schedule WHERE campaign = ? AND mail = ?", (campaign, mail)).fetchone()
         if row is None:
-            raise StateError(f"campaign {campaign} has no mail {mail}")
+            raise StateError(_("campaign {campaign} has no mail {mail}").format(campaign=campaign, mail=mail))
         refuse_if_cancelled(conn, require_plan(conn, campaign), mail, action="move")  # cancelled meanwhile
         if row["state"] in ("sending", "done"):
-            raise StateError(f"mail {mail} has already started sending; it cannot be moved "
-                             "(use `campaign cancel --mail N` to stop it)")
+            raise StateError(_("mail {mail} has already started sending; it cannot be moved (use `campaign cancel "
+                                "--mail N` to stop it)").format(mail=mail))
         conn.execute("UPDATE schedule SET due_at = ?, state = 'scheduled', outside_window = 1"
                      " WHERE campaign = ? AND mail = ?",
                      (store.iso(max(at, now)), campaign, mail))
@@ -316,10 +316,10 @@ def set_paused(conn: sqlite3.Connection, campaign: str, paused: bool) -> None:
     plan = require_plan(conn, campaign)
     if plan.cancelled:
         if paused:
-            raise StateError(f"campaign {campaign} is cancelled, so there is nothing to pause: no mail of it "
-                             "is sent any more; to send it after all, schedule it again with `campaign schedule`")
-        raise StateError(f"campaign {campaign} is cancelled, so there is nothing to resume and nothing would be "
-                         "sent; to send it after all, schedule it again with `campaign schedule`")
+            raise StateError(_("campaign {campaign} is cancelled, so there is nothing to pause: no mail of it is sent "
+                                "any more; to send it after all, schedule it again with `campaign schedule`").format(campaign=campaign))
+        raise StateError(_("campaign {campaign} is cancelled, so there is nothing to resume and nothing would be "
+                            "sent; to send it after all, schedule it again with `campaign schedule`").format(campaign=campaign))
     with store.transaction(conn):
         conn.execute("UPDATE plans SET paused = ? WHERE campaign = ?", (int(paused), campaign))
 
@@ -331,7 +331,7 @@ def cancel(conn: sqlite3.Connection, campaign: str, *, mail: int | None, now: dt
     with store.transaction(conn):
         where, args = ("campaign = ?", (campaign,)) if mail is None else ("campaign = ? AND mail = ?", (campaign, mail))
         if mail is not None and conn.execute(f"SELECT 1 FROM schedule WHERE {where}", args).fetchone() is None:
-            raise StateError(f"campaign {campaign} has no mail {mail}")
+            raise StateError(_("campaign {campaign} has no mail {mail}").format(campaign=campaign, mail=mail))
         conn.execute(f"UPDATE schedule SET state = 'cancelled' WHERE {where} AND state != 'done'", args)
         n = conn.execute(f"UPDATE ledger SET state = 'cancelled', updated_at = ? WHERE {where} AND state = 'pending'",
                          (moment, *args)).rowcount
@@ -340,19 +340,25 @@ def cancel(conn: sqlite3.Connection, campaign: str, *, mail: int | None, now: dt
     return n
 
 
+# The action a cancelled campaign refuses, as a verb that completes "nothing to ...".
+_ACTIONS = {"move": N_("move"), "retry": N_("retry"), "approve": N_("approve")}
+
+
 def refuse_if_cancelled(conn: sqlite3.Connection, plan: StoredPlan, mail: int | None, *, action: str) -> None:
     """Refuse ``action`` (a retry, an approval, a move) on a cancelled campaign or a cancelled mail,
     as pause and resume are refused: nothing of it is sent any more, so it would change nothing."""
     if plan.cancelled:
-        raise StateError(f"campaign {plan.campaign} is cancelled, so nothing of it is sent any more and there is "
-                         f"nothing to {action}; to send it after all, schedule it again with `campaign schedule`")
+        raise StateError(_("campaign {campaign} is cancelled, so nothing of it is sent any more and there is "
+                            "nothing to {action}; to send it after all, schedule it again with `campaign schedule`").format(campaign=plan.campaign,
+                                                                                             action=_(_ACTIONS[action])))
     if mail is None:
         return
     row = conn.execute("SELECT state FROM schedule WHERE campaign = ? AND mail = ?", (plan.campaign, mail)).fetchone()
     if row is not None and row["state"] == "cancelled":
-        raise StateError(f"mail {mail} of campaign {plan.campaign} is cancelled, so it is not sent any more and "
-                         f"there is nothing to {action}; to send it after all, `campaign cancel` the campaign and "
-                         "schedule it again with `campaign schedule` (mails sent completely stay sent)")
+        raise StateError(_("mail {mail} of campaign {campaign} is cancelled, so it is not sent any more and there "
+                            "is nothing to {action}; to send it after all, `campaign cancel` the campaign and "
+                            "schedule it again with `campaign schedule` (mails sent completely stay sent)").format(mail=mail, campaign=plan.campaign,
+                                                                                     action=_(_ACTIONS[action])))
 
 
 def require_mails(conn: sqlite3.Connection, campaign: str, mails: Iterable[int]) -> None:
@@ -361,7 +367,7 @@ def require_mails(conn: sqlite3.Connection, campaign: str, mails: Iterable[int])
     for mail in mails:
         if mail not in known:
             span = f"{known[0]}-{known[-1]}" if known else "none"
-            raise StateError(f"campaign {campaign} has no mail {mail}; its mails are {span}")
+            raise StateError(_("campaign {campaign} has no mail {mail}; its mails are {span}").format(campaign=campaign, mail=mail, span=span))
 
 
 def retry(conn: sqlite3.Connection, campaign: str, *, mail: int, now: dt.datetime) -> int:
@@ -499,14 +505,18 @@ def _excluded(conn: sqlite3.Connection, campaign: str) -> dict[int, int]:
 
 
 def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerprints: dict[int, str] | None,
-           transport: str) -> StatusReport:
-    """Per mail: planned moment, state and counts; the transport; the worker; what needs attention."""
+           transport: str, timezone: str = "Europe/Amsterdam") -> StatusReport:
+    """Per mail: planned moment, state and counts; the transport; the worker; what needs attention.
+
+    The states and warnings are sentences in the interface language (``--json`` chooses English);
+    moments in them are written in ``timezone``, the campaign's.
+    """
     plan = get_plan(conn, campaign)
     pid, beat, running = worker_seen(conn, now=now)
     if plan is None:
         return StatusReport(campaign=campaign, scheduled=False, transport=transport, paused=False, cancelled=False,
                             election_day=None, mails=(), worker_pid=pid, worker_heartbeat=beat, worker_running=running,
-                            warnings=("not scheduled: see `campaign plan` and `campaign schedule`",))
+                            warnings=(_("not scheduled: see `campaign plan` and `campaign schedule`"),))
     counts: dict[int, dict[str, int]] = {}
     resent: dict[int, int] = {}
     # "outbox": sent rows that were only written to the outbox; they reached no one, so "sent"
@@ -534,28 +544,29 @@ def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerp
         state = row["state"]
         if state == "done":
             if c["outbox"] and not c["sent"]:
-                shown = "written to the outbox"  # nothing of it reached anyone
+                shown = _("written to the outbox")  # nothing of it reached anyone
             elif c["outbox"]:
-                shown = "sent, partly only to the outbox"
+                shown = _("sent, partly only to the outbox")
             else:
-                shown = "sent"
+                shown = _("sent")
             if c["failed"] or c["unknown"]:
-                shown += ", with failures"
+                shown = _("{state}, with failures").format(state=shown)
         elif state == "cancelled":
-            shown = "cancelled"
+            shown = _("cancelled")
         elif plan.paused:
-            shown = "paused"
+            shown = _("paused")
         elif changed:
-            shown = "held: changed since approval"
+            shown = _("held: changed since approval")
         elif due > now:
-            shown = "scheduled"
+            shown = _("scheduled")
         else:
-            shown = "sending" if state == "sending" else "due"
+            shown = _("sending") if state == "sending" else _("due")
             if not running:
-                warnings.append(f"mail {n} is overdue since {store.iso(due)} and no worker is running "
-                                "(start `campaign worker`)")
+                warnings.append(_("mail {number} is overdue since {moment} and no worker is running (start "
+                                  "`campaign worker`)").format(number=n, moment=format_moment(due, timezone)))
         if changed and state not in ("done", "cancelled"):
-            warnings.append(f"mail {n} changed after it was approved; it is held until `campaign approve --mail {n}`")
+            warnings.append(_("mail {number} changed after it was approved; it is held until `campaign approve "
+                              "--mail {number}`").format(number=n))
         mails.append(MailStatus(number=n, theme=row["theme"], due_at=due, state=shown, counts=c,
                                 resent=resent.get(n, 0), changed=changed))
     mismatch = transport_mismatch(plan.transport, transport)

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from . import checks
+from .i18n import _
 from .contacts import audience, count_contacts
 from .errors import PlanError, SenderNotConfigured, StateError
 from .message import build_message
@@ -73,7 +74,7 @@ def campaign_findings(project: Project) -> list[checks.Finding]:
         findings += checks.check_mail(mail, personal, envelope, campaign=campaign.settings)
     findings += checks.check_drafts(campaign.mails)
     for problem in deployment.problems:
-        findings.append(checks.Finding("warning", None, f"sender not configured: {problem}"))
+        findings.append(checks.Finding("warning", None, _("sender not configured: {problem}").format(problem=problem)))
     if project.db_exists:
         from . import store
         from .contacts import active_contacts

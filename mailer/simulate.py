@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import files, store
-from .contacts import audience
+from .i18n import _
+from .contacts import audience, source_label
 from .errors import ContactsError, OutputError
 from .message import build_message
 from .personalise import personalise
@@ -108,17 +109,17 @@ def _clear_output(project: Project, out: Path) -> None:
     and those ``NN-slug`` folders once empty. Anything else in it stays.
     """
     if out.is_symlink():
-        raise OutputError(f"--out {out} is a symbolic link; the simulation is not written through it: choose a "
-                          "new or empty folder (not a link)")
+        raise OutputError(_("--out {out} is a symbolic link; the simulation is not written through it: choose a "
+                            "new or empty folder (not a link)").format(out=out))
     if not out.exists():
         return
     if not out.is_dir():
-        raise OutputError(f"--out {out} exists and is not a folder; choose a new or empty folder")
+        raise OutputError(_("--out {out} exists and is not a folder; choose a new or empty folder").format(out=out))
     if not any(out.iterdir()):
         return
     if not _recorded_simulation(project, out):
-        raise OutputError(f"--out {out} holds files and is not a folder that an earlier simulation wrote, so "
-                          "nothing in it was touched; choose a new or empty folder")
+        raise OutputError(_("--out {out} holds files and is not a folder that an earlier simulation wrote, so "
+                            "nothing in it was touched; choose a new or empty folder").format(out=out))
     timeline = out / "timeline.csv"
     if timeline.is_file() and not timeline.is_symlink():
         timeline.unlink()
@@ -140,9 +141,9 @@ def _refuse_unsendable(contacts: list, out: Path) -> None:
     if not problems:
         return
     if out.exists():
-        raise ContactsError(f"nothing was simulated and the previous simulation in {out} is kept: these contacts "
-                            "cannot be sent (`campaign check` lists them too)", problems)
-    raise ContactsError("nothing was simulated: these contacts cannot be sent (`campaign check` lists them too)",
+        raise ContactsError(_("nothing was simulated and the previous simulation in {out} is kept: these contacts "
+                              "cannot be sent (`campaign check` lists them too)").format(out=out), problems)
+    raise ContactsError(_("nothing was simulated: these contacts cannot be sent (`campaign check` lists them too)"),
                         problems)
 
 
@@ -163,7 +164,7 @@ def simulate(
     rate = rate_per_minute or deployment.rate_per_minute or policy.rate_per_minute
 
     sends = None if (start or election_date) else _stored_sends(project)
-    plan_source = "the stored schedule"
+    plan_source = _("the stored schedule")
     if sends is None:
         # A virtual clock that stands just before the series, so that a past election still simulates.
         election = election_date or settings.election_day
@@ -174,11 +175,13 @@ def simulate(
                                election_day=settings.election_day, now=virtual_now, start=start,
                                election_override=election_date)
         sends = list(plan.sends)
-        plan_source = "the campaign's policy (not scheduled yet)"
+        plan_source = _("the campaign's policy (not scheduled yet)")
 
     contacts, source = audience(project)
     if source != "imported contacts":
-        source += " (no contacts imported)"
+        source = _("{source} (no contacts imported)").format(source=source)
+    else:
+        source = source_label(source)
     sent = _sent_pairs(project, settings.slug)
     recipients = {send.mail: [c for c in contacts if (send.mail, c.id) not in sent] for send in sends}
     skipped = sum(len(contacts) - len(r) for r in recipients.values())
@@ -199,8 +202,10 @@ def simulate(
     written = 0
     with files.open_private_text(timeline, newline="") as fh:
         writer = csv.writer(fh)
-        # contact_id says whose each line is (empty for the example contacts): erasure drops by it.
-        writer.writerow(["moment", "mail", "theme", "contact", "party", "municipality", "file", "contact_id"])
+        # contact_id says whose each line is (empty for the example contacts): erasure drops by it,
+        # so that heading is never translated; the others are for the person who opens the file.
+        writer.writerow([_("moment"), _("mail"), _("theme"), _("contact"), _("party"), _("municipality"), _("file"),
+                         "contact_id"])
         for send in sends:
             rendered = renderer.render(campaign.mail(send.mail))
             folder = out / f"{send.mail:02d}-{rendered.slug}"

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .i18n import _
 from .errors import DeliveryError, MailServerConfigError, TokenError
 from .message import Envelope
 
@@ -134,31 +135,34 @@ def config_refusal(code: int, text: str, *, label: str, xoauth2: bool) -> MailSe
     answer = f"{code} {text}".strip()[:200]
     if enhanced == "5.7.30" or "basic authentication is not supported" in text.lower():
         return MailServerConfigError(
-            f"{label} no longer accepts a password login ({answer}); switch to OAuth2: add ?auth=xoauth2 to "
-            "CAMPAIGN_SMTP_URL and give a token source (CAMPAIGN_OAUTH_TOKEN_COMMAND, or the Microsoft 365 app "
-            "registration: see the README). Nothing was sent and nobody was marked bounced.")
+            _("{label} no longer accepts a password login ({answer}); switch to OAuth2: add "
+               "?auth=xoauth2 to CAMPAIGN_SMTP_URL and give a token source "
+               "(CAMPAIGN_OAUTH_TOKEN_COMMAND, or the Microsoft 365 app registration: see the README). "
+               "Nothing was sent and nobody was marked bounced.").format(label=label, answer=answer))
     if enhanced == "5.7.139" or "smtpclientauthentication is disabled" in text.lower():
         return MailServerConfigError(
-            f"{label} refused the login because SMTP AUTH is switched off ({answer}); an Exchange administrator "
-            "must allow it for this mailbox (Set-CASMailbox -Identity MAILBOX -SmtpClientAuthenticationDisabled "
-            "$false) or for the tenant (Set-TransportConfig -SmtpClientAuthenticationDisabled $false). "
-            "Nothing was sent and nobody was marked bounced.")
+            _("{label} refused the login because SMTP AUTH is switched off ({answer}); an Exchange "
+               "administrator must allow it for this mailbox (Set-CASMailbox -Identity MAILBOX "
+               "-SmtpClientAuthenticationDisabled $false) or for the tenant (Set-TransportConfig "
+               "-SmtpClientAuthenticationDisabled $false). Nothing was sent and nobody was marked "
+               "bounced.").format(label=label, answer=answer))
     if enhanced == "5.7.60" or "does not have permissions to send as" in text.lower():
         return MailServerConfigError(
-            f"{label} does not let this login send as the From address ({answer}); send from the mailbox that logs "
-            "in ([sender] address in settings.toml), or have an Exchange administrator give it SendAs on that address "
-            "(Add-RecipientPermission ... -AccessRights SendAs). Nothing was sent and nobody was marked bounced.")
+            _("{label} does not let this login send as the From address ({answer}); send from the "
+               "mailbox that logs in ([sender] address in settings.toml), or have an Exchange "
+               "administrator give it SendAs on that address (Add-RecipientPermission ... -AccessRights "
+               "SendAs). Nothing was sent and nobody was marked bounced.").format(label=label, answer=answer))
     if code == 535 or enhanced in CONFIG_CODES or (code == 530 and enhanced.startswith("5.7.")):
         if xoauth2:
             return MailServerConfigError(
-                f"{label}: OAuth2 login refused ({answer}); check that the app registration has the "
-                "SMTP.SendAsApp permission with admin consent, that its Exchange service principal has "
-                "SendAs/FullAccess on the mailbox named in CAMPAIGN_SMTP_URL, and that the token is for that "
-                "tenant (see the README). Nothing was sent and nobody was marked bounced.")
+                _("{label}: OAuth2 login refused ({answer}); check that the app registration has the "
+                   "SMTP.SendAsApp permission with admin consent, that its Exchange service principal has "
+                   "SendAs/FullAccess on the mailbox named in CAMPAIGN_SMTP_URL, and that the token is for "
+                   "that tenant (see the README). Nothing was sent and nobody was marked bounced.").format(label=label, answer=answer))
         return MailServerConfigError(
-            f"{label}: login refused ({answer}); check the user name in CAMPAIGN_SMTP_URL and "
-            "CAMPAIGN_SMTP_PASSWORD (or switch to OAuth2 with ?auth=xoauth2, see the README). "
-            "Nothing was sent and nobody was marked bounced.")
+            _("{label}: login refused ({answer}); check the user name in CAMPAIGN_SMTP_URL and "
+               "CAMPAIGN_SMTP_PASSWORD (or switch to OAuth2 with ?auth=xoauth2, see the README). "
+               "Nothing was sent and nobody was marked bounced.").format(label=label, answer=answer))
     return None
 
 
@@ -213,23 +217,24 @@ def transport_config(env: Mapping[str, str] | None = None) -> TransportConfig:
         hostname = parts.hostname
     except ValueError as exc:
         # The URL is not repeated: it may hold a password.
-        raise DeliveryError(f"CAMPAIGN_SMTP_URL is not a valid URL ({exc}); expected smtp://[user@]host[:port] "
-                            "or smtps://[user@]host[:port]") from None
+        raise DeliveryError(_("CAMPAIGN_SMTP_URL is not a valid URL ({exc}); expected smtp://[user@]host[:port] or "
+                               "smtps://[user@]host[:port]").format(exc=exc)) from None
     if parts.scheme not in ("smtp", "smtps"):
-        raise DeliveryError(f"CAMPAIGN_SMTP_URL: expected smtp://[user@]host[:port] or smtps://..., got scheme {parts.scheme!r}")
+        raise DeliveryError(_("CAMPAIGN_SMTP_URL: expected smtp://[user@]host[:port] or smtps://..., got scheme "
+                               "{scheme}").format(scheme=repr(parts.scheme)))
     if not hostname:
-        raise DeliveryError("CAMPAIGN_SMTP_URL names no host; expected smtp://[user@]host[:port] or smtps://...")
+        raise DeliveryError(_("CAMPAIGN_SMTP_URL names no host; expected smtp://[user@]host[:port] or smtps://..."))
     if parts.password:
-        raise DeliveryError("CAMPAIGN_SMTP_URL holds a password; put it in CAMPAIGN_SMTP_PASSWORD instead")
+        raise DeliveryError(_("CAMPAIGN_SMTP_URL holds a password; put it in CAMPAIGN_SMTP_PASSWORD instead"))
     implicit = parts.scheme == "smtps"
     auth = _auth_mechanism(parts.query, env)
     if auth == "xoauth2" and not parts.username:
-        raise DeliveryError("CAMPAIGN_SMTP_URL: XOAUTH2 logs in as a mailbox; name it in the URL, e.g. "
-                            "smtp://campagne%40example.org@smtp.office365.com:587?auth=xoauth2")
+        raise DeliveryError(_("CAMPAIGN_SMTP_URL: XOAUTH2 logs in as a mailbox; name it in the URL, e.g. "
+                               "smtp://campagne%40example.org@smtp.office365.com:587?auth=xoauth2"))
     try:
         port = parts.port or (465 if implicit else 587)
     except ValueError:
-        raise DeliveryError("CAMPAIGN_SMTP_URL: the port must be a number from 0-65535 (e.g. 587 or 465)") from None
+        raise DeliveryError(_("CAMPAIGN_SMTP_URL: the port must be a number from 0-65535 (e.g. 587 or 465)")) from None
     # A bad CA file shows now, in any command, rather than when the first message is due.
     _ssl_context(env)
     return TransportConfig(kind="smtp", host=hostname, port=port, implicit_tls=implicit,
@@ -241,13 +246,13 @@ def _auth_mechanism(query: str, env: Mapping[str, str]) -> str:
     asked = ""
     for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
         if key.lower() != "auth":
-            raise DeliveryError(f"CAMPAIGN_SMTP_URL: unknown option {key!r}; the only option is ?auth=xoauth2 "
-                                "(or ?auth=password)")
+            raise DeliveryError(_("CAMPAIGN_SMTP_URL: unknown option {key}; the only option is ?auth=xoauth2 (or "
+                                   "?auth=password)").format(key=repr(key)))
         asked = value
     asked = (asked or env.get("CAMPAIGN_SMTP_AUTH", "") or "password").strip().lower()
     if asked not in ("password", "xoauth2"):
-        raise DeliveryError(f"the SMTP login {asked!r} (CAMPAIGN_SMTP_URL ?auth= or CAMPAIGN_SMTP_AUTH) is not known; "
-                            "use password or xoauth2")
+        raise DeliveryError(_("the SMTP login {asked} (CAMPAIGN_SMTP_URL ?auth= or CAMPAIGN_SMTP_AUTH) is not known; "
+                               "use password or xoauth2").format(asked=repr(asked)))
     return asked
 
 
@@ -281,8 +286,7 @@ class OutboxTransport:
         except OSError as exc:
             # A DeliveryError, not a failure of this message: the next one would fail the same
             # way, so the worker puts it back in the queue and stops instead of failing everyone.
-            raise DeliveryError(f"could not write {exc.filename or path}: {exc.strerror}; the message was not "
-                                "written to the outbox") from None
+            raise DeliveryError(_("could not write {value}: {strerror}; the message was not written to the outbox").format(value=exc.filename or path, strerror=exc.strerror)) from None
         return str(path)
 
     # The worker's interface (see SmtpTransport): a file is written at once, so it is always ready.
@@ -315,11 +319,11 @@ def _ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
         try:
             ctx.load_verify_locations(cafile=ca)
         except ssl.SSLError as exc:  # before OSError, of which it is a kind
-            raise DeliveryError(f"CAMPAIGN_SMTP_CA_FILE={ca}: no certificate could be read from it "
-                                f"({exc.reason or exc}); it must hold PEM certificates") from None
+            raise DeliveryError(_("CAMPAIGN_SMTP_CA_FILE={ca}: no certificate could be read from it ({value}); it must "
+                                   "hold PEM certificates").format(ca=ca, value=exc.reason or exc)) from None
         except OSError as exc:
-            raise DeliveryError(f"CAMPAIGN_SMTP_CA_FILE={ca}: {exc.strerror}; point it at a PEM file of "
-                                "CA certificates, or unset it to trust the system's") from None
+            raise DeliveryError(_("CAMPAIGN_SMTP_CA_FILE={ca}: {strerror}; point it at a PEM file of CA certificates, or "
+                                   "unset it to trust the system's").format(ca=ca, strerror=exc.strerror)) from None
     return ctx
 
 
@@ -333,11 +337,11 @@ def _wait_readable(sock: socket.socket, timeout: float, interrupted: Callable[[]
             return
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise TimeoutError(f"no answer within {timeout:.0f} s")
+            raise TimeoutError(_("no answer within {timeout} s").format(timeout=format(timeout, ".0f")))
         if select.select([sock], [], [], min(WAIT_SLICE, remaining))[0]:
             return
         if interrupted():
-            raise InterruptedError("the worker was told to stop while it waited for the server")
+            raise InterruptedError(_("the worker was told to stop while it waited for the server"))
 
 
 class _Greeted:
@@ -433,34 +437,34 @@ class SmtpTransport:
                 conn.close()
                 if c.username:
                     raise DeliveryError(
-                        f"{c.label} offers no TLS; refusing to send the password unencrypted and the contact mails "
-                        "in plain text (someone between here and the server may have removed the STARTTLS offer); "
-                        "nothing was sent. Use smtps://HOST:465 when the server offers implicit TLS, or switch on "
-                        "STARTTLS on the server.")
+                        _("{label} offers no TLS; refusing to send the password unencrypted and the contact mails "
+                           "in plain text (someone between here and the server may have removed the STARTTLS "
+                           "offer); nothing was sent. Use smtps://HOST:465 when the server offers implicit TLS, or "
+                           "switch on STARTTLS on the server.").format(label=c.label))
                 raise DeliveryError(
-                    f"{c.label} does not offer STARTTLS, so the contact mails would cross the network in plain text "
-                    "(or someone between here and the server removed the offer); nothing was sent. Use "
-                    "smtps://HOST:465 when the server offers implicit TLS, or switch on STARTTLS on the relay; only "
-                    "a relay on this machine (127.0.0.1) may be used without TLS.")
+                    _("{label} does not offer STARTTLS, so the contact mails would cross the network in plain "
+                       "text (or someone between here and the server removed the offer); nothing was sent. Use "
+                       "smtps://HOST:465 when the server offers implicit TLS, or switch on STARTTLS on the "
+                       "relay; only a relay on this machine (127.0.0.1) may be used without TLS.").format(label=c.label))
             if c.auth == "xoauth2":
                 self._xoauth2(conn)
             elif c.username:
                 if not self.password:
                     conn.close()
-                    raise DeliveryError(f"{c.label} needs a password: set CAMPAIGN_SMTP_PASSWORD")
+                    raise DeliveryError(_("{label} needs a password: set CAMPAIGN_SMTP_PASSWORD").format(label=c.label))
                 conn.login(c.username, self.password)
         except smtplib.SMTPAuthenticationError as exc:
             conn.close()
             text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
             refusal = config_refusal(exc.smtp_code, text, label=c.label, xoauth2=c.auth == "xoauth2")
-            raise refusal or MailServerConfigError(f"{c.label}: login refused ({exc.smtp_code} {text[:200]})") from None
+            raise refusal or MailServerConfigError(_("{label}: login refused ({smtp_code} {text})").format(label=c.label, smtp_code=exc.smtp_code, text=text[:200])) from None
         except TokenError as exc:
             conn.close()
             if exc.temporary:
                 raise ConnectionFailure(f"{c.label}: no OAuth2 token: {exc}") from None
             raise
         except ssl.SSLError as exc:
-            raise DeliveryError(f"{c.label}: TLS failed: {exc.reason or exc}") from None
+            raise DeliveryError(_("{label}: TLS failed: {value}").format(label=c.label, value=exc.reason or exc)) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise ConnectionFailure(f"{c.label}: cannot connect: {exc or type(exc).__name__}") from None
         return conn
@@ -517,10 +521,10 @@ class SmtpTransport:
             end = self._buf.find(b"\n")
             while end < 0:
                 if len(self._buf) > 8192:
-                    raise OSError("the server's answer is too long")
+                    raise OSError(_("the server's answer is too long"))
                 chunk = self.sock.recv(65536)
                 if not chunk:
-                    raise OSError("the server closed the connection")
+                    raise OSError(_("the server closed the connection"))
                 self._buf += chunk
                 end = self._buf.find(b"\n")
             line, self._buf = self._buf[:end + 1], self._buf[end + 1:]
@@ -530,7 +534,7 @@ class SmtpTransport:
         try:
             return int(line[:3]), b"\n".join(lines)
         except ValueError:
-            raise OSError(f"not an SMTP answer: {line[:40]!r}") from None
+            raise OSError(_("not an SMTP answer: {line}").format(line=repr(line[:40]))) from None
 
     # --- sending -------------------------------------------------------------------------
 

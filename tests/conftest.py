@@ -14,6 +14,24 @@ FIXED_NOW = dt.datetime(2026, 1, 6, 8, 0, tzinfo=dt.timezone.utc)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The Dutch catalog as the install compiles it (make), recompiled here when the .po changed."""
+    from mailer.i18n_extract import compile_catalogs
+
+    compile_catalogs()
+
+
+@pytest.fixture(autouse=True)
+def english(monkeypatch: pytest.MonkeyPatch):
+    """Tests read English unless they ask for Dutch (tests/test_i18n.py does, explicitly)."""
+    from mailer import i18n
+
+    monkeypatch.setenv("CAMPAIGN_LANG", "en")
+    i18n.setup("en")
+    yield
+    i18n.setup("en")
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh $CAMPAIGN_HOME for each test: real SQLite files on disk."""

@@ -44,7 +44,7 @@ def scheduled(run) -> None:
 def test_plan_refuses_the_past_election_with_a_hint(run):
     result = run("plan", root=ROOT)
     assert result.exit_code == 1
-    assert "Error: election day woensdag 18 maart 2026 is not in the future" in result.output
+    assert "Error: election day Wed 18 Mar 2026 is not in the future" in result.output
     assert "campaign new NAME --from-campaign gr2026 --election-day DATE" in result.output
 
 
@@ -160,4 +160,4 @@ def test_simulate_without_schedule_uses_the_policy(run):
     result = run("simulate", root=ROOT)
     assert result.exit_code == 0, result.output
     assert "not scheduled yet" in result.output
-    assert "woensdag 4 maart 2026" in result.output  # the last mail, two weeks before election day
+    assert "Wed 4 Mar 2026" in result.output  # the last mail, two weeks before election day

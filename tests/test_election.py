@@ -87,7 +87,7 @@ def test_check_refuses_a_year_or_date_that_is_not_the_election(run, project_copy
     assert code == 1
     assert [f["mail"] for f in errors] == [6], errors
     assert named in errors[0]["message"]
-    assert "not this campaign's election (gemeenteraadsverkiezingen of woensdag 13 maart 2030)" in errors[0]["message"]
+    assert "not this campaign's election (gemeenteraadsverkiezingen of Wed 13 Mar 2030)" in errors[0]["message"]
     assert "copy.fact_years" in errors[0]["message"]
 
 
@@ -123,7 +123,7 @@ def test_another_election_date_is_refused_with_the_way_to_a_campaign_for_it(run,
     result = run(*command, "--election-date", "2027-04-14")
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
-    assert ("--election-date 2027-04-14 is not the election of campaign gr2026 (woensdag 18 maart 2026, "
+    assert ("--election-date 2027-04-14 is not the election of campaign gr2026 (Wed 18 Mar 2026, "
             "election_day in its campaign.toml)") in result.output
     assert "campaign new NAME --from-campaign gr2026 --election-day 2027-04-14" in result.output
     # Nothing was stored or simulated.

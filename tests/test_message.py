@@ -41,7 +41,7 @@ def test_headers_and_parts(setup):
     assert msg["From"] == "Leger des Heils <campagne@example.org>"
     assert msg["To"] == "Zoë van den Berg <zoe.vandenberg@example.org>"
     assert msg["Subject"] == mail.subject
-    assert msg["Date"] == "Tue, 06 Jan 2026 08:00:00 +0000"
+    assert msg["Date"] == "Tue, 06 Jan 2026 09:00:00 +0100"  # the campaign time zone, with its offset
     assert msg["Message-ID"].endswith("@example.org>")
     assert msg["List-Unsubscribe"].startswith("<mailto:afmelden@example.org?subject=")
     assert "body=zoe.vandenberg@example.org>" in msg["List-Unsubscribe"]

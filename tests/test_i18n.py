@@ -1,0 +1,310 @@
+"""The interface in Dutch and English: the catalog is complete, the language follows the locale
+(CAMPAIGN_LANG overrides it), --json stays English, and moments are written one way."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mailer import i18n
+
+ROOT = Path(__file__).resolve().parent.parent
+PO = ROOT / "mailer" / "locale" / "nl" / "LC_MESSAGES" / "campaign.po"
+PERCENT = re.compile(r"%\(\w+\)[sd]")
+
+
+def placeholders(text: str) -> set[str]:
+    """The fields a message is formatted with: ``{name}`` (as str.format reads them, so that ``{{``
+    is a literal brace) and click's ``%(prog)s``."""
+    import string
+
+    try:
+        fields = {name for _text, name, _spec, _conv in string.Formatter().parse(text) if name is not None}
+    except ValueError:
+        fields = {"<unbalanced braces>"}
+    return fields | set(PERCENT.findall(text))
+
+
+def extracted() -> dict:
+    """Every msgid in the code, extracted as `make catalog` does (babel.cfg, keyword N_)."""
+    from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+    from babel.messages.frontend import parse_mapping_cfg
+
+    with (ROOT / "babel.cfg").open() as f:
+        method_map, options_map = parse_mapping_cfg(f)
+    found: dict = {}
+    for filename, lineno, message, _comments, _context in extract_from_dir(
+            str(ROOT), method_map, options_map, keywords={**DEFAULT_KEYWORDS, "N_": None}):
+        found.setdefault(message, f"{filename}:{lineno}")
+    return found
+
+
+def test_every_message_in_the_code_has_a_dutch_translation() -> None:
+    from babel.messages.pofile import read_po
+
+    with PO.open("rb") as f:
+        catalog = read_po(f)
+    missing, bad_placeholders = [], []
+    for message, where in extracted().items():
+        msgid = message if isinstance(message, str) else message[0]
+        entry = catalog.get(msgid)
+        strings = [entry.string] if entry is not None and isinstance(entry.string, str) else list(entry.string or ()) \
+            if entry is not None else []
+        if entry is None or entry.fuzzy or not strings or not all(strings):
+            missing.append(f"{where}: {msgid!r}")
+            continue
+        # A plural's forms may each leave out a placeholder ("Bedoelt u {possibility}?"), but
+        # together they use the msgid's, and none that the code does not pass.
+        wanted = set().union(*(placeholders(m) for m in (message if isinstance(message, tuple) else [message])))
+        used = set().union(*(placeholders(t) for t in strings))
+        if used != wanted or (isinstance(message, str) and placeholders(strings[0]) != wanted):
+            bad_placeholders.append(f"{where}: {msgid!r} -> {strings!r}")
+    assert not missing, "no Dutch translation (make catalog, then translate):\n" + "\n".join(missing)
+    assert not bad_placeholders, "placeholders differ from the msgid:\n" + "\n".join(bad_placeholders)
+
+
+def test_the_language_follows_the_locale_and_campaign_lang_overrides_it() -> None:
+    assert i18n.choose_language({"LANG": "nl_NL.UTF-8"}) == "nl"
+    assert i18n.choose_language({"LANG": "nl_BE.UTF-8"}) == "nl"
+    assert i18n.choose_language({"LANG": "en_US.UTF-8"}) == "en"
+    assert i18n.choose_language({"LANG": "de_DE.UTF-8"}) == "en"
+    assert i18n.choose_language({}) == "en"
+    assert i18n.choose_language({"LANGUAGE": "nl:en", "LANG": "en_US.UTF-8"}) == "nl"
+    assert i18n.choose_language({"LC_ALL": "en_GB.UTF-8", "LANG": "nl_NL.UTF-8"}) == "en"
+    assert i18n.choose_language({"LC_MESSAGES": "nl_NL.UTF-8", "LANG": "en_US.UTF-8"}) == "nl"
+    assert i18n.choose_language({"CAMPAIGN_LANG": "en", "LANG": "nl_NL.UTF-8"}) == "en"
+    assert i18n.choose_language({"CAMPAIGN_LANG": "nl", "LANG": "C"}) == "nl"
+
+
+def test_a_missing_catalog_falls_back_to_english(tmp_path: Path) -> None:
+    assert i18n.setup("nl", localedir=tmp_path) == "en"
+    assert i18n._("Show this message and exit.") == "Show this message and exit."
+
+
+def test_the_compiled_catalog_gives_dutch() -> None:
+    assert i18n.setup("nl") == "nl"
+    assert i18n._("Show this message and exit.") != "Show this message and exit."
+
+
+def test_a_moment_is_written_one_way_in_the_campaign_time_zone() -> None:
+    winter = dt.datetime(2027, 2, 3, 8, 0, tzinfo=dt.timezone.utc)
+    summer = dt.datetime(2026, 7, 1, 7, 30, tzinfo=dt.timezone.utc)
+    assert i18n.format_moment(winter, "Europe/Amsterdam", lang="nl") == "wo 3 feb. 2027 09:00"
+    assert i18n.format_moment(winter, "Europe/Amsterdam", lang="en") == "Wed 3 Feb 2027 09:00"
+    assert i18n.format_moment(summer, "Europe/Amsterdam", lang="nl") == "wo 1 jul. 2026 09:30"
+    assert i18n.format_day(dt.date(2026, 5, 4), lang="nl") == "ma 4 mei 2026"
+
+
+def test_a_shortened_text_ends_in_an_ellipsis_at_a_word_boundary() -> None:
+    assert i18n.shorten("Wonen en dakloosheid", 40) == "Wonen en dakloosheid"
+    assert i18n.shorten("Armoede en schulden in de gemeente", 20) == "Armoede en schulden…"
+    assert i18n.shorten("Armoede en schulden in de gemeente", 15) == "Armoede en…"
+    assert len(i18n.shorten("Armoedebestrijdingsbeleid", 10)) == 10
+
+
+# --- the CLI in both languages ------------------------------------------------------------------
+
+from .conftest import ELECTION_AHEAD, ROOT as PROJECT  # noqa: E402
+
+
+@pytest.fixture
+def dutch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Dutch staff member's terminal: LANG=nl_NL.UTF-8 and nothing that overrides it."""
+    for name in ("CAMPAIGN_LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "nl_NL.UTF-8")
+
+
+@pytest.fixture
+def english_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Dutch locale with CAMPAIGN_LANG=en: the override wins."""
+    monkeypatch.setenv("LANG", "nl_NL.UTF-8")
+    monkeypatch.setenv("CAMPAIGN_LANG", "en")
+
+
+@pytest.fixture
+def ahead(run, project_ahead: Path):
+    def invoke(*args: str):
+        return run(*args, root=project_ahead)
+
+    return invoke
+
+
+def test_help_in_dutch_has_clicks_own_texts_and_whole_summaries(dutch, run) -> None:
+    result = run("--help")
+    assert result.exit_code == 0
+    assert result.output.startswith("Gebruik: cli [OPTIONS]")  # CliRunner names the program "cli"
+    assert "Opties:" in result.output and "Opdrachten:" in result.output
+    assert "Toon deze hulp en stop." in result.output
+    assert "Importeer, toon, zoek en wis contactpersonen." in result.output
+    assert "Usage:" not in result.output and "Show this message" not in result.output
+    # No summary is cut off with click's "...": each is a whole sentence that fits.
+    assert "...\n" not in result.output.split("\n", 1)[1]
+    sub = run("contacts", "import", "--help")
+    assert "Alles of niets" in sub.output and "Toon wat er zou veranderen; sla niets op." in sub.output
+
+
+def test_help_in_english_with_the_override(english_override, run) -> None:
+    result = run("--help")
+    assert result.output.startswith("Usage: cli [OPTIONS]")
+    assert "Show this message and exit." in result.output
+    assert "Import, list, look up and erase contacts." in result.output
+    assert "...\n" not in result.output.split("\n", 1)[1]
+
+
+def test_a_usage_error_in_dutch(dutch, run) -> None:
+    result = run("plan", "--start", "morgen")
+    assert result.exit_code == 2
+    assert "Fout: Ongeldige waarde voor '--start'" in result.output
+    assert "Typ 'cli plan --help' voor hulp." in result.output
+
+
+def test_plan_in_dutch_and_english(dutch, ahead, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = ahead("plan")
+    assert result.exit_code == 0, result.output
+    assert "thema" in result.output and "verzenden duurt" in result.output
+    assert "Verkiezingsdag: " in result.output and "Tijden in Europe/Amsterdam." in result.output
+    day = dt.date.fromisoformat(ELECTION_AHEAD)
+    assert f"Verkiezingsdag: {i18n.format_day(day, lang='nl')}." in result.output
+    monkeypatch.setenv("CAMPAIGN_LANG", "en")
+    english = ahead("plan")
+    assert f"Election day: {i18n.format_day(day, lang='en')}." in english.output
+    assert "theme" in english.output and "verzenden" not in english.output
+
+
+def test_status_in_dutch_and_json_stays_english(dutch, ahead) -> None:
+    assert ahead("contacts", "import", str(PROJECT / "contacts/example.csv")).exit_code == 0
+    assert ahead("schedule", "--yes").exit_code == 0
+    result = ahead("status")
+    assert result.exit_code == 0, result.output
+    assert "gepland" in result.output and "postvak uit" in result.output
+    assert "verzendweg: postvak uit." in result.output
+    assert "Contactpersonen: 5 actief, 0 afgemeld, 0 onbestelbaar, 0 verwijderd." in result.output
+    assert "Worker: heeft nog nooit gedraaid." in result.output
+    # Every moment in the table in the one Dutch form: "wo 3 feb. 2027 09:00".
+    moments = re.findall(r"\b(?:ma|di|wo|do|vr|za|zo) \d{1,2} [a-z]+\.? \d{4} \d\d:\d\d\b", result.output)
+    assert len(moments) == 9
+    data = json.loads(ahead("status", "--json").output)
+    assert data["mails"][0]["state"] == "scheduled"
+    assert data["contacts"]["active"] == 5 and "Worker" not in json.dumps(data)
+
+
+def test_an_import_with_errors_in_dutch(dutch, run, tmp_path: Path) -> None:
+    bad = tmp_path / "leden.csv"
+    bad.write_text("e-mail,naam,partij,gemeente\njan@@example.nl,Jan,PvdA,Almere\n,Piet,VVD,Lelystad\n",
+                   encoding="utf-8")
+    result = run("contacts", "import", str(bad))
+    assert result.exit_code == 1
+    assert f"Fout: {bad}: 2 problemen; er is niets geïmporteerd (verbeter het bestand, of gebruik --skip-invalid" \
+        in result.output
+    assert f"{bad}:2: kolom 'e-mail': 'jan@@example.nl' is geen geldig adres (" in result.output
+    assert f"{bad}:3: kolom 'e-mail': is leeg" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_import_with_errors_in_english(english_override, run, tmp_path: Path) -> None:
+    bad = tmp_path / "leden.csv"
+    bad.write_text("e-mail,naam,partij,gemeente\n,Piet,VVD,Lelystad\n", encoding="utf-8")
+    result = run("contacts", "import", str(bad))
+    assert result.exit_code == 1
+    assert f"Error: {bad}: 1 problem; nothing was imported" in result.output
+    assert f"{bad}:2: column 'e-mail': is empty" in result.output
+
+
+def test_the_preview_in_dutch_says_lang_nl(dutch, run, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    result = run("preview", "--no-serve", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert '<html lang="nl"' in index
+    assert "Onderwerp en voorvertoning" in index and "niet gepland" in index
+    page = (out / "mail-1.html").read_text(encoding="utf-8")
+    assert "Desktop en telefoon" in page and "volgende →" in page and "Alle mails" in page
+    assert "Desktop and phone" not in page
+
+
+def test_the_preview_in_english_says_lang_en(english_override, run, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    assert run("preview", "--no-serve", "--out", str(out)).exit_code == 0
+    page = (out / "mail-1.html").read_text(encoding="utf-8")
+    assert '<html lang="en"' in page and "Desktop and phone" in page and "next →" in page
+
+
+@pytest.mark.parametrize("moment, expected", [
+    (dt.datetime(2027, 2, 3, 8, 0, tzinfo=dt.timezone.utc), "Wed, 03 Feb 2027 09:00:00 +0100"),
+    (dt.datetime(2026, 7, 1, 7, 30, tzinfo=dt.timezone.utc), "Wed, 01 Jul 2026 09:30:00 +0200"),
+])
+def test_the_date_header_is_local_time_with_its_offset(moment: dt.datetime, expected: str) -> None:
+    import email
+    from email import policy
+
+    from mailer.contacts import example_contacts
+    from mailer.message import build_message
+    from mailer.personalise import personalise
+    from mailer.project import Project
+    from mailer.render import Renderer
+
+    project = Project.at(PROJECT)
+    campaign = project.load_campaign()
+    deployment = project.deployment()
+    mail = Renderer(templates=project.templates, campaign=campaign, deployment=deployment).render(campaign.mail(1))
+    personal = personalise(mail, example_contacts(PROJECT)[0], settings=campaign.settings)
+    envelope = build_message(personal, sender=deployment.sender, campaign=campaign.settings, now=moment)
+    assert email.message_from_bytes(envelope.data, policy=policy.default)["Date"] == expected
+
+
+def test_check_findings_in_dutch_and_check_json_in_english(dutch, run, project_copy: Path) -> None:
+    mail = next((project_copy / "campaigns/gr2026/mails").glob("01-*.md"))
+    text = mail.read_text(encoding="utf-8")
+    mail.write_text(text.replace('subject = "Wonen Eerst: herstel begint met een thuis"',
+                                 'subject = "Wonen Eerst: herstel begint met een thuis, voor iedereen in de gemeente"'),
+                    encoding="utf-8")
+    result = run("check", root=project_copy)
+    assert "niveau" in result.output and "bevinding" in result.output
+    assert "waarschuwing  1     onderwerp is 71 tekens; telefoons tonen er ongeveer 50" in result.output
+    data = json.loads(run("check", "--json", root=project_copy).output)
+    assert {"level": "warning", "mail": 1, "message": "subject is 71 characters; phones show about 50"} \
+        in data["findings"]
+
+
+def test_the_calendar_follows_the_language(dutch, ahead, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dutch_ics, english_ics = tmp_path / "plan-nl.ics", tmp_path / "plan-en.ics"
+    assert ahead("plan", "--ics", str(dutch_ics)).exit_code == 0
+    monkeypatch.setenv("CAMPAIGN_LANG", "en")
+    assert ahead("plan", "--ics", str(english_ics)).exit_code == 0
+    assert "SUMMARY:Mail 1 van 9: Wonen Eerst" in dutch_ics.read_text(encoding="utf-8")
+    assert "SUMMARY:Mail 1 of 9: Wonen Eerst" in english_ics.read_text(encoding="utf-8")
+
+
+def test_simulate_and_its_timeline_headings_in_dutch(dutch, ahead, home: Path) -> None:
+    result = ahead("simulate")
+    assert result.exit_code == 0, result.output
+    assert "het beleid van de campagne (nog niet gepland)" in result.output
+    assert "Er is niets verzonden en niets als bezorgd vastgelegd." in result.output
+    header = (home / "simulation/gr2026/timeline.csv").read_text(encoding="utf-8").splitlines()[0]
+    # contact_id stays as it is: erasure finds a person's lines by it.
+    assert header == "moment,mail,thema,contactpersoon,partij,gemeente,bestand,contact_id"
+
+
+def test_no_function_hides_the_translation_function_behind_a_variable() -> None:
+    """``for _ in ...`` in a function that also calls ``_()`` makes ``_`` a local there, and the
+    message would crash (UnboundLocalError or 'int' is not callable) exactly when it is needed."""
+    import ast
+
+    hidden = []
+    for path in [PROJECT / "cli.py", *sorted((PROJECT / "mailer").glob("*.py"))]:
+        for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            nodes = list(ast.walk(fn))
+            # A comprehension's variables live in its own scope: `for _ in` there hides nothing.
+            in_comprehension = {id(t) for n in nodes if isinstance(n, ast.comprehension) for t in ast.walk(n.target)}
+            if any(isinstance(n, ast.Name) and n.id == "_" and isinstance(n.ctx, ast.Store)
+                   and id(n) not in in_comprehension for n in nodes) and \
+                    any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "_" for n in nodes):
+                hidden.append(f"{path.name}:{fn.lineno} {fn.name}")
+    assert not hidden

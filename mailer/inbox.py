@@ -471,7 +471,7 @@ def local_messages(path: Path) -> tuple[str, Iterator[Incoming]]:
                 keys = sorted(box.iterkeys())
             except OSError as exc:
                 raise MailboxError(_("{path}: the Maildir cannot be read: {strerror}").format(path=path, strerror=exc.strerror)) from None
-            return f"Maildir {path}", _maildir(box, keys, path)
+            return _("Maildir {path}").format(path=path), _maildir(box, keys, path)
         try:
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".eml" and p.is_file())
         except OSError as exc:
@@ -479,16 +479,16 @@ def local_messages(path: Path) -> tuple[str, Iterator[Incoming]]:
         if not found:
             raise MailboxError(_("{path} is no Maildir (no cur/ and new/ folders) and holds no .eml files; export the "
                                   "messages as .eml files or as an mbox file and give that").format(path=path))
-        return f"{len(found)} .eml file(s) in {path}", _eml_files(found)
+        return _("{count} .eml file(s) in {path}").format(count=len(found), path=path), _eml_files(found)
     try:
         with path.open("rb") as fh:
             head = fh.read(4096)
     except OSError as exc:
         raise MailboxError(_("{path}: cannot be read: {strerror}").format(path=path, strerror=exc.strerror)) from None
     if head.startswith(b"From "):
-        return f"mbox file {path}", _mbox(path)
+        return _("mbox file {path}").format(path=path), _mbox(path)
     if re.match(rb"(?:[!-9;-~]+:[^\n]*\r?\n(?:[ \t][^\n]*\r?\n)*)+", head):
-        return f"message file {path}", _eml_files([path])
+        return _("message file {path}").format(path=path), _eml_files([path])
     raise MailboxError(_("{path} is no mbox file (which starts with a 'From ' line), no Maildir and no .eml "
                           "message; give a Maildir folder, an mbox file or a folder of .eml files").format(path=path))
 

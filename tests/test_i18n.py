@@ -390,3 +390,15 @@ def test_the_metavars_in_usage_and_help_follow_the_language(dutch, run, monkeypa
     assert run("contacts", "show", "--help").output.startswith("Usage: cli contacts show [OPTIONS] EMAIL")
     english = run("contacts", "unsubscribe", "--help").output
     assert "[OPTIONS] [EMAILS]..." in english and "--from FILE" in english and "--reason TEXT" in english
+
+
+def test_the_review_lines_of_campaign_new_in_dutch_and_json_in_english(dutch, run, project_copy: Path) -> None:
+    result = run("new", "gr2030", "--from-campaign", "gr2026", "--election-day", "2030-03-20", root=project_copy)
+    assert result.exit_code == 0, result.output
+    assert "campaign.toml: schedule.blackouts is +4 jaar verschoven met de verkiezing; controleer de datums " \
+           "(schoolvakanties verschillen per jaar)" in result.output
+    assert "moved" not in result.output and "check the" not in result.output
+    data = json.loads(run("new", "gr2031", "--from-campaign", "gr2026", "--election-day", "2031-03-19", "--json",
+                          root=project_copy).output)
+    assert any(line.startswith("campaign.toml: schedule.blackouts moved +5 year(s) with the election")
+               for line in data["review"])

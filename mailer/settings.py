@@ -467,6 +467,85 @@ recipients = ["uzelf@example.org"]
 # soft_bounce_limit = 3
 """
 
+SETTINGS_TEMPLATE_NL = """\
+# Instellingen van `campaign` voor deze organisatie (niet voor één campagne).
+# Geschreven door `campaign init`. Elke waarde hieronder is een VOORBEELD op example.org:
+# vervang ze voordat u iets verzendt dat verder gaat dan de map van het postvak uit.
+# Geheimen horen hier nooit: de SMTP-server komt uit CAMPAIGN_SMTP_URL en het
+# wachtwoord uit CAMPAIGN_SMTP_PASSWORD.
+
+[sender]
+# Weergavenaam en mailbox in de kopregel From.
+name = "Leger des Heils"
+address = "campagne@example.org"
+# Waar antwoorden heen gaan.
+reply_to = "campagne@example.org"
+# Postadres of andere contactgegevens, getoond na de naam van de organisatie onder
+# elke mail (Telecommunicatiewet art. 11.7).
+contact = "Voorbeeldstraat 1, 1234 AB Voorbeeldstad"
+# De mailbox die afmeldingen ontvangt (mailto: onder de mail en in List-Unsubscribe).
+optout_address = "afmelden@example.org"
+# De afzender van de envelop (MAIL FROM): hierheen sturen mailservers onbestelbare
+# berichten. Laat hem, net als optout_address, wijzen naar de mailbox die
+# `campaign inbox` leest. Standaard: address.
+# bounce_address = "bounces@example.org"
+# Niet verplicht: een https-adres dat afmelden met één klik (een POST, RFC 8058)
+# aanneemt. Laat het leeg als dat er niet is; de kopregel biedt dan alleen de
+# afmelding via mailto: aan.
+optout_url = ""
+
+[signatory]
+# De persoon die elke mail ondertekent, met functie en hoe u die bereikt
+# (getoond onder "Met vriendelijke groet,").
+name = "Voornaam Achternaam"
+role = "functie"
+phone = "+31 00 000 00 00"
+email = "beleid@example.org"
+
+[test]
+# Wie de testmails van `campaign send-test` krijgt als --to ontbreekt.
+recipients = ["uzelf@example.org"]
+
+[delivery]
+# Berichten per minuut; gaat voor op schedule.rate_per_minute van de campagne.
+# rate_per_minute = 60
+# Zoveel SMTP-verbindingen naast elkaar (elk met hoogstens één bericht onderweg).
+# connections = 1
+# Weigert de server zoveel berichten achter elkaar met hetzelfde antwoord (een relay
+# die iedereen weigert), dan stopt de worker; die berichten gaan terug in de
+# wachtrij zonder dat het een poging kost.
+# failure_threshold = 10
+# De grenzen van de provider: "microsoft365" (30 per minuut, 10.000 per dag) of
+# "google-workspace" (20 per minuut, 2.000 per dag). rate_per_minute en max_per_day
+# hierboven of hieronder gaan daarvoor.
+# preset = "microsoft365"
+# Hoogstens zoveel berichten in elke 24 uur; de rest wacht (de planning toont de extra dagen).
+# max_per_day = 10000
+
+# [oauth]
+# Voor CAMPAIGN_SMTP_URL met ?auth=xoauth2 via een app-registratie in Microsoft 365. Het
+# clientgeheim staat hier nooit: dat komt uit CAMPAIGN_OAUTH_CLIENT_SECRET.
+# tenant = "00000000-0000-0000-0000-000000000000"
+# client_id = "00000000-0000-0000-0000-000000000000"
+
+[inbox]
+# `campaign inbox` leest CAMPAIGN_IMAP_URL (wachtwoord in CAMPAIGN_IMAP_PASSWORD).
+# De IMAP-map waar verwerkte onbestelbare berichten, afmeldingen en automatische
+# antwoorden heen gaan; leeg: ze blijven staan, gelezen en gemarkeerd met het
+# trefwoord. Antwoorden blijven ongelezen.
+# move_to = "Verwerkt"
+# keyword = "$CampaignHandled"
+# Is een contactpersoon bij zoveel mails achter elkaar tijdelijk onbestelbaar (mailbox
+# vol, ...), dan wordt hij onbestelbaar.
+# soft_bounce_limit = 3
+"""
+
+
+def settings_template(language: str) -> str:
+    """The settings file ``campaign init`` writes: comments in ``language``, keys and values the same."""
+    return SETTINGS_TEMPLATE_NL if language == "nl" else SETTINGS_TEMPLATE
+
+
 # What each provider allows one mailbox (Exchange Online: 30 messages a minute, 10,000
 # recipients a day; Google Workspace: about 2,000 a day, sent a little more slowly).
 PRESETS = {"microsoft365": (30, 10_000), "google-workspace": (20, 2_000)}
@@ -674,5 +753,7 @@ def write_settings_template(home: Path, *, force: bool = False) -> tuple[Path, b
     if path.exists() and not force:
         files.tighten(path, files.FILE_MODE)
         return path, False
-    files.write_private(path, SETTINGS_TEMPLATE)
+    from .i18n import language
+
+    files.write_private(path, settings_template(language()))
     return path, True

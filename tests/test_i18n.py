@@ -402,3 +402,23 @@ def test_the_review_lines_of_campaign_new_in_dutch_and_json_in_english(dutch, ru
                           root=project_copy).output)
     assert any(line.startswith("campaign.toml: schedule.blackouts moved +5 year(s) with the election")
                for line in data["review"])
+
+
+def test_init_writes_the_settings_comments_in_dutch_with_the_same_keys_and_values(dutch, run, home: Path) -> None:
+    import tomllib
+
+    from mailer.settings import SETTINGS_TEMPLATE
+
+    result = run("init")
+    assert result.exit_code == 0, result.output
+    text = (home / "settings.toml").read_text(encoding="utf-8")
+    assert "# Geschreven door `campaign init`. Elke waarde hieronder is een VOORBEELD op example.org:" in text
+    assert "Written by" not in text and "Where replies go" not in text
+    assert tomllib.loads(text) == tomllib.loads(SETTINGS_TEMPLATE)
+    # The keys one uncomments are the same keys as in English.
+    commented = {line for line in SETTINGS_TEMPLATE.splitlines() if re.match(r"# [a-z_]+ = |# \[", line)}
+    assert commented <= set(text.splitlines())
+    # Still the example values: the sender counts as not configured.
+    from mailer.settings import load_deployment_settings
+
+    assert load_deployment_settings(home).problems

@@ -139,8 +139,8 @@ class CampaignName(click.ParamType):
         import re
 
         if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
-            self.fail(_("{value} is not a campaign folder name (up to 64 letters, digits, '.', '-' or '_')").format(
-                value=_shown(str(value))), param, ctx)
+            self.fail(_("{given} is not a campaign folder name (up to 64 letters, digits, '.', '-' or '_')").format(
+                given=_shown(str(value))), param, ctx)
         return value
 
 
@@ -153,12 +153,12 @@ class FilePath(click.Path):
         import stat
 
         if isinstance(value, str) and "\0" in value:
-            self.fail(_("{value} contains a NUL byte").format(value=_shown(value)), param, ctx)
+            self.fail(_("{given} contains a NUL byte").format(given=_shown(value)), param, ctx)
         path = super().convert(value, param, ctx)
         if self.exists and not self.dir_okay:
             mode = os.stat(path).st_mode
             if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                self.fail(_("{value} is a device, not a file").format(value=_shown(str(value))), param, ctx)
+                self.fail(_("{given} is a device, not a file").format(given=_shown(str(value))), param, ctx)
         return path
 
 
@@ -189,7 +189,7 @@ class MailOrAll(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value)
         if text != "all" and not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAIL_NUMBER.max):
-            self.fail(_("{value} is not a mail number (1-{max}) or 'all'").format(value=_shown(text),
+            self.fail(_("{given} is not a mail number (1-{max}) or 'all'").format(given=_shown(text),
                                                                                    max=MAIL_NUMBER.max), param, ctx)
         return text
 
@@ -625,8 +625,8 @@ def _opt_out_reason(ctx: click.Context, param: click.Parameter, value: str) -> s
     import unicodedata
 
     if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise click.BadParameter(_("{value} holds a control character (a new line, tab or escape code); write the "
-                                   "reason on one line of plain text").format(value=_shown(value)))
+        raise click.BadParameter(_("{given} holds a control character (a new line, tab or escape code); write the "
+                                   "reason on one line of plain text").format(given=_shown(value)))
     if len(value) > REASON_MAX:
         raise click.BadParameter(_("is {length} characters long; write a reason of at most {max}").format(
             length=len(value), max=REASON_MAX))

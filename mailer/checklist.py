@@ -303,14 +303,14 @@ def assemble(elements: list[_Element], *, source: Path, warnings: list[str], loo
         after = [i for i in headings if i > numbered[-1] and i not in numbered]
         if after:
             end = after[0]
-            warnings.append(_("{where}: the heading '{value}' is not numbered like the themes: it and what follows it "
-                               "were not used").format(where=elements[end].where, value=plain(elements[end].runs).strip()))
+            warnings.append(_("{where}: the heading '{text}' is not numbered like the themes: it and what follows it "
+                               "were not used").format(where=elements[end].where, text=plain(elements[end].runs).strip()))
         headings = [i for i in headings if i in numbered]
     for i, e in enumerate(elements[:end]):
         if e.kind == "heading" and e.level < level and headings and i > headings[0]:
             end = i
-            warnings.append(_("{where}: the heading '{value}' is above the themes' level: it and what follows it were "
-                               "not used").format(where=e.where, value=plain(e.runs).strip()))
+            warnings.append(_("{where}: the heading '{text}' is above the themes' level: it and what follows it were "
+                               "not used").format(where=e.where, text=plain(e.runs).strip()))
             headings = [h for h in headings if h < end]
             break
     title = ""
@@ -341,20 +341,20 @@ def assemble(elements: list[_Element], *, source: Path, warnings: list[str], loo
         h = elements[start]
         printed, title_text = _strip_number(plain(_normal_runs(h.runs)))
         if h.unsure:
-            warnings.append(_("{where}: heading of theme {value} read as '{title_text}': {unsure}").format(where=h.where, value=n + 1, title_text=title_text, unsure=h.unsure))
+            warnings.append(_("{where}: heading of theme {number} read as '{title_text}': {unsure}").format(where=h.where, number=n + 1, title_text=title_text, unsure=h.unsure))
         footnotes: list[Footnote] = []
         for label in _references(theme_blocks[n]):
             if label in notes and label not in used:
                 used.add(label)
                 footnotes.append(Footnote(label, _normal_runs(notes[label].runs)))
             elif label not in notes:
-                warnings.append(_("theme {value} ({title_text}): a reference to footnote '{label}' has no footnote text").format(value=n + 1, title_text=title_text, label=label))
+                warnings.append(_("theme {number} ({title_text}): a reference to footnote '{label}' has no footnote text").format(number=n + 1, title_text=title_text, label=label))
         for label, place in note_places.items():
             if place == n and label not in referenced_in and label not in used:
                 used.add(label)
                 footnotes.append(Footnote(label, _normal_runs(notes[label].runs), referenced=False))
                 warnings.append(_("{where}: footnote '{label}' is referenced nowhere in the text; it was put with theme "
-                                   "{value} ({title_text}), where it stands: move it where it belongs").format(where=notes[label].where, label=label, value=n + 1, title_text=title_text))
+                                   "{number} ({title_text}), where it stands: move it where it belongs").format(where=notes[label].where, label=label, number=n + 1, title_text=title_text))
         themes.append(Theme(number=n + 1, title=title_text, blocks=theme_blocks[n], footnotes=tuple(footnotes),
                             where=h.where))
     return Checklist(source=source, title=title, intro=_blocks([e for e in before if e.kind != "note"], level),
@@ -367,7 +367,7 @@ def read_checklist(path: Path) -> Checklist:
     """Read a checklist document; the format follows from the file's suffix."""
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise ChecklistError(_("{path}: cannot read '{value}' files; give a .docx, .pdf, .md or .txt").format(path=path, value=suffix or 'no suffix'))
+        raise ChecklistError(_("{path}: cannot read '{suffix}' files; give a .docx, .pdf, .md or .txt").format(path=path, suffix=suffix or 'no suffix'))
     if not path.is_file():
         raise ChecklistError(_("{path}: no such file").format(path=path))
     try:
@@ -453,7 +453,7 @@ def _read_text(path: Path) -> Checklist:
         if not line.strip() or not _WORD.search(line):
             # A line without a word is layout noise of the scan ('|', 'o}') or a blank line.
             if line.strip() and not re.fullmatch(r"[-*_=#\s]+", line):
-                warnings.append(_("{where}: dropped the line {value}, which holds no word").format(where=where, value=repr(line.strip())))
+                warnings.append(_("{where}: dropped the line {line_text}, which holds no word").format(where=where, line_text=repr(line.strip())))
             current = None
             after_blank = True
             continue
@@ -689,7 +689,7 @@ def _read_docx(path: Path, head: bytes) -> Checklist:
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise ChecklistError(_("{path}: cannot be read as a Word document ({exc}); save it from Word as .docx").format(path=path, exc=exc)) from None
     except Exception as exc:  # lxml raises its own errors for a damaged part
-        raise ChecklistError(_("{path}: the Word document is damaged ({name__}: {exc}); save it anew from Word").format(path=path, name__=type(exc).__name__, exc=exc)) from None
+        raise ChecklistError(_("{path}: the Word document is damaged ({error_type}: {exc}); save it anew from Word").format(path=path, error_type=type(exc).__name__, exc=exc)) from None
     warnings: list[str] = []
     numbering = _docx_numbering(document)
     notes = _docx_footnotes(document)
@@ -1109,7 +1109,7 @@ def _pdf_elements(lines: list[_Line], path: Path, warnings: list[str]) -> list[_
     # Bold lines that are not headings of the theme level are reported only when used.
     for e in elements:
         if e.kind == "heading" and e.unsure and e.level > 1:
-            warnings.append(_("{where}: '{value}' was taken as a subheading ({unsure})").format(where=e.where, value=plain(e.runs), unsure=e.unsure))
+            warnings.append(_("{where}: '{text}' was taken as a subheading ({unsure})").format(where=e.where, text=plain(e.runs), unsure=e.unsure))
             e.unsure = ""
     return elements
 

@@ -616,7 +616,7 @@ class ImapMailbox:
         typ, data = answer
         if typ != "OK":
             detail = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
-            raise MailboxError(_("{label}: {what} failed: {value}").format(label=self.config.label, what=what, value=detail or typ))
+            raise MailboxError(_("{label}: {what} failed: {detail}").format(label=self.config.label, what=what, detail=detail or typ))
         return data
 
     def open(self) -> None:

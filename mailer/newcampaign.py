@@ -215,7 +215,7 @@ def _toml_value(value: Any) -> str:
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(_("no TOML for {value}").format(value=repr(value)))
+    raise TypeError(_("no TOML for {given}").format(given=repr(value)))
 
 
 def _toml_key(key: str) -> str:
@@ -564,7 +564,7 @@ def _write(root: Path, target: Path, settings: dict[str, Any], intro: str, mails
         try:
             loaded = load_campaign(temp)
         except CampaignError as exc:
-            raise ChecklistError(_("the campaign made from {source} does not read back, so nothing was written: {value}").format(source=source, value=str(exc).replace(str(temp), str(target)))) from None
+            raise ChecklistError(_("the campaign made from {source} does not read back, so nothing was written: {reason}").format(source=source, reason=str(exc).replace(str(temp), str(target)))) from None
         if target.exists():
             if force:
                 shutil.rmtree(target)

@@ -186,7 +186,7 @@ class MicrosoftClientCredentials(TokenProvider):
                 raise TokenError(_("the token service {authority} cannot be used: {exc}; check [oauth] tenant and authority "
                                     "(or CAMPAIGN_OAUTH_TENANT / CAMPAIGN_OAUTH_AUTHORITY)").format(authority=self.authority, exc=exc)) from None
             except Exception as exc:  # requests' errors while msal reads the authority's metadata
-                raise TokenError(_("the token service {authority} could not be reached: {name__}; trying again later").format(authority=self.authority, name__=type(exc).__name__), temporary=True) from None
+                raise TokenError(_("the token service {authority} could not be reached: {error_type}; trying again later").format(authority=self.authority, error_type=type(exc).__name__), temporary=True) from None
         return self._app
 
     def invalidate(self) -> None:
@@ -202,7 +202,7 @@ class MicrosoftClientCredentials(TokenProvider):
         try:
             result = app.acquire_token_for_client(scopes=[self.scope])
         except Exception as exc:  # requests' connection and TLS errors
-            raise TokenError(_("the token service {authority} could not be reached: {name__}; trying again later").format(authority=self.authority, name__=type(exc).__name__), temporary=True) from None
+            raise TokenError(_("the token service {authority} could not be reached: {error_type}; trying again later").format(authority=self.authority, error_type=type(exc).__name__), temporary=True) from None
         if "access_token" not in result:
             error = str(result.get("error", "unknown error"))
             # Microsoft's description starts with its AADSTS code and a sentence; the trace ids after it

@@ -56,7 +56,7 @@ def salutation(contact: Contact, settings: CampaignSettings) -> str:
     try:
         return template.format(**fields)
     except (KeyError, IndexError, ValueError) as exc:
-        raise PersonaliseError(_("{value}: copy.salutation: {exc} is not a contact field").format(value=settings.folder / 'campaign.toml', exc=repr(exc))) from None
+        raise PersonaliseError(_("{path}: copy.salutation: {exc} is not a contact field").format(path=settings.folder / 'campaign.toml', exc=repr(exc))) from None
 
 
 _REWRAP = re.compile(re.escape(REWRAP_START) + "(.*?)" + re.escape(REWRAP_END), re.S)

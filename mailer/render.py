@@ -320,7 +320,7 @@ def expand(source: str, context: dict[str, Any], *, where: Path, first_line: int
     try:
         return _content_environment().from_string(source).render(context)
     except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(_("{value}: {message}").format(value=place(exc.lineno), message=exc.message)) from None
+        raise RenderError(_("{place}: {message}").format(place=place(exc.lineno), message=exc.message)) from None
     except jinja2.TemplateError as exc:
         line = None
         tb = exc.__traceback__
@@ -328,7 +328,7 @@ def expand(source: str, context: dict[str, Any], *, where: Path, first_line: int
             if tb.tb_frame.f_code.co_filename == "<template>":
                 line = tb.tb_lineno
             tb = tb.tb_next
-        raise RenderError(_("{value}: {exc}; content may name {CONTENT_NAMES}").format(value=place(line), exc=exc, CONTENT_NAMES=_CONTENT_NAMES)) from None
+        raise RenderError(_("{place}: {exc}; content may name {CONTENT_NAMES}").format(place=place(line), exc=exc, CONTENT_NAMES=_CONTENT_NAMES)) from None
 
 
 def rhythm(cadence_days: int) -> str:
@@ -442,7 +442,7 @@ def _render_template(env, name: str, context: dict[str, Any]) -> str:
     try:
         return env.get_template(name).render(context)
     except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(_("{value}:{lineno}: {message}").format(value=exc.filename or name, lineno=exc.lineno, message=exc.message)) from None
+        raise RenderError(_("{template}:{lineno}: {message}").format(template=exc.filename or name, lineno=exc.lineno, message=exc.message)) from None
     except jinja2.TemplateNotFound as exc:
         raise RenderError(_("template not found: {name}").format(name=exc.name)) from None
     except (jinja2.UndefinedError, AttributeError) as exc:

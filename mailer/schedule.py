@@ -91,9 +91,9 @@ def store_schedule(
                     raise PlanError(mismatch)
                 return False
             raise PlanError(
-                _("a different plan is already stored for this campaign (made with {value}); move single "
+                _("a different plan is already stored for this campaign (made with {options}); move single "
                    "mails with `campaign reschedule --mail N --at WHEN`, or `campaign cancel` and schedule "
-                   "again").format(value=_describe_options(existing.options))
+                   "again").format(options=_describe_options(existing.options))
             )
         done: set[int] = set()
         if existing is not None:

@@ -286,7 +286,7 @@ class OutboxTransport:
         except OSError as exc:
             # A DeliveryError, not a failure of this message: the next one would fail the same
             # way, so the worker puts it back in the queue and stops instead of failing everyone.
-            raise DeliveryError(_("could not write {value}: {strerror}; the message was not written to the outbox").format(value=exc.filename or path, strerror=exc.strerror)) from None
+            raise DeliveryError(_("could not write {path}: {strerror}; the message was not written to the outbox").format(path=exc.filename or path, strerror=exc.strerror)) from None
         return str(path)
 
     # The worker's interface (see SmtpTransport): a file is written at once, so it is always ready.
@@ -319,8 +319,8 @@ def _ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
         try:
             ctx.load_verify_locations(cafile=ca)
         except ssl.SSLError as exc:  # before OSError, of which it is a kind
-            raise DeliveryError(_("CAMPAIGN_SMTP_CA_FILE={ca}: no certificate could be read from it ({value}); it must "
-                                   "hold PEM certificates").format(ca=ca, value=exc.reason or exc)) from None
+            raise DeliveryError(_("CAMPAIGN_SMTP_CA_FILE={ca}: no certificate could be read from it ({reason}); it must "
+                                   "hold PEM certificates").format(ca=ca, reason=exc.reason or exc)) from None
         except OSError as exc:
             raise DeliveryError(_("CAMPAIGN_SMTP_CA_FILE={ca}: {strerror}; point it at a PEM file of CA certificates, or "
                                    "unset it to trust the system's").format(ca=ca, strerror=exc.strerror)) from None
@@ -464,7 +464,7 @@ class SmtpTransport:
                 raise ConnectionFailure(f"{c.label}: no OAuth2 token: {exc}") from None
             raise
         except ssl.SSLError as exc:
-            raise DeliveryError(_("{label}: TLS failed: {value}").format(label=c.label, value=exc.reason or exc)) from None
+            raise DeliveryError(_("{label}: TLS failed: {reason}").format(label=c.label, reason=exc.reason or exc)) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise ConnectionFailure(f"{c.label}: cannot connect: {exc or type(exc).__name__}") from None
         return conn

@@ -438,7 +438,8 @@ def build(state: State, campaign_name: str | None, out: Path | None, contact: st
         if drafts:
             click.echo("\n" + _("Draft (draft = true): mail {numbers}; `campaign schedule` refuses until each is "
                                  "edited and the line deleted.").format(numbers=", ".join(drafts)))
-        click.echo("\n" + _("Wrote {count} files to {out} for {contact} (from {source}); rendering took {ms} ms.").format(
+        click.echo("\n" + _("Wrote {count} files to {out} for {contact} (from {source}); rendering took {ms} "
+                            "ms.").format(
             count=len(result.mails) * 4, out=result.out, contact=result.contact,
             source=_("imported contacts") if result.contact_source == "imported contacts" else result.contact_source,
             ms=f"{result.render_seconds * 1000:.0f}"))

@@ -31,7 +31,8 @@ _STORED: tuple[tuple[str, str], ...] = (
     # a contact's status reason (mailer/inbox.py, mailer/contacts.py)
     (r"bounced \((?P<code>[^)]*)\), per mail", N_("bounced ({code}), per mail")),
     (r"bounced, per mail", N_("bounced, per mail")),
-    (r"soft bounces on (?P<count>\d+) mails in a row, per mail", N_("soft bounces on {count} mails in a row, per mail")),
+    (r"soft bounces on (?P<count>\d+) mails in a row, per mail",
+     N_("soft bounces on {count} mails in a row, per mail")),
     (r"abuse report \(per mail\)", N_("abuse report (per mail)")),
     (r"per mail", N_("per mail")),
     (r"removed by staff", N_("removed by staff")),

@@ -89,7 +89,8 @@ def new_campaign(root: Path, name: str, *, election_day: dt.date, election_name:
         raise OutputError(_("the new campaign cannot replace the campaign it is made from ({base}); choose another "
                              "name").format(base=base))
     if (target.exists() or target.is_symlink()) and not force:
-        raise OutputError(_("{target} exists already; choose another name, or give --force to replace it").format(target=target))
+        raise OutputError(_("{target} exists already; choose another name, or give --force to replace it").format(
+            target=target))
     if target.exists() and not target.is_dir():
         raise OutputError(_("{target} is a file, not a campaign folder; move it away first").format(target=target))
     review: list[str] = []
@@ -564,15 +565,20 @@ def _write(root: Path, target: Path, settings: dict[str, Any], intro: str, mails
         try:
             loaded = load_campaign(temp)
         except CampaignError as exc:
-            raise ChecklistError(_("the campaign made from {source} does not read back, so nothing was written: {reason}").format(source=source, reason=str(exc).replace(str(temp), str(target)))) from None
+            raise ChecklistError(_("the campaign made from {source} does not read back, so nothing was written: "
+                                   "{reason}").format(
+                source=source, reason=str(exc).replace(str(temp), str(target)))) from None
         if target.exists():
             if force:
                 shutil.rmtree(target)
             else:
-                raise OutputError(_("{target} exists already; choose another name, or give --force to replace it").format(target=target))
+                raise OutputError(_("{target} exists already; choose another name, or give --force to replace "
+                                    "it").format(
+                    target=target))
         temp.rename(target)
     except OSError as exc:
-        raise OutputError(_("could not write {target}: {strerror}; nothing was written").format(target=target, strerror=exc.strerror)) from None
+        raise OutputError(_("could not write {target}: {strerror}; nothing was written").format(
+            target=target, strerror=exc.strerror)) from None
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)

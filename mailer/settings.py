@@ -30,8 +30,8 @@ def campaign_home(root: Path | None = None) -> Path:
                                "folder"))
     if env:
         if Path(env).exists() and not Path(env).is_dir():
-            raise SettingsError(_("CAMPAIGN_HOME={env} is not a folder; point it at a folder (one that does not exist yet "
-                                   "is created)").format(env=env))
+            raise SettingsError(_("CAMPAIGN_HOME={env} is not a folder; point it at a folder (one that does not exist "
+                                  "yet is created)").format(env=env))
         return Path(env)
     return (root or Path.cwd()) / DEFAULT_HOME
 
@@ -181,7 +181,8 @@ def _get(table: dict[str, Any], key: str, kind: type, path: Path, prefix: str, d
     if kind is float and isinstance(value, int):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise SettingsError(_("{setting}: expected {expected_type}, got {given}").format(setting=_where(path, prefix + key), expected_type=kind.__name__, given=repr(value)))
+        raise SettingsError(_("{setting}: expected {expected_type}, got {given}").format(
+            setting=_where(path, prefix + key), expected_type=kind.__name__, given=repr(value)))
     return value
 
 
@@ -196,7 +197,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
-        raise SettingsError(_("{path}:{line}: not UTF-8 text (byte 0x{raw}); save the file as UTF-8").format(path=path, line=line, raw=format(raw[exc.start], "02x"))) from None
+        raise SettingsError(_("{path}:{line}: not UTF-8 text (byte 0x{raw}); save the file as UTF-8").format(
+            path=path, line=line, raw=format(raw[exc.start], "02x"))) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -207,7 +209,8 @@ def _parse_time(text: str, path: Path, key: str) -> dt.time:
     try:
         return dt.time.fromisoformat(text)
     except ValueError:
-        raise SettingsError(_("{setting}: {text} is not a time like 09:00").format(setting=_where(path, key), text=repr(text))) from None
+        raise SettingsError(_("{setting}: {text} is not a time like 09:00").format(
+            setting=_where(path, key), text=repr(text))) from None
 
 
 def _schedule(table: dict[str, Any], path: Path) -> SchedulePolicy:
@@ -218,12 +221,14 @@ def _schedule(table: dict[str, Any], path: Path) -> SchedulePolicy:
 
         ZoneInfo(tz)
     except Exception:
-        raise SettingsError(_("{setting}: unknown time zone {tz}").format(setting=_where(path, p + 'timezone'), tz=repr(tz))) from None
+        raise SettingsError(_("{setting}: unknown time zone {tz}").format(
+            setting=_where(path, p + 'timezone'), tz=repr(tz))) from None
     days = _get(table, "weekdays", list, path, p, ["tue", "wed", "thu"])
     weekdays = []
     for d in days:
         if not isinstance(d, str) or d.lower()[:3] not in WEEKDAYS:
-            raise SettingsError(_("{setting}: {d} is not one of {items}").format(setting=_where(path, p + 'weekdays'), d=repr(d), items=', '.join(WEEKDAYS)))
+            raise SettingsError(_("{setting}: {d} is not one of {items}").format(
+                setting=_where(path, p + 'weekdays'), d=repr(d), items=', '.join(WEEKDAYS)))
         weekdays.append(WEEKDAYS.index(d.lower()[:3]))
     if not weekdays:
         raise SettingsError(_("{setting}: at least one weekday is needed").format(setting=_where(path, p + 'weekdays')))
@@ -232,12 +237,14 @@ def _schedule(table: dict[str, Any], path: Path) -> SchedulePolicy:
         raise SettingsError(_('{setting}: expected two times, like ["09:00", "16:00"]').format(setting=_where(path, p + 'window')))
     start, end = (_parse_time(w, path, p + "window") for w in window)
     if end <= start:
-        raise SettingsError(_("{setting}: the window must end after it starts").format(setting=_where(path, p + 'window')))
+        raise SettingsError(_("{setting}: the window must end after it starts").format(
+            setting=_where(path, p + 'window')))
     blackouts = []
     for i, b in enumerate(_get(table, "blackouts", list, path, p, [])):
         key = f"{p}blackouts[{i}]"
         if not isinstance(b, dict) or not isinstance(b.get("from"), dt.date) or not isinstance(b.get("to"), dt.date):
-            raise SettingsError(_("{setting}: expected {{ from = YYYY-MM-DD, to = YYYY-MM-DD }}").format(setting=_where(path, key)))
+            raise SettingsError(_("{setting}: expected {{ from = YYYY-MM-DD, to = YYYY-MM-DD }}").format(
+                setting=_where(path, key)))
         if b["to"] < b["from"]:
             raise SettingsError(_("{setting}: 'to' is before 'from'").format(setting=_where(path, key)))
         blackouts.append(Blackout(b["from"], b["to"], str(b.get("reason", ""))))
@@ -246,7 +253,8 @@ def _schedule(table: dict[str, Any], path: Path) -> SchedulePolicy:
         raise SettingsError(_("{setting}: must be 1 to 365").format(setting=_where(path, p + 'cadence_days')))
     # Beyond a year the planner would count off the end of the calendar.
     if not 0 <= _get(table, "min_days_before_election", int, path, p, 14) <= 365:
-        raise SettingsError(_("{setting}: must be 0 to 365").format(setting=_where(path, p + 'min_days_before_election')))
+        raise SettingsError(_("{setting}: must be 0 to 365").format(
+            setting=_where(path, p + 'min_days_before_election')))
     rate = _get(table, "rate_per_minute", int, path, p, 60)
     if rate < 1:
         raise SettingsError(_("{setting}: must be at least 1").format(setting=_where(path, p + 'rate_per_minute')))
@@ -274,7 +282,8 @@ def _check_header_values(path: Path, *, name: str, list_id: str) -> None:
     encoded = len(urllib.parse.quote(name, safe=""))
     if encoded > LINE_HARD_MAX // 2:
         raise SettingsError(_("{setting}: URL-encoded for the List-Unsubscribe header it is {encoded} characters; at "
-                               "most {limit} fit, so shorten the name").format(setting=_where(path, 'name'), encoded=encoded, limit=LINE_HARD_MAX // 2))
+                               "most {limit} fit, so shorten the name").format(
+                                   setting=_where(path, 'name'), encoded=encoded, limit=LINE_HARD_MAX // 2))
     problem = list_id_problem(list_id)
     if problem:
         raise SettingsError(_("{setting}: {problem}").format(setting=_where(path, 'list_id'), problem=problem))
@@ -297,7 +306,8 @@ def load_campaign_settings(folder: Path) -> CampaignSettings:
     list_id = _get(data, "list_id", str, path, "", f"{folder.name}.campaign")
     _check_header_values(path, name=name, list_id=list_id)
     if not website.startswith("https://"):
-        raise SettingsError(_("{setting}: must be an https:// address").format(setting=_where(path, 'organisation.website')))
+        raise SettingsError(_("{setting}: must be an https:// address").format(
+            setting=_where(path, 'organisation.website')))
     return CampaignSettings(
         slug=folder.name,
         folder=folder,
@@ -374,7 +384,8 @@ def _salutation(copy: dict[str, Any], key: str, path: Path, default: str) -> str
     if problem is None and key == "salutation_fallback" and "name" in _format_fields(value):
         problem = "names {name}, but the fallback is for contacts without a name: leave {name} out"
     if problem:
-        raise SettingsError(_("{setting}: {given} {problem}").format(setting=_where(path, 'copy.' + key), given=repr(value), problem=problem))
+        raise SettingsError(_("{setting}: {given} {problem}").format(
+            setting=_where(path, 'copy.' + key), given=repr(value), problem=problem))
     return value
 
 
@@ -387,8 +398,10 @@ def _follow_up_opening(copy: dict[str, Any], path: Path) -> str:
     value = _get(copy, "follow_up_opening", str, path, "copy.", "").strip()
     m = _SINGLE_BRACE_FIELD.search(value)
     if m:
-        raise SettingsError(_("{setting}: {given} would be sent as written: this line is the same for every contact and "
-                               "may use {{{{ election.name }}}} and the like; contact fields belong in copy.salutation").format(setting=_where(path, 'copy.follow_up_opening'), given=repr(m.group())))
+        raise SettingsError(_("{setting}: {given} would be sent as written: this line is the same for every contact "
+                              "and may use {{{{ election.name }}}} and the like; contact fields belong in "
+                              "copy.salutation").format(
+                                   setting=_where(path, 'copy.follow_up_opening'), given=repr(m.group())))
     return value
 
 
@@ -396,7 +409,8 @@ def _fact_years(copy: dict[str, Any], path: Path) -> tuple[int, ...]:
     years = _get(copy, "fact_years", list, path, "copy.", [])
     for year in years:
         if not isinstance(year, int) or isinstance(year, bool) or not 1000 <= year <= 2999:
-            raise SettingsError(_("{setting}: expected a list of years like [2000, 2022], got {year}").format(setting=_where(path, 'copy.fact_years'), year=repr(year)))
+            raise SettingsError(_("{setting}: expected a list of years like [2000, 2022], got {year}").format(
+                setting=_where(path, 'copy.fact_years'), year=repr(year)))
     return tuple(years)
 
 
@@ -584,7 +598,8 @@ def _signatory(data: dict[str, Any], path: Path) -> Signatory:
         check_header_value(p + key, getattr(signatory, key), where=str(path), max_length=TEXT_MAX,
                            error=SettingsError)
     if not signatory.name or not signatory.role:
-        raise SettingsError(_("{setting}: must not be empty").format(setting=_where(path, p + ('name' if not signatory.name else 'role'))))
+        raise SettingsError(_("{setting}: must not be empty").format(
+            setting=_where(path, p + ('name' if not signatory.name else 'role'))))
     if signatory.email:
         from .contacts import normalise_address
         from .errors import InvalidAddress
@@ -593,7 +608,8 @@ def _signatory(data: dict[str, Any], path: Path) -> Signatory:
             signatory = replace(signatory, email=normalise_address(signatory.email))
         except InvalidAddress as exc:
             reason = str(exc).partition(": ")[2] or str(exc)
-            raise SettingsError(_("{setting}: {email} is not a usable mail address: {reason}").format(setting=_where(path, p + 'email'), email=repr(signatory.email), reason=reason)) from None
+            raise SettingsError(_("{setting}: {email} is not a usable mail address: {reason}").format(
+                setting=_where(path, p + 'email'), email=repr(signatory.email), reason=reason)) from None
     return signatory
 
 
@@ -629,11 +645,13 @@ def _checked_sender(sender: Sender, path: Path) -> Sender:
             # normalise_address says "<masked> is not a usable address: <reason>"; the sender's
             # own address is no personal data, so it is shown in full.
             reason = str(exc).partition(": ")[2] or str(exc)
-            raise SettingsError(_("{setting}: {given} is not a usable mail address: {reason}").format(setting=_where(path, 'sender.' + key), given=repr(value), reason=reason)) from None
+            raise SettingsError(_("{setting}: {given} is not a usable mail address: {reason}").format(
+                setting=_where(path, 'sender.' + key), given=repr(value), reason=reason)) from None
     if sender.optout_url:
         problem = url_problem(sender.optout_url)
         if problem:
-            raise SettingsError(_("{setting}: {problem}").format(setting=_where(path, 'sender.optout_url'), problem=problem))
+            raise SettingsError(_("{setting}: {problem}").format(
+                setting=_where(path, 'sender.optout_url'), problem=problem))
     return replace(sender, **addresses)
 
 
@@ -658,25 +676,32 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
     recipients = tuple(_get(test, "recipients", list, path, "test.", []))
     for value in recipients:
         if not isinstance(value, str):
-            raise SettingsError(_("{setting}: expected a list of addresses in quotes, got {given}").format(setting=_where(path, 'test.recipients'), given=repr(value)))
+            raise SettingsError(_("{setting}: expected a list of addresses in quotes, got {given}").format(
+                setting=_where(path, 'test.recipients'), given=repr(value)))
     delivery = _get(data, "delivery", dict, path, "", {})
     rate = _get(delivery, "rate_per_minute", int, path, "delivery.", None)
     if rate is not None and rate < 1:
-        raise SettingsError(_("{setting}: must be at least 1 (leave it out to use the campaign's rate)").format(setting=_where(path, 'delivery.rate_per_minute')))
+        raise SettingsError(_("{setting}: must be at least 1 (leave it out to use the campaign's rate)").format(
+            setting=_where(path, 'delivery.rate_per_minute')))
     connections = _get(delivery, "connections", int, path, "delivery.", 1)
     if not 1 <= connections <= 20:
         raise SettingsError(_("{setting}: must be 1 to 20").format(setting=_where(path, 'delivery.connections')))
     threshold = _get(delivery, "failure_threshold", int, path, "delivery.", 10)
     if not 1 <= threshold <= 100_000:
         raise SettingsError(_("{setting}: must be a whole number from 1 to 100000 (how many messages in a row refused "
-                               "with the same answer stop the worker)").format(setting=_where(path, 'delivery.failure_threshold')))
+                               "with the same answer stop the worker)").format(
+                                   setting=_where(path, 'delivery.failure_threshold')))
     preset = _get(delivery, "preset", str, path, "delivery.", "").strip().lower()
     if preset and preset not in PRESETS:
         raise SettingsError(_("{setting}: {preset} is not a preset; use one of {items} (or set rate_per_minute and "
-                               "max_per_day yourself)").format(setting=_where(path, 'delivery.preset'), preset=repr(preset), items=', '.join(PRESETS)))
+                               "max_per_day yourself)").format(
+                                   setting=_where(path, 'delivery.preset'), preset=repr(preset),
+                                   items=', '.join(PRESETS)))
     cap = _get(delivery, "max_per_day", int, path, "delivery.", None)
     if cap is not None and not 1 <= cap <= 10_000_000:
-        raise SettingsError(_("{setting}: must be a whole number from 1 to 10000000 (leave it out for no daily cap)").format(setting=_where(path, 'delivery.max_per_day')))
+        raise SettingsError(_("{setting}: must be a whole number from 1 to 10000000 (leave it out for no daily "
+                              "cap)").format(
+            setting=_where(path, 'delivery.max_per_day')))
     if preset:
         rate = rate if rate is not None else PRESETS[preset][0]
         cap = cap if cap is not None else PRESETS[preset][1]
@@ -737,7 +762,8 @@ def _inbox_settings(table: dict[str, Any], path: Path) -> InboxSettings:
                                "starting with '$')").format(setting=_where(path, p + 'keyword'), keyword=repr(keyword)))
     if move_to and (not move_to.isascii() or any(c in move_to for c in '"\\*%\r\n') or len(move_to) > 200):
         raise SettingsError(_("{setting}: {move_to} is not a folder name this tool can use (ASCII, without quotes, "
-                               "backslashes, '*' or '%')").format(setting=_where(path, p + 'move_to'), move_to=repr(move_to)))
+                               "backslashes, '*' or '%')").format(
+                                   setting=_where(path, p + 'move_to'), move_to=repr(move_to)))
     limit = _get(table, "soft_bounce_limit", int, path, p, InboxSettings.soft_bounce_limit)
     if not 1 <= limit <= 100:
         raise SettingsError(_("{setting}: must be 1 to 100").format(setting=_where(path, p + 'soft_bounce_limit')))

@@ -688,7 +688,7 @@ def contacts_reactivate(state: State, email: str) -> None:
                         "put back in the queue.",
                         "Reactivated {address} (was {was}), recorded as done by {by} at {at}; {count} unsent mails "
                         "put back in the queue.", n).format(address=done.masked, was=_contact_status(done.was),
-                                                            by=done.by, at=done.at, count=n))
+                                                            by=done.by, at=_moment_shown(state)(done.at), count=n))
     _notify(project)
 
 

@@ -422,3 +422,19 @@ def test_init_writes_the_settings_comments_in_dutch_with_the_same_keys_and_value
     from mailer.settings import load_deployment_settings
 
     assert load_deployment_settings(home).problems
+
+
+def test_reactivate_writes_its_moment_one_way_in_dutch(dutch, run, home: Path, tmp_path: Path) -> None:
+    from mailer import store
+    from mailer.contacts import set_status
+
+    contacts = tmp_path / "a.csv"
+    contacts.write_text("email,party,municipality\na@example.nl,A,Ede\n", encoding="utf-8")
+    assert run("contacts", "import", str(contacts)).exit_code == 0
+    conn = store.connect(home)
+    set_status(conn, ["a@example.nl"], status="bounced", reason="550 user unknown")
+    conn.close()
+    result = run("contacts", "reactivate", "a@example.nl")
+    assert result.exit_code == 0, result.output
+    assert not ISO.search(result.output), result.output
+    assert re.search(r"\b(?:ma|di|wo|do|vr|za|zo) \d{1,2} [a-z]+\.? \d{4} \d\d:\d\d\b", result.output)

@@ -112,7 +112,7 @@ def new_campaign(root: Path, name: str, *, election_day: dt.date, election_name:
     else:
         assert base_campaign is not None
         intro, mails = _from_base(base_campaign, settings, review)
-        source = f"campaign {base}"
+        source = _("campaign {name}").format(name=base)
     _election_mentions(intro, mails, settings, review)
     origin = f"campaign {base}" if base is not None else "the defaults"
     return _write(root, target, settings, intro, mails, source=source, origin=origin, review=review, force=force)

@@ -398,6 +398,7 @@ def test_the_review_lines_of_campaign_new_in_dutch_and_json_in_english(dutch, ru
     assert "campaign.toml: schedule.blackouts is +4 jaar verschoven met de verkiezing; controleer de datums " \
            "(schoolvakanties verschillen per jaar)" in result.output
     assert "moved" not in result.output and "check the" not in result.output
+    assert "geschreven uit campagne gr2026: 9 mail(s)." in result.output
     data = json.loads(run("new", "gr2031", "--from-campaign", "gr2026", "--election-day", "2031-03-19", "--json",
                           root=project_copy).output)
     assert any(line.startswith("campaign.toml: schedule.blackouts moved +5 year(s) with the election")

@@ -171,6 +171,10 @@ class PlanDate(click.DateTime):
     def __init__(self) -> None:
         super().__init__(["%Y-%m-%d"])
 
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        # click would show the strftime codes ([%Y-%m-%d]); a person reads the form to type.
+        return _("[YYYY-MM-DD]")
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         moment = super().convert(value, param, ctx)
         if not self.FIRST <= moment <= self.LAST:

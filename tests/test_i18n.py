@@ -386,10 +386,12 @@ def test_the_metavars_in_usage_and_help_follow_the_language(dutch, run, monkeypa
     assert "--reason TEKST" in unsubscribe
     assert "EMAIL" not in unsubscribe and "FILE" not in unsubscribe and "TEXT" not in unsubscribe
     assert "--campaign NAAM" in run("status", "--help").output
+    assert "--start [JJJJ-MM-DD]" in run("plan", "--help").output
     monkeypatch.setenv("CAMPAIGN_LANG", "en")
     assert run("contacts", "show", "--help").output.startswith("Usage: cli contacts show [OPTIONS] EMAIL")
     english = run("contacts", "unsubscribe", "--help").output
     assert "[OPTIONS] [EMAILS]..." in english and "--from FILE" in english and "--reason TEXT" in english
+    assert "--start [YYYY-MM-DD]" in run("plan", "--help").output
 
 
 def test_the_review_lines_of_campaign_new_in_dutch_and_json_in_english(dutch, run, project_copy: Path) -> None:

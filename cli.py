@@ -139,8 +139,8 @@ class CampaignName(click.ParamType):
         import re
 
         if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
-            self.fail(_("{value} is not a campaign folder name (up to 64 letters, digits, '.', '-' or '_')").format(
-                value=_shown(str(value))), param, ctx)
+            self.fail(_("{given} is not a campaign folder name (up to 64 letters, digits, '.', '-' or '_')").format(
+                given=_shown(str(value))), param, ctx)
         return value
 
 
@@ -153,12 +153,12 @@ class FilePath(click.Path):
         import stat
 
         if isinstance(value, str) and "\0" in value:
-            self.fail(_("{value} contains a NUL byte").format(value=_shown(value)), param, ctx)
+            self.fail(_("{given} contains a NUL byte").format(given=_shown(value)), param, ctx)
         path = super().convert(value, param, ctx)
         if self.exists and not self.dir_okay:
             mode = os.stat(path).st_mode
             if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                self.fail(_("{value} is a device, not a file").format(value=_shown(str(value))), param, ctx)
+                self.fail(_("{given} is a device, not a file").format(given=_shown(str(value))), param, ctx)
         return path
 
 
@@ -170,6 +170,10 @@ class PlanDate(click.DateTime):
 
     def __init__(self) -> None:
         super().__init__(["%Y-%m-%d"])
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        # click would show the strftime codes ([%Y-%m-%d]); a person reads the form to type.
+        return _("[YYYY-MM-DD]")
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         moment = super().convert(value, param, ctx)
@@ -189,7 +193,7 @@ class MailOrAll(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value)
         if text != "all" and not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAIL_NUMBER.max):
-            self.fail(_("{value} is not a mail number (1-{max}) or 'all'").format(value=_shown(text),
+            self.fail(_("{given} is not a mail number (1-{max}) or 'all'").format(given=_shown(text),
                                                                                    max=MAIL_NUMBER.max), param, ctx)
         return text
 
@@ -325,12 +329,47 @@ def _translate_help(command: click.Command) -> None:
             original = obj.__dict__[key]
             if original:
                 setattr(obj, attr, _(inspect.cleandoc(original)))
+    _translate_metavars(command)
     # click makes the --help option once per command, with its help text in the language of that
     # moment; let it be made again in this one.
     if getattr(command, "_help_option", None) is not None:
         command._help_option = None
     for sub in getattr(command, "commands", {}).values():
         _translate_help(sub)
+
+
+def _translate_metavars(command: click.Command) -> None:
+    """The placeholders in usage and help ([OPTIONS], FILE, EMAIL) in the chosen language.
+
+    click 8.5 writes them in English and does not look them up; the English words are the msgids
+    (listed in mailer/i18n_click.py). Choice and date metavars list values one types: they stay.
+    """
+    saved = command.__dict__.setdefault("_msgid_metavars", {})
+    if "options" not in saved:
+        saved["options"] = command.options_metavar
+        saved["subcommand"] = getattr(command, "subcommand_metavar", None)
+    if saved["options"]:
+        command.options_metavar = _(saved["options"])
+    if saved["subcommand"]:
+        command.subcommand_metavar = _(saved["subcommand"])  # type: ignore[attr-defined]
+    for param in command.params:
+        if "_msgid_metavar" not in param.__dict__:
+            word = param.metavar
+            if word is None and not getattr(param, "is_flag", False) and \
+                    param.type.get_metavar(param=param, ctx=click.Context(command)) is None:
+                word = param.type.name.upper() if isinstance(param, click.Option) else (param.name or "").upper()
+                # click decorates a metavar it makes itself; one we set is shown as it is.
+                param.__dict__["_metavar_decorated"] = isinstance(param, click.Argument)
+            param.__dict__["_msgid_metavar"] = word
+        word = param.__dict__["_msgid_metavar"]
+        if not word:
+            continue
+        shown = _(word)
+        if param.__dict__.get("_metavar_decorated"):
+            shown = shown if param.required else f"[{shown}]"
+        if param.nargs != 1 and param.__dict__.get("_metavar_decorated") is not None:
+            shown += "..."
+        param.metavar = shown
 
 
 @click.group(cls=CampaignGroup, context_settings=CONTEXT_SETTINGS)
@@ -403,7 +442,8 @@ def build(state: State, campaign_name: str | None, out: Path | None, contact: st
         if drafts:
             click.echo("\n" + _("Draft (draft = true): mail {numbers}; `campaign schedule` refuses until each is "
                                  "edited and the line deleted.").format(numbers=", ".join(drafts)))
-        click.echo("\n" + _("Wrote {count} files to {out} for {contact} (from {source}); rendering took {ms} ms.").format(
+        click.echo("\n" + _("Wrote {count} files to {out} for {contact} (from {source}); rendering took {ms} "
+                            "ms.").format(
             count=len(result.mails) * 4, out=result.out, contact=result.contact,
             source=_("imported contacts") if result.contact_source == "imported contacts" else result.contact_source,
             ms=f"{result.render_seconds * 1000:.0f}"))
@@ -515,9 +555,15 @@ def contacts_show(state: State, email: str, as_json: bool) -> None:
     if as_json:
         echo_json(info)
         return
+    from mailer.i18n_stored import inbox_effect, inbox_kind, stored
+
     sends = info.pop("sends")
     extra = info.pop("extra")
     came_back = info.pop("came_back")
+    moment = _moment_shown(state)
+    info = {key: moment(value) if key.endswith("_at") else value for key, value in info.items()}
+    if info.get("status_reason"):
+        info["status_reason"] = stored(info["status_reason"])
     # The stored column names are --json's keys; a person reads them as words.
     labels = {key: _(CONTACT_FIELDS[key]) if key in CONTACT_FIELDS else key for key in info}
     if info.get("status"):
@@ -531,16 +577,38 @@ def contacts_show(state: State, email: str, as_json: bool) -> None:
     if sends:
         shown = {"outbox": _("written to the outbox (not delivered)")}
         click.echo(table([[s["campaign"], s["mail"], shown.get(s["state"], _send_state(s["state"])),
-                           s["sent_at"] or "", s["error"]] for s in sends],
+                           moment(s["sent_at"]), stored(s["error"])] for s in sends],
                          [_("campaign"), _("mail"), _("state"), _("sent/written at"), _("error")]))
     else:
         click.echo(_("Nothing sent to this contact yet."))
     if came_back:
         click.echo("\n" + _("Came back by mail (campaign inbox):"))
-        click.echo(table([[e["received_at"], e["kind"], e["campaign"] or "", e["mail"] or "", e["status"],
-                           e["effect"] or "-", e["subject"]] for e in came_back],
+        click.echo(table([[moment(e["received_at"]), inbox_kind(e["kind"]), e["campaign"] or "", e["mail"] or "",
+                           e["status"], inbox_effect(e["effect"]) or "-", e["subject"]] for e in came_back],
                          [_("received"), _("kind"), _("campaign"), _("mail"), _("status"), _("changed"),
                           _("subject")]))
+
+
+def _moment_shown(state: State) -> Callable[[str | None], str]:
+    """A stored ISO moment as a person reads it, in the campaign's time zone (``--json`` keeps ISO)."""
+    from mailer.errors import CampaignError
+    from mailer.i18n import format_moment
+    from mailer.store import parse_iso
+
+    try:
+        tz = state.project().load_campaign().settings.schedule.timezone
+    except CampaignError:
+        tz = "Europe/Amsterdam"  # the default of [schedule] timezone: contacts show works without a campaign
+
+    def shown(value: str | None) -> str:
+        if not value:
+            return value or ""
+        try:
+            return format_moment(parse_iso(value), tz)
+        except (TypeError, ValueError):
+            return value
+
+    return shown
 
 
 def _addresses(emails: tuple[str, ...], from_file: Path | None) -> list[str]:
@@ -562,8 +630,8 @@ def _opt_out_reason(ctx: click.Context, param: click.Parameter, value: str) -> s
     import unicodedata
 
     if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise click.BadParameter(_("{value} holds a control character (a new line, tab or escape code); write the "
-                                   "reason on one line of plain text").format(value=_shown(value)))
+        raise click.BadParameter(_("{given} holds a control character (a new line, tab or escape code); write the "
+                                   "reason on one line of plain text").format(given=_shown(value)))
     if len(value) > REASON_MAX:
         raise click.BadParameter(_("is {length} characters long; write a reason of at most {max}").format(
             length=len(value), max=REASON_MAX))
@@ -624,7 +692,7 @@ def contacts_reactivate(state: State, email: str) -> None:
                         "put back in the queue.",
                         "Reactivated {address} (was {was}), recorded as done by {by} at {at}; {count} unsent mails "
                         "put back in the queue.", n).format(address=done.masked, was=_contact_status(done.was),
-                                                            by=done.by, at=done.at, count=n))
+                                                            by=done.by, at=_moment_shown(state)(done.at), count=n))
     _notify(project)
 
 
@@ -697,6 +765,7 @@ def inbox(state: State, source: Path | None, dry_run: bool, as_json: bool) -> No
     Hard bounces make a contact bounced, opt-outs and abuse reports unsubscribe it, auto-replies
     change nothing, replies are listed for staff. Reading a message twice changes nothing.
     """
+    from mailer.i18n_stored import inbox_count, inbox_kind, stored
     from mailer.inbox import read_inbox
 
     report = read_inbox(state.project(), source=source, dry_run=dry_run, now=now())
@@ -704,15 +773,16 @@ def inbox(state: State, source: Path | None, dry_run: bool, as_json: bool) -> No
         echo_json([o.as_dict() for o in report.outcomes])
     else:
         if report.outcomes:
-            click.echo(table([[o.ref[-40:], o.kind, o.contact or "-", o.party, o.municipality,
+            click.echo(table([[o.ref[-40:], inbox_kind(o.kind), o.contact or "-", o.party, o.municipality,
                                f"{o.campaign}/{o.mail}" if o.mail else "",
-                               f"{o.action} ({o.note})" if o.note else o.action, shorten(o.subject, 40)]
+                               _("{action} ({note})").format(action=stored(o.action), note=stored(o.note))
+                               if o.note else stored(o.action), shorten(o.subject, 40)]
                               for o in report.outcomes],
                              [_("message"), _("kind"), _("contact"), _("party"), _("municipality"), _("mail"),
                               _("action"), _("subject")]))
             click.echo("")
         counts = report.counts()
-        summary = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or _("no messages")
+        summary = ", ".join(inbox_count(kind, n) for kind, n in counts.items() if n) or _("no messages")
         click.echo(_("Read {count} message(s) from {source}: {summary}.").format(
             count=len(report.outcomes), source=report.source, summary=summary))
         if dry_run:

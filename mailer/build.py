@@ -57,7 +57,8 @@ def choose_contact(project: Project, address: str | None) -> tuple[Contact, str]
     for c in examples:
         if c.key == email_key(address):
             return c, "contacts/example.csv"
-    raise UnknownContact(_("no contact {address} among the imported contacts or in contacts/example.csv").format(address=mask(address)))
+    raise UnknownContact(_("no contact {address} among the imported contacts or in contacts/example.csv").format(
+        address=mask(address)))
 
 
 def build(project: Project, *, out: Path, contact: str | None = None, now: dt.datetime) -> BuildResult:

@@ -150,7 +150,9 @@ def _join_line(runs: list[Run], line: list[Run], warnings: list[str], where: str
             glue = ""
             runs[-1] = Run(last.rstrip()[:-1], runs[-1].href)
             word = re.sub(r"\W+$", "", tail[:-1] + head)
-            warnings.append(_("{where}: joined '{tail}' and '{head}' across a line break as '{word}'; check the word").format(where=where, tail=tail, head=head, word=word))
+            warnings.append(_("{where}: joined '{tail}' and '{head}' across a line break as '{word}'; check the "
+                              "word").format(
+                where=where, tail=tail, head=head, word=word))
     if glue:
         runs[-1] = Run(runs[-1].text.rstrip(), runs[-1].href, runs[-1].note) if runs[-1].note is None else runs[-1]
         _add(runs, glue)
@@ -293,7 +295,8 @@ def assemble(elements: list[_Element], *, source: Path, warnings: list[str], loo
     level = _theme_level(elements)
     if level is None:
         raise ChecklistError(_("{source}: no themes found: looked for {looked_for}, and found none; give each theme "
-                                "such a heading (or export the document with its heading styles)").format(source=source, looked_for=looked_for))
+                                "such a heading (or export the document with its heading styles)").format(
+                                    source=source, looked_for=looked_for))
     headings = [i for i, e in enumerate(elements) if e.kind == "heading" and e.level == level]
     # Numbered theme headings: an unnumbered heading of the same level after them is end matter.
     numbered = [i for i in headings if _strip_number(plain(elements[i].runs))[0] is not None or
@@ -303,14 +306,15 @@ def assemble(elements: list[_Element], *, source: Path, warnings: list[str], loo
         after = [i for i in headings if i > numbered[-1] and i not in numbered]
         if after:
             end = after[0]
-            warnings.append(_("{where}: the heading '{value}' is not numbered like the themes: it and what follows it "
-                               "were not used").format(where=elements[end].where, value=plain(elements[end].runs).strip()))
+            warnings.append(_("{where}: the heading '{text}' is not numbered like the themes: it and what follows it "
+                               "were not used").format(
+                                   where=elements[end].where, text=plain(elements[end].runs).strip()))
         headings = [i for i in headings if i in numbered]
     for i, e in enumerate(elements[:end]):
         if e.kind == "heading" and e.level < level and headings and i > headings[0]:
             end = i
-            warnings.append(_("{where}: the heading '{value}' is above the themes' level: it and what follows it were "
-                               "not used").format(where=e.where, value=plain(e.runs).strip()))
+            warnings.append(_("{where}: the heading '{text}' is above the themes' level: it and what follows it were "
+                               "not used").format(where=e.where, text=plain(e.runs).strip()))
             headings = [h for h in headings if h < end]
             break
     title = ""
@@ -341,20 +345,24 @@ def assemble(elements: list[_Element], *, source: Path, warnings: list[str], loo
         h = elements[start]
         printed, title_text = _strip_number(plain(_normal_runs(h.runs)))
         if h.unsure:
-            warnings.append(_("{where}: heading of theme {value} read as '{title_text}': {unsure}").format(where=h.where, value=n + 1, title_text=title_text, unsure=h.unsure))
+            warnings.append(_("{where}: heading of theme {number} read as '{title_text}': {unsure}").format(
+                where=h.where, number=n + 1, title_text=title_text, unsure=h.unsure))
         footnotes: list[Footnote] = []
         for label in _references(theme_blocks[n]):
             if label in notes and label not in used:
                 used.add(label)
                 footnotes.append(Footnote(label, _normal_runs(notes[label].runs)))
             elif label not in notes:
-                warnings.append(_("theme {value} ({title_text}): a reference to footnote '{label}' has no footnote text").format(value=n + 1, title_text=title_text, label=label))
+                warnings.append(_("theme {number} ({title_text}): a reference to footnote '{label}' has no footnote "
+                                  "text").format(
+                    number=n + 1, title_text=title_text, label=label))
         for label, place in note_places.items():
             if place == n and label not in referenced_in and label not in used:
                 used.add(label)
                 footnotes.append(Footnote(label, _normal_runs(notes[label].runs), referenced=False))
-                warnings.append(_("{where}: footnote '{label}' is referenced nowhere in the text; it was put with theme "
-                                   "{value} ({title_text}), where it stands: move it where it belongs").format(where=notes[label].where, label=label, value=n + 1, title_text=title_text))
+                warnings.append(_("{where}: footnote '{label}' is referenced nowhere in the text; it was put with "
+                                  "theme {number} ({title_text}), where it stands: move it where it belongs").format(
+                                       where=notes[label].where, label=label, number=n + 1, title_text=title_text))
         themes.append(Theme(number=n + 1, title=title_text, blocks=theme_blocks[n], footnotes=tuple(footnotes),
                             where=h.where))
     return Checklist(source=source, title=title, intro=_blocks([e for e in before if e.kind != "note"], level),
@@ -367,7 +375,8 @@ def read_checklist(path: Path) -> Checklist:
     """Read a checklist document; the format follows from the file's suffix."""
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise ChecklistError(_("{path}: cannot read '{value}' files; give a .docx, .pdf, .md or .txt").format(path=path, value=suffix or 'no suffix'))
+        raise ChecklistError(_("{path}: cannot read '{suffix}' files; give a .docx, .pdf, .md or .txt").format(
+            path=path, suffix=suffix or 'no suffix'))
     if not path.is_file():
         raise ChecklistError(_("{path}: no such file").format(path=path))
     try:
@@ -434,7 +443,8 @@ def _read_text(path: Path) -> Checklist:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ChecklistError(_("{path}:{line}: not UTF-8 text (byte 0x{raw}); save the file as UTF-8").format(path=path, line=line, raw=format(raw[exc.start], "02x"))) from None
+        raise ChecklistError(_("{path}:{line}: not UTF-8 text (byte 0x{raw}); save the file as UTF-8").format(
+            path=path, line=line, raw=format(raw[exc.start], "02x"))) from None
     lines = text.splitlines()
     vocabulary = _vocabulary(text)
     markdown = any(_MD_HEADING.match(line) for line in lines)
@@ -453,7 +463,8 @@ def _read_text(path: Path) -> Checklist:
         if not line.strip() or not _WORD.search(line):
             # A line without a word is layout noise of the scan ('|', 'o}') or a blank line.
             if line.strip() and not re.fullmatch(r"[-*_=#\s]+", line):
-                warnings.append(_("{where}: dropped the line {value}, which holds no word").format(where=where, value=repr(line.strip())))
+                warnings.append(_("{where}: dropped the line {line_text}, which holds no word").format(
+                    where=where, line_text=repr(line.strip())))
             current = None
             after_blank = True
             continue
@@ -650,7 +661,8 @@ def _lost_markers(elements: list[_Element], warnings: list[str]) -> list[_Elemen
                 first_para = False
         if changed:
             warnings.append(_("{where}: {changed} paragraph(s) of this theme had no bullet in the text and were read "
-                               "as recommendations; check the list in the mail").format(where=theme[0].where, changed=changed))
+                               "as recommendations; check the list in the mail").format(
+                                   where=theme[0].where, changed=changed))
         theme.clear()
 
     for e in elements:
@@ -675,10 +687,11 @@ _R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 
 def _read_docx(path: Path, head: bytes) -> Checklist:
     if head.startswith(b"\xd0\xcf\x11\xe0"):
-        raise ChecklistError(_("{path}: the file is encrypted (password-protected) or an old .doc; save it from Word as "
-                                "a .docx without a password").format(path=path))
+        raise ChecklistError(_("{path}: the file is encrypted (password-protected) or an old .doc; save it from Word "
+                               "as a .docx without a password").format(path=path))
     if not head.startswith(b"PK"):
-        raise ChecklistError(_("{path}: not a Word document (.docx is a zip file); save it from Word as .docx").format(path=path))
+        raise ChecklistError(_("{path}: not a Word document (.docx is a zip file); save it from Word as .docx").format(
+            path=path))
     import zipfile
 
     import docx
@@ -687,9 +700,12 @@ def _read_docx(path: Path, head: bytes) -> Checklist:
     try:
         document = docx.Document(str(path))
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise ChecklistError(_("{path}: cannot be read as a Word document ({exc}); save it from Word as .docx").format(path=path, exc=exc)) from None
+        raise ChecklistError(_("{path}: cannot be read as a Word document ({exc}); save it from Word as .docx").format(
+            path=path, exc=exc)) from None
     except Exception as exc:  # lxml raises its own errors for a damaged part
-        raise ChecklistError(_("{path}: the Word document is damaged ({name__}: {exc}); save it anew from Word").format(path=path, name__=type(exc).__name__, exc=exc)) from None
+        raise ChecklistError(_("{path}: the Word document is damaged ({error_type}: {exc}); save it anew from "
+                               "Word").format(
+            path=path, error_type=type(exc).__name__, exc=exc)) from None
     warnings: list[str] = []
     numbering = _docx_numbering(document)
     notes = _docx_footnotes(document)
@@ -726,7 +742,8 @@ def _read_docx(path: Path, head: bytes) -> Checklist:
     for label, runs in notes.items():
         elements.append(_Element("note", f"{path.name}, footnote {label}", runs, label=label))
     if document.tables:
-        warnings.append(_("{name}: the document has {count} table(s); their text was not read").format(name=path.name, count=len(document.tables)))
+        warnings.append(_("{name}: the document has {count} table(s); their text was not read").format(
+            name=path.name, count=len(document.tables)))
     return assemble(elements, source=path, warnings=warnings,
                     looked_for="paragraphs in Word's heading styles (Heading 1, Heading 2, ...); the level that occurs "
                                "more than once holds the themes")
@@ -845,13 +862,15 @@ def _read_pdf(path: Path, head: bytes) -> Checklist:
         pdf = pdfium.PdfDocument(str(path))
     except pdfium.PdfiumError as exc:
         if "password" in str(exc).lower():
-            raise ChecklistError(_("{path}: the PDF is encrypted (it needs a password); save a copy without a password or "
-                                    "export the document as .docx").format(path=path)) from None
-        raise ChecklistError(_("{path}: cannot be read as a PDF ({exc}); export it anew, or as .docx").format(path=path, exc=exc)) from None
+            raise ChecklistError(_("{path}: the PDF is encrypted (it needs a password); save a copy without a password "
+                                   "or export the document as .docx").format(path=path)) from None
+        raise ChecklistError(_("{path}: cannot be read as a PDF ({exc}); export it anew, or as .docx").format(
+            path=path, exc=exc)) from None
     try:
         lines = _pdf_lines(pdf)
     except pdfium.PdfiumError as exc:
-        raise ChecklistError(_("{path}: the PDF is damaged and cannot be read ({exc}); export it anew").format(path=path, exc=exc)) from None
+        raise ChecklistError(_("{path}: the PDF is damaged and cannot be read ({exc}); export it anew").format(
+            path=path, exc=exc)) from None
     finally:
         pdf.close()
     if not lines:
@@ -1109,7 +1128,8 @@ def _pdf_elements(lines: list[_Line], path: Path, warnings: list[str]) -> list[_
     # Bold lines that are not headings of the theme level are reported only when used.
     for e in elements:
         if e.kind == "heading" and e.unsure and e.level > 1:
-            warnings.append(_("{where}: '{value}' was taken as a subheading ({unsure})").format(where=e.where, value=plain(e.runs), unsure=e.unsure))
+            warnings.append(_("{where}: '{text}' was taken as a subheading ({unsure})").format(
+                where=e.where, text=plain(e.runs), unsure=e.unsure))
             e.unsure = ""
     return elements
 

@@ -193,14 +193,15 @@ def _decode(raw: bytes, path: Path) -> tuple[str, str]:
             return _refuse_mojibake(raw[3:].decode("utf-8"), path), "utf-8 (BOM)"
         except UnicodeDecodeError as exc:
             line = raw[: exc.start + 3].count(b"\n") + 1
-            raise ContactsError(_("{path}:{line}: this line is not UTF-8, although the file is marked as UTF-8: the file "
-                                   "mixes encodings; save it again as 'CSV UTF-8' and import that file").format(path=path, line=line)) from None
+            raise ContactsError(_("{path}:{line}: this line is not UTF-8, although the file is marked as UTF-8: the "
+                                  "file mixes encodings; save it again as 'CSV UTF-8' and import that file").format(
+                                       path=path, line=line)) from None
     if b"\x00" in raw:
         utf16 = _utf16_without_mark(raw)
         if utf16 is None:
             line = raw[: raw.index(b"\x00")].count(b"\n") + 1
-            raise ContactsError(_("{path}:{line}: contains NUL bytes, so it is not a text file; save the list as CSV or as "
-                                   "an Excel workbook (.xlsx)").format(path=path, line=line))
+            raise ContactsError(_("{path}:{line}: contains NUL bytes, so it is not a text file; save the list as CSV "
+                                  "or as an Excel workbook (.xlsx)").format(path=path, line=line))
         return _refuse_mojibake(utf16, path), "utf-16"
     try:
         return _refuse_mojibake(raw.decode("utf-8"), path), "utf-8"
@@ -211,14 +212,16 @@ def _decode(raw: bytes, path: Path) -> tuple[str, str]:
         text = raw.decode("cp1252")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ContactsError(_("{path}:{line}: neither UTF-8 nor Windows-1252 text").format(path=path, line=line)) from None
+        raise ContactsError(_("{path}:{line}: neither UTF-8 nor Windows-1252 text").format(
+            path=path, line=line)) from None
     found = _first_mojibake(text)
     if found is not None:
         line, garbled, meant = found
         raise ContactsError(
             _("{path}:{line}: this line is UTF-8 ('{meant}' written as '{garbled}'), but line "
                "{first_bad} is Windows-1252: the file mixes two encodings, so nothing was read; save it "
-               "again as 'CSV UTF-8' and import that file").format(path=path, line=line, meant=meant, garbled=garbled, first_bad=first_bad))
+               "again as 'CSV UTF-8' and import that file").format(
+                   path=path, line=line, meant=meant, garbled=garbled, first_bad=first_bad))
     return text, "windows-1252"
 
 
@@ -264,7 +267,8 @@ def _refuse_mojibake(text: str, path: Path) -> str:
         raise ContactsError(
             _("{path}:{line}: '{garbled}' is what '{meant}' looks like when UTF-8 is read as "
                "Windows-1252: the list was converted wrongly (or mixes encodings), so nothing was read; "
-               "save it again as 'CSV UTF-8' from the original and import that file").format(path=path, line=line, garbled=garbled, meant=meant))
+               "save it again as 'CSV UTF-8' from the original and import that file").format(
+                   path=path, line=line, garbled=garbled, meant=meant))
     return text
 
 
@@ -328,9 +332,13 @@ def _open_table(path: Path, *, sheet: str | None) -> _Table:
         return _xlsx_table(path, raw, sheet=sheet)
     if raw.startswith(_OLE_MAGIC):
         raise ContactsError(_("{path}: is an Excel 97-2003 workbook (.xls) or a password-protected workbook, which "
-                               "cannot be read; save it as an Excel workbook (.xlsx) without a password, or as CSV").format(path=path))
+                               "cannot be read; save it as an Excel workbook (.xlsx) without a password, or as "
+                               "CSV").format(
+                                   path=path))
     if sheet is not None:
-        raise ContactsError(_("{path}: --sheet applies to Excel workbooks, and this is a text file; leave --sheet out").format(path=path))
+        raise ContactsError(_("{path}: --sheet applies to Excel workbooks, and this is a text file; leave --sheet "
+                              "out").format(
+            path=path))
     text, encoding = _decode(raw, path)
     if not text.strip():
         raise ContactsError(_("{path}: the file is empty").format(path=path))
@@ -448,7 +456,8 @@ def _xlsx_sheet_rows(path: Path, raw: bytes, *, sheet: str | None) -> tuple[str,
         workbook.close()
         if not names:
             raise ContactsError(_("{path}: the workbook has no sheets").format(path=path))
-        raise ContactsError(_("{path}: has no sheet '{sheet}' (its sheets: {items})").format(path=path, sheet=sheet, items=', '.join(repr(n) for n in names)))
+        raise ContactsError(_("{path}: has no sheet '{sheet}' (its sheets: {items})").format(
+            path=path, sheet=sheet, items=', '.join(repr(n) for n in names)))
     name = sheet or names[0]
     worksheet = workbook[name]
     # Some programs write a wrong size into the sheet; read what is really there.
@@ -613,7 +622,8 @@ def read_contacts(path: Path, *, default_basis: str, sheet: str | None = None) -
             else:
                 k = email_key(address)
                 if k in first_seen:
-                    row_problems.append(_("{path}:{line}: column '{column}': repeats the address of line {first}").format(
+                    row_problems.append(_("{path}:{line}: column '{column}': repeats the address of line "
+                                          "{first}").format(
                         path=path, line=line, column=label['email'], first=first_seen[k]))
                 else:
                     first_seen[k] = line
@@ -1066,10 +1076,12 @@ def reactivate(conn: sqlite3.Connection, address: str, *, by: str, now: dt.datet
         if row is None:
             hit = conn.execute("SELECT reason FROM suppressions WHERE hash = ?", (suppression_hash(conn, key),)).fetchone()
             if hit is not None and _is_opt_out(hit[0]):
-                raise StateError(_("{masked} opted out, and only the person can undo an opt-out (by asking for the mails "
-                                    "again); nothing was changed").format(masked=masked))
+                raise StateError(_("{masked} opted out, and only the person can undo an opt-out (by asking for the "
+                                   "mails again); nothing was changed").format(masked=masked))
             if hit is not None:
-                raise StateError(_("{masked} was erased on request and cannot be reactivated; nothing was changed").format(masked=masked))
+                raise StateError(_("{masked} was erased on request and cannot be reactivated; nothing was "
+                                   "changed").format(
+                    masked=masked))
             raise UnknownContact(_("no contact {masked}").format(masked=masked))
         if row["status"] == "unsubscribed":
             raise StateError(_("{masked} opted out, and only the person can undo an opt-out (by asking for the mails "
@@ -1213,7 +1225,9 @@ def forget_contact(conn: sqlite3.Connection, address: str, *, outbox: Path, not_
             gone.append(entry["path"])  # the folder was deleted since
     if failures:
         raise ContactsError(_("{masked}: {count} file(s) could not be erased; the contact is kept, so that running "
-                               "forget again after fixing this finds the rest (its pending sends are suppressed)").format(masked=masked, count=len(failures)), failures)
+                               "forget again after fixing this finds the rest (its pending sends are "
+                               "suppressed)").format(
+                                   masked=masked, count=len(failures)), failures)
     with store.transaction(conn):
         conn.execute("DELETE FROM ledger WHERE contact_id = ?", (contact_id,))
         _forget_inbox(conn, contact_id=contact_id, hashed=hashed)
@@ -1289,7 +1303,8 @@ def _forget_in_simulation(folder: Path, contact_id: int, failures: list[str]) ->
         rows = list(csv.reader(io.StringIO(timeline.read_text(encoding="utf-8"), newline="")))
         column = rows[0].index("contact_id")
     except (OSError, UnicodeDecodeError, csv.Error, IndexError, ValueError):
-        failures.append(_("{timeline}: cannot tell whose lines it holds (no contact_id column); delete it").format(timeline=timeline))
+        failures.append(_("{timeline}: cannot tell whose lines it holds (no contact_id column); delete it").format(
+            timeline=timeline))
         return removed, 0
     ours = str(contact_id)
     kept = [rows[0]] + [r for r in rows[1:] if not (len(r) > column and r[column] == ours)]

@@ -59,7 +59,8 @@ class Campaign:
         for m in self.mails:
             if m.number == number:
                 return m
-        raise ContentError(_("{slug}: there is no mail {number} (mails are 1 to {count})").format(slug=self.slug, number=number, count=len(self.mails)))
+        raise ContentError(_("{slug}: there is no mail {number} (mails are 1 to {count})").format(
+            slug=self.slug, number=number, count=len(self.mails)))
 
     def source_files(self) -> list[Path]:
         """Every file whose change changes the rendered mails (the templates aside)."""
@@ -75,14 +76,17 @@ def parse_mail(path: Path) -> Mail:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ContentError(_("{path}: not UTF-8 text ({reason} at byte {start})").format(path=path, reason=exc.reason, start=exc.start)) from None
+        raise ContentError(_("{path}: not UTF-8 text ({reason} at byte {start})").format(
+            path=path, reason=exc.reason, start=exc.start)) from None
     lines = text.splitlines()
     if not lines or lines[0].strip() != "+++":
-        raise ContentError(_("{path}:1: the file must start with a '+++' line opening the front matter").format(path=path))
+        raise ContentError(_("{path}:1: the file must start with a '+++' line opening the front matter").format(
+            path=path))
     try:
         end = next(i for i in range(1, len(lines)) if lines[i].strip() == "+++")
     except StopIteration:
-        raise ContentError(_("{path}:1: the front matter opened here is never closed with '+++'").format(path=path)) from None
+        raise ContentError(_("{path}:1: the front matter opened here is never closed with '+++'").format(
+            path=path)) from None
     try:
         meta = tomllib.loads("\n".join(lines[1:end]))
     except tomllib.TOMLDecodeError as exc:
@@ -99,25 +103,32 @@ def parse_mail(path: Path) -> Mail:
 
     for name, kind in FRONT_MATTER_FIELDS.items():
         if name not in meta:
-            raise ContentError(_("{path}:{value}: field '{name}': missing from the front matter").format(path=path, value=end + 1, name=name))
+            raise ContentError(_("{path}:{line}: field '{name}': missing from the front matter").format(
+                path=path, line=end + 1, name=name))
         value = meta[name]
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise ContentError(_("{path}:{value}: field '{name}': expected {name__}, got {value2}").format(path=path, value=field_line(name), name=name, name__=kind.__name__, value2=repr(value)))
+            raise ContentError(_("{path}:{line}: field '{name}': expected {expected_type}, got {given}").format(
+                path=path, line=field_line(name), name=name, expected_type=kind.__name__, given=repr(value)))
         if kind is str and (not value.strip() or _CONTROL.search(value) or "\n" in value):
-            raise ContentError(_("{path}:{value}: field '{name}': empty or holds a line break").format(path=path, value=field_line(name), name=name))
+            raise ContentError(_("{path}:{line}: field '{name}': empty or holds a line break").format(
+                path=path, line=field_line(name), name=name))
         if name == "subject":
             problem = value_problem(value) or length_problem(value.strip(), TEXT_MAX)
             if problem:
-                raise ContentError(_("{path}:{value}: field 'subject': {problem}").format(path=path, value=field_line(name), problem=problem))
+                raise ContentError(_("{path}:{line}: field 'subject': {problem}").format(
+                    path=path, line=field_line(name), problem=problem))
     for name, kind in OPTIONAL_FIELDS.items():
         if name in meta and not isinstance(meta[name], kind):
-            raise ContentError(_("{path}:{value}: field '{name}': expected true or false, got {meta}").format(path=path, value=field_line(name), name=name, meta=repr(meta[name])))
+            raise ContentError(_("{path}:{line}: field '{name}': expected true or false, got {meta}").format(
+                path=path, line=field_line(name), name=name, meta=repr(meta[name])))
     unknown = sorted(set(meta) - set(FRONT_MATTER_FIELDS) - set(OPTIONAL_FIELDS))
     if unknown:
-        raise ContentError(_("{path}:{value}: field '{unknown}': unknown (expected {items})").format(path=path, value=field_line(unknown[0]), unknown=unknown[0], items=', '.join([*FRONT_MATTER_FIELDS, *OPTIONAL_FIELDS])))
+        raise ContentError(_("{path}:{line}: field '{unknown}': unknown (expected {items})").format(
+            path=path, line=field_line(unknown[0]), unknown=unknown[0],
+            items=', '.join([*FRONT_MATTER_FIELDS, *OPTIONAL_FIELDS])))
     body = "\n".join(lines[end + 1 :]).strip("\n") + "\n"
     if not body.strip():
-        raise ContentError(_("{path}:{value}: the mail has no body").format(path=path, value=end + 2))
+        raise ContentError(_("{path}:{line}: the mail has no body").format(path=path, line=end + 2))
     return Mail(
         number=meta["number"],
         theme=meta["theme"].strip(),
@@ -138,22 +149,25 @@ def load_campaign(folder: Path) -> Campaign:
     intro = intro_path.read_text(encoding="utf-8") if intro_path.exists() else ""
     files = sorted((folder / "mails").glob("*.md"))
     if not files:
-        raise ContentError(_("{value}: no mail files (*.md)").format(value=folder / 'mails'))
+        raise ContentError(_("{folder}: no mail files (*.md)").format(folder=folder / 'mails'))
     mails = sorted((parse_mail(p) for p in files), key=lambda m: m.number)
     seen: dict[int, Mail] = {}
     for m in mails:
         if m.number in seen:
-            raise ContentError(_("{path}:2: field 'number': {number} is also the number of {name}").format(path=m.path, number=m.number, name=seen[m.number].path.name))
+            raise ContentError(_("{path}:2: field 'number': {number} is also the number of {name}").format(
+                path=m.path, number=m.number, name=seen[m.number].path.name))
         seen[m.number] = m
     expected = list(range(1, len(mails) + 1))
     if [m.number for m in mails] != expected:
         missing = sorted(set(expected) - set(seen))
-        raise ContentError(_("{value}: mails must be numbered 1 to {count} without gaps; missing {missing}").format(value=folder / 'mails', count=len(mails), missing=missing))
+        raise ContentError(_("{folder}: mails must be numbered 1 to {count} without gaps; missing {missing}").format(
+            folder=folder / 'mails', count=len(mails), missing=missing))
     subjects: dict[str, Mail] = {}
     for m in mails:
         key = m.subject.casefold()
         if key in subjects:
-            raise ContentError(_("{path}: field 'subject': the same as in {name}").format(path=m.path, name=subjects[key].path.name))
+            raise ContentError(_("{path}: field 'subject': the same as in {name}").format(
+                path=m.path, name=subjects[key].path.name))
         subjects[key] = m
     return Campaign(settings=settings, intro=intro, mails=tuple(mails))
 
@@ -164,5 +178,6 @@ def find_campaign(root: Path, name: str) -> Path:
     if not folder.is_dir():
         available = sorted(p.parent.name for p in (root / "campaigns").glob("*/campaign.toml"))
         hint = f" (available: {', '.join(available)})" if available else ""
-        raise ContentError(_("no campaign '{name}' in {value}{hint}").format(name=name, value=root / 'campaigns', hint=hint))
+        raise ContentError(_("no campaign '{name}' in {folder}{hint}").format(
+            name=name, folder=root / 'campaigns', hint=hint))
     return folder

@@ -175,7 +175,8 @@ class WorkerLock:
             self.fh.seek(0)
             owner = self.fh.read().strip() or "another process"
             self.fh.close()
-            raise StateError(_("a worker is already running (pid {owner}); only one may run at a time").format(owner=owner)) from None
+            raise StateError(_("a worker is already running (pid {owner}); only one may run at a time").format(
+                owner=owner)) from None
         self.fh.seek(0)
         self.fh.truncate()
         self.fh.write(str(os.getpid()))
@@ -877,7 +878,8 @@ class Worker:
                "without using an attempt and no contact was marked bounced. Fix what the answer names "
                "(for example, whether the server lets this sender relay), then start `campaign worker` "
                "again; [delivery] failure_threshold in settings.toml sets how many identical refusals "
-               "stop it (now {failure_threshold}).").format(label=self.config.label, n=n, answer=answer, failure_threshold=self.failure_threshold))
+               "stop it (now {failure_threshold}).").format(
+                   label=self.config.label, n=n, answer=answer, failure_threshold=self.failure_threshold))
 
     def _release(self, ledger_id: int) -> None:
         with store.transaction(self.conn):
@@ -1088,8 +1090,9 @@ def send_test(
                 try:
                     where = transport.send(envelope, group="test")
                 except (TemporaryFailure, PermanentFailure, UnknownOutcome) as exc:
-                    raise DeliveryError(_("test mail {number} to {address} was not accepted: {exc}; the {count} test mail(s) "
-                                           "before it were handed over.").format(number=number, address=address, exc=exc, count=len(sent))) from None
+                    raise DeliveryError(_("test mail {number} to {address} was not accepted: {exc}; the {count} test "
+                                          "mail(s) before it were handed over.").format(
+                                               number=number, address=address, exc=exc, count=len(sent))) from None
                 sent.append(TestSend(mail=number, subject=f"[TEST] {personal.subject}", recipient=address, where=where,
                                      transport=config.label))
     finally:

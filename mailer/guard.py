@@ -84,10 +84,12 @@ def check_test_recipients(conn: sqlite3.Connection | None, addresses: Sequence[s
             if problem == "contact":
                 raise DeliveryError(
                     _("{origin} {address} reaches the mailbox of an imported contact; test mails never go to "
-                       "contacts, so nothing was sent: send test mails to your own address.").format(origin=origin, address=mask(normal)))
+                       "contacts, so nothing was sent: send test mails to your own address.").format(
+                           origin=origin, address=mask(normal)))
             if problem == "suppressed":
                 raise DeliveryError(
                     _("{origin} {address} is on the suppression list (erased or opted out); test mails never "
-                       "go there, so nothing was sent: send test mails to your own address.").format(origin=origin, address=mask(normal)))
+                       "go there, so nothing was sent: send test mails to your own address.").format(
+                           origin=origin, address=mask(normal)))
         checked.append(normal)
     return checked

@@ -47,3 +47,21 @@ def _click_texts() -> None:  # pragma: no cover - read by the extractor, never r
     _("Aborted!")
     _("Error: invalid input")
     _("Do you want to continue?")
+
+
+def _metavars() -> None:  # pragma: no cover - read by the extractor, never run
+    """The placeholders in usage and help (cli._translate_metavars); the msgids are the English words."""
+    _("[OPTIONS]")
+    _("COMMAND [ARGS]...")
+    _("DIRECTORY")
+    _("FILE")
+    _("PATH")
+    _("TEXT")
+    _("INTEGER")
+    _("INTEGER RANGE")
+    _("NAME")
+    _("EMAIL")
+    _("EMAILS")
+    _("ADDR")
+    _("BASE")
+    _("WHEN")

@@ -470,25 +470,27 @@ def local_messages(path: Path) -> tuple[str, Iterator[Incoming]]:
                 box = mailbox.Maildir(path, factory=None, create=False)
                 keys = sorted(box.iterkeys())
             except OSError as exc:
-                raise MailboxError(_("{path}: the Maildir cannot be read: {strerror}").format(path=path, strerror=exc.strerror)) from None
-            return f"Maildir {path}", _maildir(box, keys, path)
+                raise MailboxError(_("{path}: the Maildir cannot be read: {strerror}").format(
+                    path=path, strerror=exc.strerror)) from None
+            return _("Maildir {path}").format(path=path), _maildir(box, keys, path)
         try:
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".eml" and p.is_file())
         except OSError as exc:
-            raise MailboxError(_("{path}: the folder cannot be read: {strerror}").format(path=path, strerror=exc.strerror)) from None
+            raise MailboxError(_("{path}: the folder cannot be read: {strerror}").format(
+                path=path, strerror=exc.strerror)) from None
         if not found:
             raise MailboxError(_("{path} is no Maildir (no cur/ and new/ folders) and holds no .eml files; export the "
                                   "messages as .eml files or as an mbox file and give that").format(path=path))
-        return f"{len(found)} .eml file(s) in {path}", _eml_files(found)
+        return _("{count} .eml file(s) in {path}").format(count=len(found), path=path), _eml_files(found)
     try:
         with path.open("rb") as fh:
             head = fh.read(4096)
     except OSError as exc:
         raise MailboxError(_("{path}: cannot be read: {strerror}").format(path=path, strerror=exc.strerror)) from None
     if head.startswith(b"From "):
-        return f"mbox file {path}", _mbox(path)
+        return _("mbox file {path}").format(path=path), _mbox(path)
     if re.match(rb"(?:[!-9;-~]+:[^\n]*\r?\n(?:[ \t][^\n]*\r?\n)*)+", head):
-        return f"message file {path}", _eml_files([path])
+        return _("message file {path}").format(path=path), _eml_files([path])
     raise MailboxError(_("{path} is no mbox file (which starts with a 'From ' line), no Maildir and no .eml "
                           "message; give a Maildir folder, an mbox file or a folder of .eml files").format(path=path))
 
@@ -550,9 +552,11 @@ def imap_config(env: Mapping[str, str]) -> ImapConfig | None:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise MailboxError(_("CAMPAIGN_IMAP_URL is not a valid URL ({exc}); {expected}").format(exc=exc, expected=expected)) from None
+        raise MailboxError(_("CAMPAIGN_IMAP_URL is not a valid URL ({exc}); {expected}").format(
+            exc=exc, expected=expected)) from None
     if parts.scheme not in ("imap", "imaps"):
-        raise MailboxError(_("CAMPAIGN_IMAP_URL: {expected}, got scheme {scheme}").format(expected=expected, scheme=repr(parts.scheme)))
+        raise MailboxError(_("CAMPAIGN_IMAP_URL: {expected}, got scheme {scheme}").format(
+            expected=expected, scheme=repr(parts.scheme)))
     if not parts.hostname:
         raise MailboxError(_("CAMPAIGN_IMAP_URL names no host; {expected}").format(expected=expected))
     if parts.password is not None:
@@ -616,7 +620,8 @@ class ImapMailbox:
         typ, data = answer
         if typ != "OK":
             detail = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
-            raise MailboxError(_("{label}: {what} failed: {value}").format(label=self.config.label, what=what, value=detail or typ))
+            raise MailboxError(_("{label}: {what} failed: {detail}").format(
+                label=self.config.label, what=what, detail=detail or typ))
         return data
 
     def open(self) -> None:
@@ -641,8 +646,8 @@ class ImapMailbox:
             else:
                 self.conn = imaplib.IMAP4(c.host, c.port, timeout=60)
                 if "STARTTLS" not in self.conn.capabilities:
-                    raise MailboxError(_("{label} offers no STARTTLS, and the password is never sent unencrypted; use imaps:// or "
-                                          "a server that offers STARTTLS").format(label=c.label))
+                    raise MailboxError(_("{label} offers no STARTTLS, and the password is never sent unencrypted; use "
+                                         "imaps:// or a server that offers STARTTLS").format(label=c.label))
                 self.conn.starttls(ssl_context=ctx)
             if c.auth == "xoauth2":
                 from .oauth import imap_authenticate
@@ -657,7 +662,8 @@ class ImapMailbox:
         except ssl.SSLCertVerificationError as exc:
             self.close()
             raise MailboxError(_("{label}: the server's certificate cannot be verified ({verify_message}); nothing was "
-                                  "read. Use the server's real name, or point CAMPAIGN_IMAP_CA_FILE at its CA").format(label=c.label, verify_message=exc.verify_message)) from None
+                                  "read. Use the server's real name, or point CAMPAIGN_IMAP_CA_FILE at its CA").format(
+                                      label=c.label, verify_message=exc.verify_message)) from None
         except (MailboxError, DeliveryError):  # DeliveryError: the OAuth2 token or login (mailer.oauth)
             self.close()
             raise
@@ -666,10 +672,12 @@ class ImapMailbox:
             detail = exc.args[0] if exc.args else exc
             if isinstance(detail, bytes):
                 detail = detail.decode("utf-8", "replace")
-            raise MailboxError(_("{label}: the server refused: {detail}; nothing was read").format(label=c.label, detail=detail)) from None
+            raise MailboxError(_("{label}: the server refused: {detail}; nothing was read").format(
+                label=c.label, detail=detail)) from None
         except (OSError, socket.timeout) as exc:
             self.close()
-            raise MailboxError(_("{label} cannot be reached: {exc}; nothing was read").format(label=c.label, exc=exc)) from None
+            raise MailboxError(_("{label} cannot be reached: {exc}; nothing was read").format(
+                label=c.label, exc=exc)) from None
 
     def messages(self) -> Iterator[Incoming]:
         import imaplib
@@ -679,14 +687,16 @@ class ImapMailbox:
             data = self._check("searching", self.conn.uid("SEARCH", None, "UNKEYWORD", self.settings.keyword))
             uids = [u.decode() for u in (data[0] or b"").split()]
         except (imaplib.IMAP4.error, OSError) as exc:
-            raise MailboxError(_("{label}: searching the folder failed: {exc}; nothing was read").format(label=self.config.label, exc=exc)) from None
+            raise MailboxError(_("{label}: searching the folder failed: {exc}; nothing was read").format(
+                label=self.config.label, exc=exc)) from None
         for uid in uids:
             try:
                 # BODY.PEEK: reading does not mark it read; only a handled message is marked.
                 data = self._check(f"reading message {uid}", self.conn.uid("FETCH", uid, "(BODY.PEEK[])"))
             except (imaplib.IMAP4.error, OSError) as exc:
-                raise MailboxError(_("{label}: the connection failed while reading message {uid}: {exc}; what was read before "
-                                      "it is handled, the rest is read next time").format(label=self.config.label, uid=uid, exc=exc)) from None
+                raise MailboxError(_("{label}: the connection failed while reading message {uid}: {exc}; what was read "
+                                     "before it is handled, the rest is read next time").format(
+                                          label=self.config.label, uid=uid, exc=exc)) from None
             raw = next((d[1] for d in data if isinstance(d, tuple) and len(d) > 1), b"")
             yield Incoming(ref=f"IMAP {self.config.folder} UID {uid}", data=raw, uid=uid)
 

@@ -73,7 +73,8 @@ def format_address(name: str, display: str, addr: str) -> str:
     if (not local or not at or not domain or not addr.isascii() or _headers.value_problem(addr)
             or any(c in addr for c in " <>\"(),;:\\[]")):
         shown = f"{addr[:1]}***@{domain}" if at else repr(addr)
-        raise HeaderError(_("{where}: {shown} is not a mail address this sender can use").format(where=where, shown=shown))
+        raise HeaderError(_("{where}: {shown} is not a mail address this sender can use").format(
+            where=where, shown=shown))
     return _headers.named(name, display, addr) if display else addr
 
 
@@ -203,7 +204,8 @@ def build_message(
     problem = _headers.contact_problem(contact)
     if problem:
         # A contact imported before the import refused such values: never sent, recorded.
-        raise HeaderError(_("contact {masked}: {problem}; correct it and import the list again").format(masked=contact.masked, problem=problem))
+        raise HeaderError(_("contact {masked}: {problem}; correct it and import the list again").format(
+            masked=contact.masked, problem=problem))
     recipient = to or contact.email
     subject = (TEST_PREFIX if test else "") + personal.subject
     # A test copy's opt-out names its own recipient, never the contact it was personalised as;
@@ -242,7 +244,8 @@ def build_message(
     head = "".join(f"{k}: {v}\r\n" for k, v in headers).encode("ascii")
     if len(head) > _HEAD_CHECK and _headers.longest_line(head) > _headers.LINE_HARD_MAX:
         raise HeaderError(_("contact {masked}: a header line of the message would exceed {LINE_HARD_MAX} characters; "
-                             "shorten the value that fills it").format(masked=contact.masked, LINE_HARD_MAX=_headers.LINE_HARD_MAX))
+                             "shorten the value that fills it").format(
+                                 masked=contact.masked, LINE_HARD_MAX=_headers.LINE_HARD_MAX))
     b = f"--{boundary}\r\n".encode("ascii")
     plain = [head, b"\r\n", b, _PART_HEAD_TEXT]
     stuffed = [_stuff(head), b"\r\n", b, _PART_HEAD_TEXT]

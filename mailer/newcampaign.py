@@ -89,7 +89,8 @@ def new_campaign(root: Path, name: str, *, election_day: dt.date, election_name:
         raise OutputError(_("the new campaign cannot replace the campaign it is made from ({base}); choose another "
                              "name").format(base=base))
     if (target.exists() or target.is_symlink()) and not force:
-        raise OutputError(_("{target} exists already; choose another name, or give --force to replace it").format(target=target))
+        raise OutputError(_("{target} exists already; choose another name, or give --force to replace it").format(
+            target=target))
     if target.exists() and not target.is_dir():
         raise OutputError(_("{target} is a file, not a campaign folder; move it away first").format(target=target))
     review: list[str] = []
@@ -111,7 +112,7 @@ def new_campaign(root: Path, name: str, *, election_day: dt.date, election_name:
     else:
         assert base_campaign is not None
         intro, mails = _from_base(base_campaign, settings, review)
-        source = f"campaign {base}"
+        source = _("campaign {name}").format(name=base)
     _election_mentions(intro, mails, settings, review)
     origin = f"campaign {base}" if base is not None else "the defaults"
     return _write(root, target, settings, intro, mails, source=source, origin=origin, review=review, force=force)
@@ -140,12 +141,13 @@ def _settings(config: dict[str, Any], *, name: str, base, document: Checklist | 
     if title:
         if len(title) > CAMPAIGN_NAME_MAX:
             cut = _cut(title, CAMPAIGN_NAME_MAX)
-            review.append(f"campaign.toml: name: the document's title was shortened to '{cut}'")
+            review.append(_("campaign.toml: name: the document's title was shortened to '{name}'").format(name=cut))
             title = cut
         config["name"] = title
     elif not config.get("name"):
         config["name"] = f"Campagne {name}"
-        review.append(f"campaign.toml: name: the document has no title; the name is '{config['name']}': give a real one")
+        review.append(_("campaign.toml: name: the document has no title; the name is '{name}': give a real "
+                        "one").format(name=config["name"]))
     list_id = str(config.get("list_id") or "")
     rest = list_id.split(".", 1)[1] if "." in list_id else "campaign.legerdesheils"
     config["list_id"] = f"{name.lower()}.{rest}"
@@ -168,8 +170,8 @@ def _settings(config: dict[str, Any], *, name: str, base, document: Checklist | 
         for b in blackouts:
             shifted.append({**b, "from": _shift(b["from"], years), "to": _shift(b["to"], years)})
         schedule["blackouts"] = shifted
-        review.append(f"campaign.toml: schedule.blackouts moved {years:+d} year(s) with the election; check the "
-                      "dates (school holidays differ from year to year)")
+        review.append(_("campaign.toml: schedule.blackouts moved {years} year(s) with the election; check the "
+                        "dates (school holidays differ from year to year)").format(years=f"{years:+d}"))
     return config
 
 
@@ -214,7 +216,7 @@ def _toml_value(value: Any) -> str:
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(_("no TOML for {value}").format(value=repr(value)))
+    raise TypeError(_("no TOML for {given}").format(given=repr(value)))
 
 
 def _toml_key(key: str) -> str:
@@ -338,9 +340,13 @@ class _Writer:
         if dropped:
             host = (urllib.parse.urlsplit(clean).hostname or "").lower()
             own = any(host == d or host.endswith("." + d) for d in self.own)
-            then = ("; the organisation's own links get this campaign's UTM values when rendered" if own else "")
-            self.review.append(f"{self.where}: dropped the tracking parameters {', '.join(dropped)} from the link to "
-                               f"{clean}{then}")
+            if own:
+                self.review.append(_("{where}: dropped the tracking parameters {parameters} from the link to {link}; "
+                                     "the organisation's own links get this campaign's UTM values when "
+                                     "rendered").format(where=self.where, parameters=", ".join(dropped), link=clean))
+            else:
+                self.review.append(_("{where}: dropped the tracking parameters {parameters} from the link to "
+                                     "{link}").format(where=self.where, parameters=", ".join(dropped), link=clean))
         if text.strip() == href.strip() or text.strip() == clean:
             return f"<{clean}>"
         target = clean if re.fullmatch(r"[^\s()<>]+", clean) else f"<{clean}>"
@@ -394,7 +400,7 @@ def _from_document(document: Checklist, settings: dict[str, Any], review: list[s
     intro_parts = intro_writer.blocks(document.intro, recommendations=False)
     intro = "\n\n".join(intro_parts).strip() + "\n" if intro_parts else ""
     year, name = settings["election_day"].year, str(settings.get("election_name") or "")
-    intro, _ = election_placeholders(intro, year=year, name=name)
+    intro, _changed = election_placeholders(intro, year=year, name=name)
     mails: list[tuple[str, str]] = []
     slugs: set[str] = set()
     subjects: set[str] = set()
@@ -411,29 +417,32 @@ def _from_document(document: Checklist, settings: dict[str, Any], review: list[s
             subject = _cut(subject, SUBJECT_MAX - 4) + f" ({theme.number})"
         subjects.add(subject.casefold())
         if shortened:
-            review.append(f"{where}: subject shortened to '{subject}' (the theme is {len(theme.title)} characters; "
-                          f"phones show about {SUBJECT_MAX})")
+            review.append(_("{where}: subject shortened to '{subject}' (the theme is {length} characters; "
+                            "phones show about {max})").format(where=where, subject=subject, length=len(theme.title),
+                                                               max=SUBJECT_MAX))
         preheader, cut = draft_preheader(theme)
         if cut:
-            review.append(f"{where}: preheader cut at a word: '{preheader}'")
+            review.append(_("{where}: preheader cut at a word: '{preheader}'").format(where=where, preheader=preheader))
         elif not PREHEADER_MIN <= len(preheader) <= PREHEADER_MAX:
-            review.append(f"{where}: preheader is {len(preheader)} characters; {PREHEADER_MIN} to {PREHEADER_MAX} "
-                          "show best: write one")
+            review.append(_("{where}: preheader is {length} characters; {min} to {max} show best: write "
+                            "one").format(where=where, length=len(preheader), min=PREHEADER_MIN, max=PREHEADER_MAX))
         writer = _Writer(where, settings, review)
         parts = writer.blocks(theme.blocks, recommendations=True)
         if not parts:
             parts = [_escape(theme.title)]
-            review.append(f"{where}: the theme has no text in the document; the mail holds only its title")
+            review.append(_("{where}: the theme has no text in the document; the mail holds only its "
+                            "title").format(where=where))
         parts += ["\n\n".join(writer.sources(theme.footnotes))] if theme.footnotes else []
         front = _front_matter({"number": theme.number, "theme": " ".join(theme.title.split()), "subject": subject,
                                "preheader": preheader, "draft": True})
-        body, _ = election_placeholders("\n\n".join(p for p in parts if p), year=year, name=name)
+        body, _changed = election_placeholders("\n\n".join(p for p in parts if p), year=year, name=name)
         mails.append((file, front + "\n" + body + "\n"))
     years = fact_years([intro] + [text for _, text in mails], year=year)
     settings.setdefault("copy", {})["fact_years"] = years
     if years:
-        review.append(f"campaign.toml: copy.fact_years is {years}: the years the document names outside a sentence "
-                      "about the election (a study, a law), which `check` allows; check that none is an election")
+        review.append(_("campaign.toml: copy.fact_years is {years}: the years the document names outside a "
+                        "sentence about the election (a study, a law), which `check` allows; check that none is an "
+                        "election").format(years=years))
     return intro, mails
 
 
@@ -449,9 +458,11 @@ def _from_base(base, settings: dict[str, Any], review: list[str]) -> tuple[str, 
         # A text that names the old election literally names it by the campaign's fact instead.
         text, changed = election_placeholders(text, year=old_year, name=old_name)
         if changed:
-            review.append(f"{where}: {changed} literal mention(s) of the old election ({old_name} {old_year}) now "
-                          f"name this campaign's election ({new_name} {new_year}) through {{{{ election.year }}}} "
-                          "and {{ election.name }}; check each")
+            review.append(_("{where}: {count} literal mention(s) of the old election ({old_name} {old_year}) now "
+                            "name this campaign's election ({new_name} {new_year}) through {{{{ election.year }}}} "
+                            "and {{{{ election.name }}}}; check each").format(
+                where=where, count=changed, old_name=old_name, old_year=old_year, new_name=new_name,
+                new_year=new_year))
         return text
 
     intro_path = base.folder / "intro.md"
@@ -520,8 +531,8 @@ def _election_mentions(intro: str, mails: list[tuple[str, str]], settings: dict[
     for where, text in [("intro.md", intro)] + [(f"mails/{f}", t) for f, t in mails]:
         for m in re.finditer(r"verkiezing\w*\D{0,40}?((?:19|20)\d\d)", text, re.I):
             if int(m.group(1)) != year:
-                review.append(f"{where}: the text names the election of {m.group(1)}, but this campaign's election "
-                              f"day is in {year}: correct the text")
+                review.append(_("{where}: the text names the election of {named}, but this campaign's election "
+                                "day is in {year}: correct the text").format(where=where, named=m.group(1), year=year))
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -554,22 +565,27 @@ def _write(root: Path, target: Path, settings: dict[str, Any], intro: str, mails
         try:
             loaded = load_campaign(temp)
         except CampaignError as exc:
-            raise ChecklistError(_("the campaign made from {source} does not read back, so nothing was written: {value}").format(source=source, value=str(exc).replace(str(temp), str(target)))) from None
+            raise ChecklistError(_("the campaign made from {source} does not read back, so nothing was written: "
+                                   "{reason}").format(
+                source=source, reason=str(exc).replace(str(temp), str(target)))) from None
         if target.exists():
             if force:
                 shutil.rmtree(target)
             else:
-                raise OutputError(_("{target} exists already; choose another name, or give --force to replace it").format(target=target))
+                raise OutputError(_("{target} exists already; choose another name, or give --force to replace "
+                                    "it").format(
+                    target=target))
         temp.rename(target)
     except OSError as exc:
-        raise OutputError(_("could not write {target}: {strerror}; nothing was written").format(target=target, strerror=exc.strerror)) from None
+        raise OutputError(_("could not write {target}: {strerror}; nothing was written").format(
+            target=target, strerror=exc.strerror)) from None
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
     drafts = [m for m in loaded.mails if m.draft]
     if drafts:
-        review.append(f"{len(drafts)} mail(s) carry draft = true: edit each (subject, preheader, text), then delete "
-                      "that line; `campaign schedule` refuses while any mail is a draft")
+        review.append(_("{count} mail(s) carry draft = true: edit each (subject, preheader, text), then delete "
+                        "that line; `campaign schedule` refuses while any mail is a draft").format(count=len(drafts)))
     return NewCampaign(
         folder=target, source=source,
         mails=tuple(NewMail(m.number, m.path.name, m.theme, m.subject, m.draft) for m in loaded.mails),

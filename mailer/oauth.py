@@ -103,10 +103,11 @@ class CommandTokens(TokenProvider):
         try:
             self.argv = shlex.split(command)
         except ValueError as exc:
-            raise SettingsError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND cannot be split into words ({exc}); quote it as you would "
-                                   "in a shell").format(exc=exc)) from None
+            raise SettingsError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND cannot be split into words ({exc}); quote it as you "
+                                  "would in a shell").format(exc=exc)) from None
         if not self.argv:
-            raise SettingsError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND is empty; set it to a command that prints an access token"))
+            raise SettingsError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND is empty; set it to a command that prints an access "
+                                  "token"))
         self.env = dict(os.environ if env is None else env)
 
     def _fetch(self) -> tuple[str, float]:
@@ -115,14 +116,15 @@ class CommandTokens(TokenProvider):
             done = subprocess.run(self.argv, capture_output=True, timeout=COMMAND_TIMEOUT, env=self.env,
                                   stdin=subprocess.DEVNULL, check=False)
         except FileNotFoundError:
-            raise TokenError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND: the program {name} was not found; give its full path (the "
-                                "command runs without a shell)").format(name=repr(name))) from None
+            raise TokenError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND: the program {name} was not found; give its full path "
+                               "(the command runs without a shell)").format(name=repr(name))) from None
         except PermissionError:
             raise TokenError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND: the program {name} may not be run (permission denied); "
                                 "make it executable").format(name=repr(name))) from None
         except subprocess.TimeoutExpired:
             raise TokenError(_("CAMPAIGN_OAUTH_TOKEN_COMMAND: {name} printed no token within {COMMAND_TIMEOUT} s; run "
-                                "it by hand to see what it waits for").format(name=repr(name), COMMAND_TIMEOUT=format(COMMAND_TIMEOUT, ".0f")),
+                                "it by hand to see what it waits for").format(
+                                    name=repr(name), COMMAND_TIMEOUT=format(COMMAND_TIMEOUT, ".0f")),
                              temporary=True) from None
         lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
         if done.returncode != 0:
@@ -183,10 +185,13 @@ class MicrosoftClientCredentials(TokenProvider):
                 self._app = msal.ConfidentialClientApplication(
                     self.client_id, client_credential=self._secret, authority=self.authority, timeout=30, **kwargs)
             except ValueError as exc:
-                raise TokenError(_("the token service {authority} cannot be used: {exc}; check [oauth] tenant and authority "
-                                    "(or CAMPAIGN_OAUTH_TENANT / CAMPAIGN_OAUTH_AUTHORITY)").format(authority=self.authority, exc=exc)) from None
+                raise TokenError(_("the token service {authority} cannot be used: {exc}; check [oauth] tenant and "
+                                   "authority (or CAMPAIGN_OAUTH_TENANT / CAMPAIGN_OAUTH_AUTHORITY)").format(
+                                        authority=self.authority, exc=exc)) from None
             except Exception as exc:  # requests' errors while msal reads the authority's metadata
-                raise TokenError(_("the token service {authority} could not be reached: {name__}; trying again later").format(authority=self.authority, name__=type(exc).__name__), temporary=True) from None
+                raise TokenError(_("the token service {authority} could not be reached: {error_type}; trying again "
+                                   "later").format(
+                    authority=self.authority, error_type=type(exc).__name__), temporary=True) from None
         return self._app
 
     def invalidate(self) -> None:
@@ -202,7 +207,9 @@ class MicrosoftClientCredentials(TokenProvider):
         try:
             result = app.acquire_token_for_client(scopes=[self.scope])
         except Exception as exc:  # requests' connection and TLS errors
-            raise TokenError(_("the token service {authority} could not be reached: {name__}; trying again later").format(authority=self.authority, name__=type(exc).__name__), temporary=True) from None
+            raise TokenError(_("the token service {authority} could not be reached: {error_type}; trying again "
+                               "later").format(
+                authority=self.authority, error_type=type(exc).__name__), temporary=True) from None
         if "access_token" not in result:
             error = str(result.get("error", "unknown error"))
             # Microsoft's description starts with its AADSTS code and a sentence; the trace ids after it
@@ -284,4 +291,5 @@ def imap_authenticate(imap_connection, user: str, token_provider: TokenProvider)
                 _("the IMAP server refused the OAuth2 token from {source} for {user} ({refusal}); check "
                    "that the app has the IMAP.AccessAsApp permission with admin consent and that its "
                    "service principal has FullAccess to this mailbox (see the README), or that the token "
-                   "command's account may read it").format(source=token_provider.source, user=user, refusal=refusal)) from None
+                   "command's account may read it").format(
+                       source=token_provider.source, user=user, refusal=refusal)) from None

@@ -56,7 +56,8 @@ def salutation(contact: Contact, settings: CampaignSettings) -> str:
     try:
         return template.format(**fields)
     except (KeyError, IndexError, ValueError) as exc:
-        raise PersonaliseError(_("{value}: copy.salutation: {exc} is not a contact field").format(value=settings.folder / 'campaign.toml', exc=repr(exc))) from None
+        raise PersonaliseError(_("{path}: copy.salutation: {exc} is not a contact field").format(
+            path=settings.folder / 'campaign.toml', exc=repr(exc))) from None
 
 
 _REWRAP = re.compile(re.escape(REWRAP_START) + "(.*?)" + re.escape(REWRAP_END), re.S)
@@ -98,7 +99,9 @@ def substitutions(document: str, values: dict[str, str], *, escape_html: bool) -
         try:
             value = values[name]
         except KeyError:
-            raise PersonaliseError(_("the template uses contact field '{name}', which this contact does not have").format(name=name)) from None
+            raise PersonaliseError(_("the template uses contact field '{name}', which this contact does not "
+                                     "have").format(
+                name=name)) from None
         if kind == "u":
             out.append(urllib.parse.quote(value, safe="@"))
         elif escape_html:
@@ -182,7 +185,9 @@ def _text_values(document: str, values: dict[str, str]) -> tuple[str, ...]:
         try:
             value = values[spec]
         except KeyError:
-            raise PersonaliseError(_("the template uses contact field '{spec}', which this contact does not have").format(spec=spec)) from None
+            raise PersonaliseError(_("the template uses contact field '{spec}', which this contact does not "
+                                     "have").format(
+                spec=spec)) from None
         out.append(urllib.parse.quote(value, safe="@") if kind == "u" else value)
     return tuple(out)
 
@@ -204,4 +209,5 @@ def personalise(mail: RenderedMail, contact: Contact, *, settings: CampaignSetti
             text_values=_text_values(mail.text, values),
         )
     except PersonaliseError as exc:
-        raise PersonaliseError(_("mail {number} ({name}) for {masked}: {exc}").format(number=mail.number, name=mail.source.name, masked=contact.masked, exc=exc)) from None
+        raise PersonaliseError(_("mail {number} ({name}) for {masked}: {exc}").format(
+            number=mail.number, name=mail.source.name, masked=contact.masked, exc=exc)) from None

@@ -53,7 +53,8 @@ class ContactFields:
         if name == "extra":
             return _ExtraFields()  # type: ignore[return-value]
         if name not in CONTACT_FIELDS:
-            raise AttributeError(_("contact has no field '{name}' (fields: {items}, extra.NAME)").format(name=name, items=', '.join(CONTACT_FIELDS)))
+            raise AttributeError(_("contact has no field '{name}' (fields: {items}, extra.NAME)").format(
+                name=name, items=', '.join(CONTACT_FIELDS)))
         return Placeholder(f"%%c.{name}%%")
 
 
@@ -320,7 +321,7 @@ def expand(source: str, context: dict[str, Any], *, where: Path, first_line: int
     try:
         return _content_environment().from_string(source).render(context)
     except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(_("{value}: {message}").format(value=place(exc.lineno), message=exc.message)) from None
+        raise RenderError(_("{place}: {message}").format(place=place(exc.lineno), message=exc.message)) from None
     except jinja2.TemplateError as exc:
         line = None
         tb = exc.__traceback__
@@ -328,7 +329,8 @@ def expand(source: str, context: dict[str, Any], *, where: Path, first_line: int
             if tb.tb_frame.f_code.co_filename == "<template>":
                 line = tb.tb_lineno
             tb = tb.tb_next
-        raise RenderError(_("{value}: {exc}; content may name {CONTENT_NAMES}").format(value=place(line), exc=exc, CONTENT_NAMES=_CONTENT_NAMES)) from None
+        raise RenderError(_("{place}: {exc}; content may name {CONTENT_NAMES}").format(
+            place=place(line), exc=exc, CONTENT_NAMES=_CONTENT_NAMES)) from None
 
 
 def rhythm(cadence_days: int) -> str:
@@ -442,12 +444,14 @@ def _render_template(env, name: str, context: dict[str, Any]) -> str:
     try:
         return env.get_template(name).render(context)
     except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(_("{value}:{lineno}: {message}").format(value=exc.filename or name, lineno=exc.lineno, message=exc.message)) from None
+        raise RenderError(_("{template}:{lineno}: {message}").format(
+            template=exc.filename or name, lineno=exc.lineno, message=exc.message)) from None
     except jinja2.TemplateNotFound as exc:
         raise RenderError(_("template not found: {name}").format(name=exc.name)) from None
     except (jinja2.UndefinedError, AttributeError) as exc:
         line = _template_line(exc)
-        raise RenderError(_("{searchpath}/{name}:{line}: {exc}").format(searchpath=env.loader.searchpath[0], name=name, line=line, exc=exc)) from None
+        raise RenderError(_("{searchpath}/{name}:{line}: {exc}").format(
+            searchpath=env.loader.searchpath[0], name=name, line=line, exc=exc)) from None
 
 
 def _template_line(exc: BaseException) -> str:
@@ -472,7 +476,9 @@ def mjml_to_html(source: str, *, where: Path) -> str:
         raise RenderError(_("{where}: MJML: {exc}").format(where=where, exc=exc)) from None
     # Checked before premailer, which would fetch an @import even with allow_network=False.
     if re.search(r"@import|<link\b[^>]*stylesheet", html, re.I):
-        raise RenderError(_("{where}: the layout loads a remote stylesheet; mails must not load anything remote").format(where=where))
+        raise RenderError(_("{where}: the layout loads a remote stylesheet; mails must not load anything "
+                            "remote").format(
+            where=where))
     try:
         inlined = Premailer(
             html,

@@ -60,7 +60,8 @@ def get_plan(conn: sqlite3.Connection, campaign: str) -> StoredPlan | None:
 def require_plan(conn: sqlite3.Connection, campaign: str) -> StoredPlan:
     plan = get_plan(conn, campaign)
     if plan is None:
-        raise StateError(_("campaign {campaign} is not scheduled (see `campaign plan` and `campaign schedule`)").format(campaign=campaign))
+        raise StateError(_("campaign {campaign} is not scheduled (see `campaign plan` and `campaign schedule`)").format(
+            campaign=campaign))
     return plan
 
 
@@ -91,9 +92,9 @@ def store_schedule(
                     raise PlanError(mismatch)
                 return False
             raise PlanError(
-                _("a different plan is already stored for this campaign (made with {value}); move single "
+                _("a different plan is already stored for this campaign (made with {options}); move single "
                    "mails with `campaign reschedule --mail N --at WHEN`, or `campaign cancel` and schedule "
-                   "again").format(value=_describe_options(existing.options))
+                   "again").format(options=_describe_options(existing.options))
             )
         done: set[int] = set()
         if existing is not None:
@@ -216,10 +217,9 @@ def _requeue_outbox(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime
             # scheduled again (see _start_over), and its mails with it.
             " WHEN (SELECT state FROM schedule s WHERE s.campaign = ledger.campaign AND s.mail = ledger.mail)"
             " = 'cancelled' AND (SELECT cancelled FROM plans p WHERE p.campaign = ledger.campaign) = 0"
-            " THEN 'cancelled'"
-            " WHEN (SELECT status FROM contacts c WHERE c.id = ledger.contact_id) = 'active' THEN 'pending'"
-            " ELSE 'suppressed' END,"
-            " transport = '', attempts = 0, next_attempt_at = NULL, sent_at = NULL, error = '', updated_at = ?"
+            " THEN 'cancelled' WHEN (SELECT status FROM contacts c WHERE c.id = ledger.contact_id) = 'active' THEN "
+            "'pending' ELSE 'suppressed' END, transport = '', attempts = 0, next_attempt_at = NULL, sent_at = NULL, "
+            "error = '', updated_at = ?"
             f" WHERE {where}", (moment, *args))
         for mail in replanned:
             # A moment that passed becomes now, inside the window: the staff's reschedule was for then.
@@ -245,7 +245,8 @@ def switch_transport(conn: sqlite3.Connection, campaign: str, *, transport: str,
         plan = require_plan(conn, campaign)
         if plan.cancelled:
             raise StateError(_("campaign {campaign} is cancelled, so it has no transport to switch; schedule it again "
-                                "with `campaign schedule`, which stores the transport of this environment").format(campaign=campaign))
+                                "with `campaign schedule`, which stores the transport of this environment").format(
+                                    campaign=campaign))
         if plan.transport == transport:
             return TransportChange(old=plan.transport)
         if plan.transport == "outbox":
@@ -259,7 +260,8 @@ def switch_transport(conn: sqlite3.Connection, campaign: str, *, transport: str,
                        "its transport can no longer be switched (the rest of the series would go another way "
                        "than the mails before it); start the worker with the stored transport, or `campaign "
                        "cancel` and `campaign schedule` again to send the mails not yet sent through "
-                       "{transport2} (mails already sent stay sent)").format(gone=gone, transport=plan.transport, transport2=transport))
+                       "{transport2} (mails already sent stay sent)").format(
+                           gone=gone, transport=plan.transport, transport2=transport))
             change = TransportChange(old=plan.transport)
         if not check_only:
             conn.execute("UPDATE plans SET transport = ? WHERE campaign = ?", (transport, campaign))
@@ -282,7 +284,8 @@ def parse_when(text: str, *, timezone: str, now: dt.datetime) -> dt.datetime:
     try:
         moment = dt.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise PlanError(_("--at {text}: not an ISO date-time like 2027-02-03T10:00, or 'now'").format(text=repr(text))) from None
+        raise PlanError(_("--at {text}: not an ISO date-time like 2027-02-03T10:00, or 'now'").format(
+            text=repr(text))) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(timezone))
     return moment
@@ -294,9 +297,11 @@ def reschedule(conn: sqlite3.Connection, campaign: str, mail: int, at: dt.dateti
     refuse_if_cancelled(conn, plan, mail, action="move")
     if at < now - dt.timedelta(minutes=1):
         # isoformat, not %Y: strftime writes the year 999 as '999'.
-        raise PlanError(_("{date} {at} is in the past; use --at now to send at once").format(date=at.date().isoformat(), at=format(at, "%H:%M")))
+        raise PlanError(_("{date} {at} is in the past; use --at now to send at once").format(
+            date=at.date().isoformat(), at=format(at, "%H:%M")))
     if at.date() >= plan.election_day:
-        raise PlanError(_("{date} is on or after election day ({election_day}); refused").format(date=at.date().isoformat(), election_day=plan.election_day))
+        raise PlanError(_("{date} is on or after election day ({election_day}); refused").format(
+            date=at.date().isoformat(), election_day=plan.election_day))
     with store.transaction(conn):
         row = conn.execute("SELECT state FROM schedule WHERE campaign = ? AND mail = ?", (campaign, mail)).fetchone()
         if row is None:
@@ -317,9 +322,11 @@ def set_paused(conn: sqlite3.Connection, campaign: str, paused: bool) -> None:
     if plan.cancelled:
         if paused:
             raise StateError(_("campaign {campaign} is cancelled, so there is nothing to pause: no mail of it is sent "
-                                "any more; to send it after all, schedule it again with `campaign schedule`").format(campaign=campaign))
+                                "any more; to send it after all, schedule it again with `campaign schedule`").format(
+                                    campaign=campaign))
         raise StateError(_("campaign {campaign} is cancelled, so there is nothing to resume and nothing would be "
-                            "sent; to send it after all, schedule it again with `campaign schedule`").format(campaign=campaign))
+                            "sent; to send it after all, schedule it again with `campaign schedule`").format(
+                                campaign=campaign))
     with store.transaction(conn):
         conn.execute("UPDATE plans SET paused = ? WHERE campaign = ?", (int(paused), campaign))
 
@@ -349,16 +356,17 @@ def refuse_if_cancelled(conn: sqlite3.Connection, plan: StoredPlan, mail: int | 
     as pause and resume are refused: nothing of it is sent any more, so it would change nothing."""
     if plan.cancelled:
         raise StateError(_("campaign {campaign} is cancelled, so nothing of it is sent any more and there is "
-                            "nothing to {action}; to send it after all, schedule it again with `campaign schedule`").format(campaign=plan.campaign,
-                                                                                             action=_(_ACTIONS[action])))
+                            "nothing to {action}; to send it after all, schedule it again with `campaign "
+                            "schedule`").format(
+                                campaign=plan.campaign, action=_(_ACTIONS[action])))
     if mail is None:
         return
     row = conn.execute("SELECT state FROM schedule WHERE campaign = ? AND mail = ?", (plan.campaign, mail)).fetchone()
     if row is not None and row["state"] == "cancelled":
         raise StateError(_("mail {mail} of campaign {campaign} is cancelled, so it is not sent any more and there "
                             "is nothing to {action}; to send it after all, `campaign cancel` the campaign and "
-                            "schedule it again with `campaign schedule` (mails sent completely stay sent)").format(mail=mail, campaign=plan.campaign,
-                                                                                     action=_(_ACTIONS[action])))
+                            "schedule it again with `campaign schedule` (mails sent completely stay sent)").format(
+                                mail=mail, campaign=plan.campaign, action=_(_ACTIONS[action])))
 
 
 def require_mails(conn: sqlite3.Connection, campaign: str, mails: Iterable[int]) -> None:
@@ -367,7 +375,8 @@ def require_mails(conn: sqlite3.Connection, campaign: str, mails: Iterable[int])
     for mail in mails:
         if mail not in known:
             span = f"{known[0]}-{known[-1]}" if known else "none"
-            raise StateError(_("campaign {campaign} has no mail {mail}; its mails are {span}").format(campaign=campaign, mail=mail, span=span))
+            raise StateError(_("campaign {campaign} has no mail {mail}; its mails are {span}").format(
+                campaign=campaign, mail=mail, span=span))
 
 
 def retry(conn: sqlite3.Connection, campaign: str, *, mail: int, now: dt.datetime) -> int:

@@ -30,8 +30,8 @@ def campaign_home(root: Path | None = None) -> Path:
                                "folder"))
     if env:
         if Path(env).exists() and not Path(env).is_dir():
-            raise SettingsError(_("CAMPAIGN_HOME={env} is not a folder; point it at a folder (one that does not exist yet "
-                                   "is created)").format(env=env))
+            raise SettingsError(_("CAMPAIGN_HOME={env} is not a folder; point it at a folder (one that does not exist "
+                                  "yet is created)").format(env=env))
         return Path(env)
     return (root or Path.cwd()) / DEFAULT_HOME
 
@@ -175,13 +175,14 @@ def _where(path: Path, key: str) -> str:
 def _get(table: dict[str, Any], key: str, kind: type, path: Path, prefix: str, default: Any = ...) -> Any:
     if key not in table:
         if default is ...:
-            raise SettingsError(_("{value}: missing").format(value=_where(path, prefix + key)))
+            raise SettingsError(_("{setting}: missing").format(setting=_where(path, prefix + key)))
         return default
     value = table[key]
     if kind is float and isinstance(value, int):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise SettingsError(_("{value}: expected {name__}, got {value2}").format(value=_where(path, prefix + key), name__=kind.__name__, value2=repr(value)))
+        raise SettingsError(_("{setting}: expected {expected_type}, got {given}").format(
+            setting=_where(path, prefix + key), expected_type=kind.__name__, given=repr(value)))
     return value
 
 
@@ -196,7 +197,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
-        raise SettingsError(_("{path}:{line}: not UTF-8 text (byte 0x{raw}); save the file as UTF-8").format(path=path, line=line, raw=format(raw[exc.start], "02x"))) from None
+        raise SettingsError(_("{path}:{line}: not UTF-8 text (byte 0x{raw}); save the file as UTF-8").format(
+            path=path, line=line, raw=format(raw[exc.start], "02x"))) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -207,7 +209,8 @@ def _parse_time(text: str, path: Path, key: str) -> dt.time:
     try:
         return dt.time.fromisoformat(text)
     except ValueError:
-        raise SettingsError(_("{value}: {text} is not a time like 09:00").format(value=_where(path, key), text=repr(text))) from None
+        raise SettingsError(_("{setting}: {text} is not a time like 09:00").format(
+            setting=_where(path, key), text=repr(text))) from None
 
 
 def _schedule(table: dict[str, Any], path: Path) -> SchedulePolicy:
@@ -218,38 +221,43 @@ def _schedule(table: dict[str, Any], path: Path) -> SchedulePolicy:
 
         ZoneInfo(tz)
     except Exception:
-        raise SettingsError(_("{value}: unknown time zone {tz}").format(value=_where(path, p + 'timezone'), tz=repr(tz))) from None
+        raise SettingsError(_("{setting}: unknown time zone {tz}").format(
+            setting=_where(path, p + 'timezone'), tz=repr(tz))) from None
     days = _get(table, "weekdays", list, path, p, ["tue", "wed", "thu"])
     weekdays = []
     for d in days:
         if not isinstance(d, str) or d.lower()[:3] not in WEEKDAYS:
-            raise SettingsError(_("{value}: {d} is not one of {items}").format(value=_where(path, p + 'weekdays'), d=repr(d), items=', '.join(WEEKDAYS)))
+            raise SettingsError(_("{setting}: {d} is not one of {items}").format(
+                setting=_where(path, p + 'weekdays'), d=repr(d), items=', '.join(WEEKDAYS)))
         weekdays.append(WEEKDAYS.index(d.lower()[:3]))
     if not weekdays:
-        raise SettingsError(_("{value}: at least one weekday is needed").format(value=_where(path, p + 'weekdays')))
+        raise SettingsError(_("{setting}: at least one weekday is needed").format(setting=_where(path, p + 'weekdays')))
     window = _get(table, "window", list, path, p, ["09:00", "16:00"])
     if len(window) != 2 or not all(isinstance(w, str) for w in window):
-        raise SettingsError(_('{value}: expected two times, like ["09:00", "16:00"]').format(value=_where(path, p + 'window')))
+        raise SettingsError(_('{setting}: expected two times, like ["09:00", "16:00"]').format(setting=_where(path, p + 'window')))
     start, end = (_parse_time(w, path, p + "window") for w in window)
     if end <= start:
-        raise SettingsError(_("{value}: the window must end after it starts").format(value=_where(path, p + 'window')))
+        raise SettingsError(_("{setting}: the window must end after it starts").format(
+            setting=_where(path, p + 'window')))
     blackouts = []
     for i, b in enumerate(_get(table, "blackouts", list, path, p, [])):
         key = f"{p}blackouts[{i}]"
         if not isinstance(b, dict) or not isinstance(b.get("from"), dt.date) or not isinstance(b.get("to"), dt.date):
-            raise SettingsError(_("{value}: expected {{ from = YYYY-MM-DD, to = YYYY-MM-DD }}").format(value=_where(path, key)))
+            raise SettingsError(_("{setting}: expected {{ from = YYYY-MM-DD, to = YYYY-MM-DD }}").format(
+                setting=_where(path, key)))
         if b["to"] < b["from"]:
-            raise SettingsError(_("{value}: 'to' is before 'from'").format(value=_where(path, key)))
+            raise SettingsError(_("{setting}: 'to' is before 'from'").format(setting=_where(path, key)))
         blackouts.append(Blackout(b["from"], b["to"], str(b.get("reason", ""))))
     cadence = _get(table, "cadence_days", int, path, p, 7)
     if not 1 <= cadence <= 365:
-        raise SettingsError(_("{value}: must be 1 to 365").format(value=_where(path, p + 'cadence_days')))
+        raise SettingsError(_("{setting}: must be 1 to 365").format(setting=_where(path, p + 'cadence_days')))
     # Beyond a year the planner would count off the end of the calendar.
     if not 0 <= _get(table, "min_days_before_election", int, path, p, 14) <= 365:
-        raise SettingsError(_("{value}: must be 0 to 365").format(value=_where(path, p + 'min_days_before_election')))
+        raise SettingsError(_("{setting}: must be 0 to 365").format(
+            setting=_where(path, p + 'min_days_before_election')))
     rate = _get(table, "rate_per_minute", int, path, p, 60)
     if rate < 1:
-        raise SettingsError(_("{value}: must be at least 1").format(value=_where(path, p + 'rate_per_minute')))
+        raise SettingsError(_("{setting}: must be at least 1").format(setting=_where(path, p + 'rate_per_minute')))
     return SchedulePolicy(
         timezone=tz,
         cadence_days=cadence,
@@ -273,11 +281,12 @@ def _check_header_values(path: Path, *, name: str, list_id: str) -> None:
     # The name is URL-encoded into the List-Unsubscribe mailto:; non-ASCII triples in length there.
     encoded = len(urllib.parse.quote(name, safe=""))
     if encoded > LINE_HARD_MAX // 2:
-        raise SettingsError(_("{value}: URL-encoded for the List-Unsubscribe header it is {encoded} characters; at "
-                               "most {value2} fit, so shorten the name").format(value=_where(path, 'name'), encoded=encoded, value2=LINE_HARD_MAX // 2))
+        raise SettingsError(_("{setting}: URL-encoded for the List-Unsubscribe header it is {encoded} characters; at "
+                               "most {limit} fit, so shorten the name").format(
+                                   setting=_where(path, 'name'), encoded=encoded, limit=LINE_HARD_MAX // 2))
     problem = list_id_problem(list_id)
     if problem:
-        raise SettingsError(_("{value}: {problem}").format(value=_where(path, 'list_id'), problem=problem))
+        raise SettingsError(_("{setting}: {problem}").format(setting=_where(path, 'list_id'), problem=problem))
 
 
 def load_campaign_settings(folder: Path) -> CampaignSettings:
@@ -297,7 +306,8 @@ def load_campaign_settings(folder: Path) -> CampaignSettings:
     list_id = _get(data, "list_id", str, path, "", f"{folder.name}.campaign")
     _check_header_values(path, name=name, list_id=list_id)
     if not website.startswith("https://"):
-        raise SettingsError(_("{value}: must be an https:// address").format(value=_where(path, 'organisation.website')))
+        raise SettingsError(_("{setting}: must be an https:// address").format(
+            setting=_where(path, 'organisation.website')))
     return CampaignSettings(
         slug=folder.name,
         folder=folder,
@@ -374,7 +384,8 @@ def _salutation(copy: dict[str, Any], key: str, path: Path, default: str) -> str
     if problem is None and key == "salutation_fallback" and "name" in _format_fields(value):
         problem = "names {name}, but the fallback is for contacts without a name: leave {name} out"
     if problem:
-        raise SettingsError(_("{value}: {value2} {problem}").format(value=_where(path, 'copy.' + key), value2=repr(value), problem=problem))
+        raise SettingsError(_("{setting}: {given} {problem}").format(
+            setting=_where(path, 'copy.' + key), given=repr(value), problem=problem))
     return value
 
 
@@ -387,8 +398,10 @@ def _follow_up_opening(copy: dict[str, Any], path: Path) -> str:
     value = _get(copy, "follow_up_opening", str, path, "copy.", "").strip()
     m = _SINGLE_BRACE_FIELD.search(value)
     if m:
-        raise SettingsError(_("{value}: {value2} would be sent as written: this line is the same for every contact and "
-                               "may use {{{{ election.name }}}} and the like; contact fields belong in copy.salutation").format(value=_where(path, 'copy.follow_up_opening'), value2=repr(m.group())))
+        raise SettingsError(_("{setting}: {given} would be sent as written: this line is the same for every contact "
+                              "and may use {{{{ election.name }}}} and the like; contact fields belong in "
+                              "copy.salutation").format(
+                                   setting=_where(path, 'copy.follow_up_opening'), given=repr(m.group())))
     return value
 
 
@@ -396,7 +409,8 @@ def _fact_years(copy: dict[str, Any], path: Path) -> tuple[int, ...]:
     years = _get(copy, "fact_years", list, path, "copy.", [])
     for year in years:
         if not isinstance(year, int) or isinstance(year, bool) or not 1000 <= year <= 2999:
-            raise SettingsError(_("{value}: expected a list of years like [2000, 2022], got {year}").format(value=_where(path, 'copy.fact_years'), year=repr(year)))
+            raise SettingsError(_("{setting}: expected a list of years like [2000, 2022], got {year}").format(
+                setting=_where(path, 'copy.fact_years'), year=repr(year)))
     return tuple(years)
 
 
@@ -467,6 +481,85 @@ recipients = ["uzelf@example.org"]
 # soft_bounce_limit = 3
 """
 
+SETTINGS_TEMPLATE_NL = """\
+# Instellingen van `campaign` voor deze organisatie (niet voor één campagne).
+# Geschreven door `campaign init`. Elke waarde hieronder is een VOORBEELD op example.org:
+# vervang ze voordat u iets verzendt dat verder gaat dan de map van het postvak uit.
+# Geheimen horen hier nooit: de SMTP-server komt uit CAMPAIGN_SMTP_URL en het
+# wachtwoord uit CAMPAIGN_SMTP_PASSWORD.
+
+[sender]
+# Weergavenaam en mailbox in de kopregel From.
+name = "Leger des Heils"
+address = "campagne@example.org"
+# Waar antwoorden heen gaan.
+reply_to = "campagne@example.org"
+# Postadres of andere contactgegevens, getoond na de naam van de organisatie onder
+# elke mail (Telecommunicatiewet art. 11.7).
+contact = "Voorbeeldstraat 1, 1234 AB Voorbeeldstad"
+# De mailbox die afmeldingen ontvangt (mailto: onder de mail en in List-Unsubscribe).
+optout_address = "afmelden@example.org"
+# De afzender van de envelop (MAIL FROM): hierheen sturen mailservers onbestelbare
+# berichten. Laat hem, net als optout_address, wijzen naar de mailbox die
+# `campaign inbox` leest. Standaard: address.
+# bounce_address = "bounces@example.org"
+# Niet verplicht: een https-adres dat afmelden met één klik (een POST, RFC 8058)
+# aanneemt. Laat het leeg als dat er niet is; de kopregel biedt dan alleen de
+# afmelding via mailto: aan.
+optout_url = ""
+
+[signatory]
+# De persoon die elke mail ondertekent, met functie en hoe u die bereikt
+# (getoond onder "Met vriendelijke groet,").
+name = "Voornaam Achternaam"
+role = "functie"
+phone = "+31 00 000 00 00"
+email = "beleid@example.org"
+
+[test]
+# Wie de testmails van `campaign send-test` krijgt als --to ontbreekt.
+recipients = ["uzelf@example.org"]
+
+[delivery]
+# Berichten per minuut; gaat voor op schedule.rate_per_minute van de campagne.
+# rate_per_minute = 60
+# Zoveel SMTP-verbindingen naast elkaar (elk met hoogstens één bericht onderweg).
+# connections = 1
+# Weigert de server zoveel berichten achter elkaar met hetzelfde antwoord (een relay
+# die iedereen weigert), dan stopt de worker; die berichten gaan terug in de
+# wachtrij zonder dat het een poging kost.
+# failure_threshold = 10
+# De grenzen van de provider: "microsoft365" (30 per minuut, 10.000 per dag) of
+# "google-workspace" (20 per minuut, 2.000 per dag). rate_per_minute en max_per_day
+# hierboven of hieronder gaan daarvoor.
+# preset = "microsoft365"
+# Hoogstens zoveel berichten in elke 24 uur; de rest wacht (de planning toont de extra dagen).
+# max_per_day = 10000
+
+# [oauth]
+# Voor CAMPAIGN_SMTP_URL met ?auth=xoauth2 via een app-registratie in Microsoft 365. Het
+# clientgeheim staat hier nooit: dat komt uit CAMPAIGN_OAUTH_CLIENT_SECRET.
+# tenant = "00000000-0000-0000-0000-000000000000"
+# client_id = "00000000-0000-0000-0000-000000000000"
+
+[inbox]
+# `campaign inbox` leest CAMPAIGN_IMAP_URL (wachtwoord in CAMPAIGN_IMAP_PASSWORD).
+# De IMAP-map waar verwerkte onbestelbare berichten, afmeldingen en automatische
+# antwoorden heen gaan; leeg: ze blijven staan, gelezen en gemarkeerd met het
+# trefwoord. Antwoorden blijven ongelezen.
+# move_to = "Verwerkt"
+# keyword = "$CampaignHandled"
+# Is een contactpersoon bij zoveel mails achter elkaar tijdelijk onbestelbaar (mailbox
+# vol, ...), dan wordt hij onbestelbaar.
+# soft_bounce_limit = 3
+"""
+
+
+def settings_template(language: str) -> str:
+    """The settings file ``campaign init`` writes: comments in ``language``, keys and values the same."""
+    return SETTINGS_TEMPLATE_NL if language == "nl" else SETTINGS_TEMPLATE
+
+
 # What each provider allows one mailbox (Exchange Online: 30 messages a minute, 10,000
 # recipients a day; Google Workspace: about 2,000 a day, sent a little more slowly).
 PRESETS = {"microsoft365": (30, 10_000), "google-workspace": (20, 2_000)}
@@ -478,8 +571,8 @@ def _sender_problems(sender: Sender, recipients: tuple[str, ...]) -> list[str]:
         value = getattr(sender, key)
         domain = value.rpartition("@")[2]
         if "@" not in value or EXAMPLE_DOMAIN.search(domain):
-            problems.append(_("{setting} is {value}, an example value").format(setting=f"sender.{key}",
-                                                                               value=repr(value)))
+            problems.append(_("{setting} is {given}, an example value").format(setting=f"sender.{key}",
+                                                                               given=repr(value)))
     if "Voorbeeld" in sender.contact or "example" in sender.contact.lower():
         problems.append(_("sender.contact still holds the example address"))
     return problems
@@ -505,7 +598,8 @@ def _signatory(data: dict[str, Any], path: Path) -> Signatory:
         check_header_value(p + key, getattr(signatory, key), where=str(path), max_length=TEXT_MAX,
                            error=SettingsError)
     if not signatory.name or not signatory.role:
-        raise SettingsError(_("{value}: must not be empty").format(value=_where(path, p + ('name' if not signatory.name else 'role'))))
+        raise SettingsError(_("{setting}: must not be empty").format(
+            setting=_where(path, p + ('name' if not signatory.name else 'role'))))
     if signatory.email:
         from .contacts import normalise_address
         from .errors import InvalidAddress
@@ -514,18 +608,19 @@ def _signatory(data: dict[str, Any], path: Path) -> Signatory:
             signatory = replace(signatory, email=normalise_address(signatory.email))
         except InvalidAddress as exc:
             reason = str(exc).partition(": ")[2] or str(exc)
-            raise SettingsError(_("{value}: {email} is not a usable mail address: {reason}").format(value=_where(path, p + 'email'), email=repr(signatory.email), reason=reason)) from None
+            raise SettingsError(_("{setting}: {email} is not a usable mail address: {reason}").format(
+                setting=_where(path, p + 'email'), email=repr(signatory.email), reason=reason)) from None
     return signatory
 
 
 def _signatory_problems(signatory: Signatory) -> list[str]:
-    problems = [_("{setting} is {value}, an example value").format(setting=f"signatory.{key}",
-                                                                   value=repr(getattr(signatory, key)))
+    problems = [_("{setting} is {given}, an example value").format(setting=f"signatory.{key}",
+                                                                   given=repr(getattr(signatory, key)))
                 for key in ("name", "role", "phone")
                 if getattr(signatory, key) and getattr(signatory, key) == getattr(EXAMPLE_SIGNATORY, key)]
     if signatory.email and EXAMPLE_DOMAIN.search(signatory.email.rpartition("@")[2]):
-        problems.append(_("{setting} is {value}, an example value").format(setting="signatory.email",
-                                                                           value=repr(signatory.email)))
+        problems.append(_("{setting} is {given}, an example value").format(setting="signatory.email",
+                                                                           given=repr(signatory.email)))
     return problems
 
 
@@ -550,11 +645,13 @@ def _checked_sender(sender: Sender, path: Path) -> Sender:
             # normalise_address says "<masked> is not a usable address: <reason>"; the sender's
             # own address is no personal data, so it is shown in full.
             reason = str(exc).partition(": ")[2] or str(exc)
-            raise SettingsError(_("{value}: {value2} is not a usable mail address: {reason}").format(value=_where(path, 'sender.' + key), value2=repr(value), reason=reason)) from None
+            raise SettingsError(_("{setting}: {given} is not a usable mail address: {reason}").format(
+                setting=_where(path, 'sender.' + key), given=repr(value), reason=reason)) from None
     if sender.optout_url:
         problem = url_problem(sender.optout_url)
         if problem:
-            raise SettingsError(_("{value}: {problem}").format(value=_where(path, 'sender.optout_url'), problem=problem))
+            raise SettingsError(_("{setting}: {problem}").format(
+                setting=_where(path, 'sender.optout_url'), problem=problem))
     return replace(sender, **addresses)
 
 
@@ -579,25 +676,32 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
     recipients = tuple(_get(test, "recipients", list, path, "test.", []))
     for value in recipients:
         if not isinstance(value, str):
-            raise SettingsError(_("{value}: expected a list of addresses in quotes, got {value2}").format(value=_where(path, 'test.recipients'), value2=repr(value)))
+            raise SettingsError(_("{setting}: expected a list of addresses in quotes, got {given}").format(
+                setting=_where(path, 'test.recipients'), given=repr(value)))
     delivery = _get(data, "delivery", dict, path, "", {})
     rate = _get(delivery, "rate_per_minute", int, path, "delivery.", None)
     if rate is not None and rate < 1:
-        raise SettingsError(_("{value}: must be at least 1 (leave it out to use the campaign's rate)").format(value=_where(path, 'delivery.rate_per_minute')))
+        raise SettingsError(_("{setting}: must be at least 1 (leave it out to use the campaign's rate)").format(
+            setting=_where(path, 'delivery.rate_per_minute')))
     connections = _get(delivery, "connections", int, path, "delivery.", 1)
     if not 1 <= connections <= 20:
-        raise SettingsError(_("{value}: must be 1 to 20").format(value=_where(path, 'delivery.connections')))
+        raise SettingsError(_("{setting}: must be 1 to 20").format(setting=_where(path, 'delivery.connections')))
     threshold = _get(delivery, "failure_threshold", int, path, "delivery.", 10)
     if not 1 <= threshold <= 100_000:
-        raise SettingsError(_("{value}: must be a whole number from 1 to 100000 (how many messages in a row refused "
-                               "with the same answer stop the worker)").format(value=_where(path, 'delivery.failure_threshold')))
+        raise SettingsError(_("{setting}: must be a whole number from 1 to 100000 (how many messages in a row refused "
+                               "with the same answer stop the worker)").format(
+                                   setting=_where(path, 'delivery.failure_threshold')))
     preset = _get(delivery, "preset", str, path, "delivery.", "").strip().lower()
     if preset and preset not in PRESETS:
-        raise SettingsError(_("{value}: {preset} is not a preset; use one of {items} (or set rate_per_minute and "
-                               "max_per_day yourself)").format(value=_where(path, 'delivery.preset'), preset=repr(preset), items=', '.join(PRESETS)))
+        raise SettingsError(_("{setting}: {preset} is not a preset; use one of {items} (or set rate_per_minute and "
+                               "max_per_day yourself)").format(
+                                   setting=_where(path, 'delivery.preset'), preset=repr(preset),
+                                   items=', '.join(PRESETS)))
     cap = _get(delivery, "max_per_day", int, path, "delivery.", None)
     if cap is not None and not 1 <= cap <= 10_000_000:
-        raise SettingsError(_("{value}: must be a whole number from 1 to 10000000 (leave it out for no daily cap)").format(value=_where(path, 'delivery.max_per_day')))
+        raise SettingsError(_("{setting}: must be a whole number from 1 to 10000000 (leave it out for no daily "
+                              "cap)").format(
+            setting=_where(path, 'delivery.max_per_day')))
     if preset:
         rate = rate if rate is not None else PRESETS[preset][0]
         cap = cap if cap is not None else PRESETS[preset][1]
@@ -637,11 +741,11 @@ def _oauth(data: dict[str, Any], path: Path):  # type: ignore[no-untyped-def]
             hint = (" secrets never go in a file: set CAMPAIGN_OAUTH_CLIENT_SECRET in the environment instead"
                     if "secret" in key.lower() or "password" in key.lower() or "token" in key.lower()
                     else " the keys are tenant, client_id, authority and scope")
-            raise SettingsError(_("{value}: not a setting;{hint}").format(value=_where(path, p + key), hint=hint))
+            raise SettingsError(_("{setting}: not a setting;{hint}").format(setting=_where(path, p + key), hint=hint))
     authority = _get(table, "authority", str, path, p, "").strip()
     if authority and not authority.startswith("https://"):
-        raise SettingsError(_("{value}: must be an https:// address (or left out for Microsoft's "
-                               "login.microsoftonline.com)").format(value=_where(path, p + 'authority')))
+        raise SettingsError(_("{setting}: must be an https:// address (or left out for Microsoft's "
+                               "login.microsoftonline.com)").format(setting=_where(path, p + 'authority')))
     return OAuthSettings(tenant=_get(table, "tenant", str, path, p, "").strip(),
                          client_id=_get(table, "client_id", str, path, p, "").strip(),
                          authority=authority, scope=_get(table, "scope", str, path, p, EXCHANGE_SCOPE).strip())
@@ -654,14 +758,15 @@ def _inbox_settings(table: dict[str, Any], path: Path) -> InboxSettings:
     keyword = _get(table, "keyword", str, path, p, InboxSettings.keyword)
     # IMAP atoms (RFC 3501): no spaces, brackets, quotes or wildcards; a folder name in quotes.
     if not re.fullmatch(r"\$?[A-Za-z0-9_.-]{1,64}", keyword):
-        raise SettingsError(_("{value}: {keyword} is not an IMAP keyword (letters, digits, '_', '.', '-', optionally "
-                               "starting with '$')").format(value=_where(path, p + 'keyword'), keyword=repr(keyword)))
+        raise SettingsError(_("{setting}: {keyword} is not an IMAP keyword (letters, digits, '_', '.', '-', optionally "
+                               "starting with '$')").format(setting=_where(path, p + 'keyword'), keyword=repr(keyword)))
     if move_to and (not move_to.isascii() or any(c in move_to for c in '"\\*%\r\n') or len(move_to) > 200):
-        raise SettingsError(_("{value}: {move_to} is not a folder name this tool can use (ASCII, without quotes, "
-                               "backslashes, '*' or '%')").format(value=_where(path, p + 'move_to'), move_to=repr(move_to)))
+        raise SettingsError(_("{setting}: {move_to} is not a folder name this tool can use (ASCII, without quotes, "
+                               "backslashes, '*' or '%')").format(
+                                   setting=_where(path, p + 'move_to'), move_to=repr(move_to)))
     limit = _get(table, "soft_bounce_limit", int, path, p, InboxSettings.soft_bounce_limit)
     if not 1 <= limit <= 100:
-        raise SettingsError(_("{value}: must be 1 to 100").format(value=_where(path, p + 'soft_bounce_limit')))
+        raise SettingsError(_("{setting}: must be 1 to 100").format(setting=_where(path, p + 'soft_bounce_limit')))
     return InboxSettings(move_to=move_to, keyword=keyword, soft_bounce_limit=limit)
 
 
@@ -674,5 +779,7 @@ def write_settings_template(home: Path, *, force: bool = False) -> tuple[Path, b
     if path.exists() and not force:
         files.tighten(path, files.FILE_MODE)
         return path, False
-    files.write_private(path, SETTINGS_TEMPLATE)
+    from .i18n import language
+
+    files.write_private(path, settings_template(language()))
     return path, True

@@ -158,7 +158,8 @@ def config_refusal(code: int, text: str, *, label: str, xoauth2: bool) -> MailSe
                 _("{label}: OAuth2 login refused ({answer}); check that the app registration has the "
                    "SMTP.SendAsApp permission with admin consent, that its Exchange service principal has "
                    "SendAs/FullAccess on the mailbox named in CAMPAIGN_SMTP_URL, and that the token is for "
-                   "that tenant (see the README). Nothing was sent and nobody was marked bounced.").format(label=label, answer=answer))
+                   "that tenant (see the README). Nothing was sent and nobody was marked bounced.").format(
+                       label=label, answer=answer))
         return MailServerConfigError(
             _("{label}: login refused ({answer}); check the user name in CAMPAIGN_SMTP_URL and "
                "CAMPAIGN_SMTP_PASSWORD (or switch to OAuth2 with ?auth=xoauth2, see the README). "
@@ -286,7 +287,9 @@ class OutboxTransport:
         except OSError as exc:
             # A DeliveryError, not a failure of this message: the next one would fail the same
             # way, so the worker puts it back in the queue and stops instead of failing everyone.
-            raise DeliveryError(_("could not write {value}: {strerror}; the message was not written to the outbox").format(value=exc.filename or path, strerror=exc.strerror)) from None
+            raise DeliveryError(_("could not write {path}: {strerror}; the message was not written to the "
+                                  "outbox").format(
+                path=exc.filename or path, strerror=exc.strerror)) from None
         return str(path)
 
     # The worker's interface (see SmtpTransport): a file is written at once, so it is always ready.
@@ -319,11 +322,11 @@ def _ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
         try:
             ctx.load_verify_locations(cafile=ca)
         except ssl.SSLError as exc:  # before OSError, of which it is a kind
-            raise DeliveryError(_("CAMPAIGN_SMTP_CA_FILE={ca}: no certificate could be read from it ({value}); it must "
-                                   "hold PEM certificates").format(ca=ca, value=exc.reason or exc)) from None
+            raise DeliveryError(_("CAMPAIGN_SMTP_CA_FILE={ca}: no certificate could be read from it ({reason}); it "
+                                  "must hold PEM certificates").format(ca=ca, reason=exc.reason or exc)) from None
         except OSError as exc:
-            raise DeliveryError(_("CAMPAIGN_SMTP_CA_FILE={ca}: {strerror}; point it at a PEM file of CA certificates, or "
-                                   "unset it to trust the system's").format(ca=ca, strerror=exc.strerror)) from None
+            raise DeliveryError(_("CAMPAIGN_SMTP_CA_FILE={ca}: {strerror}; point it at a PEM file of CA certificates, "
+                                  "or unset it to trust the system's").format(ca=ca, strerror=exc.strerror)) from None
     return ctx
 
 
@@ -445,7 +448,8 @@ class SmtpTransport:
                     _("{label} does not offer STARTTLS, so the contact mails would cross the network in plain "
                        "text (or someone between here and the server removed the offer); nothing was sent. Use "
                        "smtps://HOST:465 when the server offers implicit TLS, or switch on STARTTLS on the "
-                       "relay; only a relay on this machine (127.0.0.1) may be used without TLS.").format(label=c.label))
+                       "relay; only a relay on this machine (127.0.0.1) may be used without TLS.").format(
+                           label=c.label))
             if c.auth == "xoauth2":
                 self._xoauth2(conn)
             elif c.username:
@@ -457,14 +461,16 @@ class SmtpTransport:
             conn.close()
             text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
             refusal = config_refusal(exc.smtp_code, text, label=c.label, xoauth2=c.auth == "xoauth2")
-            raise refusal or MailServerConfigError(_("{label}: login refused ({smtp_code} {text})").format(label=c.label, smtp_code=exc.smtp_code, text=text[:200])) from None
+            raise refusal or MailServerConfigError(_("{label}: login refused ({smtp_code} {text})").format(
+                label=c.label, smtp_code=exc.smtp_code, text=text[:200])) from None
         except TokenError as exc:
             conn.close()
             if exc.temporary:
                 raise ConnectionFailure(f"{c.label}: no OAuth2 token: {exc}") from None
             raise
         except ssl.SSLError as exc:
-            raise DeliveryError(_("{label}: TLS failed: {value}").format(label=c.label, value=exc.reason or exc)) from None
+            raise DeliveryError(_("{label}: TLS failed: {reason}").format(
+                label=c.label, reason=exc.reason or exc)) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise ConnectionFailure(f"{c.label}: cannot connect: {exc or type(exc).__name__}") from None
         return conn

@@ -137,7 +137,7 @@ def ahead(run, project_ahead: Path):
 def test_help_in_dutch_has_clicks_own_texts_and_whole_summaries(dutch, run) -> None:
     result = run("--help")
     assert result.exit_code == 0
-    assert result.output.startswith("Gebruik: cli [OPTIONS]")  # CliRunner names the program "cli"
+    assert result.output.startswith("Gebruik: cli [OPTIES] OPDRACHT [ARGUMENTEN]...")  # CliRunner names it "cli"
     assert "Opties:" in result.output and "Opdrachten:" in result.output
     assert "Toon deze hulp en stop." in result.output
     assert "Importeer, toon, zoek en wis contactpersonen." in result.output
@@ -308,3 +308,136 @@ def test_no_function_hides_the_translation_function_behind_a_variable() -> None:
                     any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "_" for n in nodes):
                 hidden.append(f"{path.name}:{fn.lineno} {fn.name}")
     assert not hidden
+
+
+# --- what was left in English: inbox, stored texts, moments, metavars -------------------------------
+
+from .test_inbox import CORPUS, inbox_home  # noqa: E402,F401 (a fixture)
+
+ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
+def test_the_inbox_table_in_dutch_and_its_json_in_english(dutch, inbox_home, run) -> None:
+    result = run("inbox", "--from", str(CORPUS))
+    assert result.exit_code == 0, result.output
+    assert "5 onbestelbaar (blijvend), 1 onbestelbaar (tijdelijk), 1 vertraging, 5 afmeldingen, 1 klacht, " \
+           "3 automatische antwoorden, 2 antwoorden, 1 overig." in result.output
+    assert "als onbestelbaar gemarkeerd; krijgt geen mail meer" in result.output
+    assert "op de blokkeerlijst gezet (niet geïmporteerd)" in result.output
+    assert "19 bericht(en) gelezen uit 19 .eml-bestand(en) in " in result.output
+    assert "automatisch antwoord" in result.output and "in de lijst gezet voor medewerkers" in result.output
+    # The file names hold English words too ("optout-english.eml"): look at whole cells only.
+    for english in ("bounce-hard", "optout", "autoreply", "reply", "marked bounced", "listed for staff", "none"):
+        assert not re.search(rf"\s{english}(?:\s|[:;])", result.output), english
+    again = json.loads(run("inbox", "--from", str(CORPUS), "--json").output)
+    assert {o["action"] for o in again} == {"already handled"}
+    assert {o["kind"] for o in again} >= {"bounce-hard", "optout", "autoreply", "reply"}
+
+
+def test_a_dry_run_of_the_inbox_says_would_in_dutch(dutch, inbox_home, run) -> None:
+    result = run("inbox", "--from", str(CORPUS), "--dry-run")
+    assert "zou als onbestelbaar worden gemarkeerd; krijgt dan geen mail meer" in result.output
+    assert "zou op de blokkeerlijst worden gezet (niet geïmporteerd)" in result.output
+
+
+def test_contacts_show_in_dutch_translates_stored_texts_and_writes_moments_one_way(dutch, inbox_home, run) -> None:
+    from mailer import store
+
+    assert run("inbox", "--from", str(CORPUS)).exit_code == 0
+    conn = store.connect(inbox_home)
+    with store.transaction(conn):
+        conn.execute("UPDATE ledger SET error = 'resent: the previous worker stopped while sending' WHERE mail = 1")
+        conn.execute("UPDATE ledger SET state = 'failed', error = 'gave up after 5 attempts: held back: the server"
+                     " refused 3 messages in a row with: 550 5.7.1 rejected' WHERE mail = 2")
+    result = run("contacts", "show", "jan.bakker@wijkpartij.example.nl")
+    assert result.exit_code == 0, result.output
+    assert "opnieuw verzonden: de vorige worker stopte tijdens het verzenden" in result.output
+    assert "opgegeven na 5 pogingen: tegengehouden: de server weigerde 3 berichten achter elkaar met: " \
+           "550 5.7.1 rejected" in result.output
+    bounced = run("contacts", "show", "anouk.mulder@groen-ede.example.nl").output
+    assert re.search(r"onbestelbaar(?: \([\d.]+\))?, per mail", bounced), bounced
+    assert "onbestelbaar (blijvend)" in result.output and "afmelding" in result.output
+    assert not ISO.search(result.output), result.output
+    assert re.search(r"\b(?:ma|di|wo|do|vr|za|zo) \d{1,2} [a-z]+\.? \d{4} \d\d:\d\d\b", result.output)
+    data = json.loads(run("contacts", "show", "jan.bakker@wijkpartij.example.nl", "--json").output)
+    assert ISO.match(data["sends"][0]["sent_at"])
+    assert data["sends"][0]["error"] == "resent: the previous worker stopped while sending"
+    assert json.loads(run("contacts", "show", "anouk.mulder@groen-ede.example.nl", "--json").output)[
+        "status_reason"].startswith("bounced")
+
+
+def test_an_unknown_stored_text_is_shown_as_it_is(dutch) -> None:
+    from mailer.i18n_stored import stored
+
+    i18n.setup("nl")
+    assert stored("550 5.1.1 <x@example.nl>: Recipient address rejected") == \
+        "550 5.1.1 <x@example.nl>: Recipient address rejected"
+    assert stored("none: already bounced") == "niets: al onbestelbaar"
+    assert stored("a mailing (Precedence: bulk), not a person") == "een massamailing (Precedence: bulk), geen persoon"
+    i18n.setup("en")
+    assert stored("none: already bounced") == "none: already bounced"
+
+
+def test_the_metavars_in_usage_and_help_follow_the_language(dutch, run, monkeypatch: pytest.MonkeyPatch) -> None:
+    show = run("contacts", "show", "--help").output
+    assert show.startswith("Gebruik: cli contacts show [OPTIES] E-MAILADRES")
+    unsubscribe = run("contacts", "unsubscribe", "--help").output
+    assert "[OPTIES] [E-MAILADRESSEN]..." in unsubscribe and "--from BESTAND" in unsubscribe
+    assert "--reason TEKST" in unsubscribe
+    assert "EMAIL" not in unsubscribe and "FILE" not in unsubscribe and "TEXT" not in unsubscribe
+    assert "--campaign NAAM" in run("status", "--help").output
+    assert "--start [JJJJ-MM-DD]" in run("plan", "--help").output
+    monkeypatch.setenv("CAMPAIGN_LANG", "en")
+    assert run("contacts", "show", "--help").output.startswith("Usage: cli contacts show [OPTIONS] EMAIL")
+    english = run("contacts", "unsubscribe", "--help").output
+    assert "[OPTIONS] [EMAILS]..." in english and "--from FILE" in english and "--reason TEXT" in english
+    assert "--start [YYYY-MM-DD]" in run("plan", "--help").output
+
+
+def test_the_review_lines_of_campaign_new_in_dutch_and_json_in_english(dutch, run, project_copy: Path) -> None:
+    result = run("new", "gr2030", "--from-campaign", "gr2026", "--election-day", "2030-03-20", root=project_copy)
+    assert result.exit_code == 0, result.output
+    assert "campaign.toml: schedule.blackouts is +4 jaar verschoven met de verkiezing; controleer de datums " \
+           "(schoolvakanties verschillen per jaar)" in result.output
+    assert "moved" not in result.output and "check the" not in result.output
+    assert "geschreven uit campagne gr2026: 9 mail(s)." in result.output
+    data = json.loads(run("new", "gr2031", "--from-campaign", "gr2026", "--election-day", "2031-03-19", "--json",
+                          root=project_copy).output)
+    assert any(line.startswith("campaign.toml: schedule.blackouts moved +5 year(s) with the election")
+               for line in data["review"])
+
+
+def test_init_writes_the_settings_comments_in_dutch_with_the_same_keys_and_values(dutch, run, home: Path) -> None:
+    import tomllib
+
+    from mailer.settings import SETTINGS_TEMPLATE
+
+    result = run("init")
+    assert result.exit_code == 0, result.output
+    text = (home / "settings.toml").read_text(encoding="utf-8")
+    assert "# Geschreven door `campaign init`. Elke waarde hieronder is een VOORBEELD op example.org:" in text
+    assert "Written by" not in text and "Where replies go" not in text
+    assert tomllib.loads(text) == tomllib.loads(SETTINGS_TEMPLATE)
+    # The keys one uncomments are the same keys as in English.
+    commented = {line for line in SETTINGS_TEMPLATE.splitlines() if re.match(r"# [a-z_]+ = |# \[", line)}
+    assert commented <= set(text.splitlines())
+    # Still the example values: the sender counts as not configured.
+    from mailer.settings import load_deployment_settings
+
+    assert load_deployment_settings(home).problems
+
+
+def test_reactivate_writes_its_moment_one_way_in_dutch(dutch, run, home: Path, tmp_path: Path) -> None:
+    from mailer import store
+    from mailer.contacts import set_status
+
+    contacts = tmp_path / "a.csv"
+    contacts.write_text("email,party,municipality\na@example.nl,A,Ede\n", encoding="utf-8")
+    assert run("contacts", "import", str(contacts)).exit_code == 0
+    conn = store.connect(home)
+    set_status(conn, ["a@example.nl"], status="bounced", reason="550 user unknown")
+    conn.close()
+    result = run("contacts", "reactivate", "a@example.nl")
+    assert result.exit_code == 0, result.output
+    assert not ISO.search(result.output), result.output
+    assert re.search(r"\b(?:ma|di|wo|do|vr|za|zo) \d{1,2} [a-z]+\.? \d{4} \d\d:\d\d\b", result.output)

@@ -710,7 +710,7 @@ def load_deployment_settings(home: Path) -> DeploymentSettings:
     inbox = _inbox_settings(_get(data, "inbox", dict, path, "", {}), path)
     problems = _sender_problems(sender, recipients) + _signatory_problems(signatory)
     if not exists:
-        problems.insert(0, f"{path} does not exist (run `campaign init`)")
+        problems.insert(0, _("{path} does not exist (run `campaign init`)").format(path=path))
     return DeploymentSettings(
         path=path,
         exists=exists,

@@ -996,7 +996,7 @@ def unsubscribe(
             # INSERT OR IGNORE: an erasure recorded earlier keeps its reason.
             inserted = _suppress(conn, key, OPT_OUT, moment)
             reached = (mailboxes.get(reduced_key(key), []) if mailboxes is not None
-                       else _same_mailbox(conn, key))
+                       else same_mailbox(conn, key))
             if not reached:
                 if inserted:
                     recorded.append(mask(key))
@@ -1019,8 +1019,9 @@ def unsubscribe(
 _FEW_ADDRESSES = 20
 
 
-def _same_mailbox(conn: sqlite3.Connection, key: str) -> list[sqlite3.Row]:
-    """The contacts whose address reaches the mailbox ``key`` reaches, in id order."""
+def same_mailbox(conn: sqlite3.Connection, key: str) -> list[sqlite3.Row]:
+    """The contacts (any status) whose address reaches the mailbox ``key`` reaches, in id order:
+    the opt-outs and the test-mail guard both ask this."""
     from .guard import DOTLESS_DOMAINS, reduced_key
 
     def like(text: str) -> str:

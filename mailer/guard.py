@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from .i18n import _
 from . import store
-from .contacts import email_key, mask, normalise_address
+from .contacts import email_key, mask, normalise_address, same_mailbox
 from .errors import DeliveryError, InvalidAddress
 
 # Domains whose mailboxes ignore dots in the local part; googlemail.com is gmail.com.
@@ -31,21 +31,8 @@ def reduced_key(key: str) -> str:
     return f"{local}@{domain}"
 
 
-def _contact_domains(domain: str) -> tuple[str, ...]:
-    return DOTLESS_DOMAINS if domain in DOTLESS_DOMAINS else (domain,)
-
-
 def _reaches_contact(conn: sqlite3.Connection, key: str) -> bool:
-    if conn.execute("SELECT 1 FROM contacts WHERE email_key = ?", (key,)).fetchone():
-        return True
-    reduced = reduced_key(key)
-    for domain in _contact_domains(key.rpartition("@")[2]):
-        # The domain narrows the scan in SQLite; only the few keys on it are reduced here.
-        pattern = "%@" + domain.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        for (other,) in conn.execute("SELECT email_key FROM contacts WHERE email_key LIKE ? ESCAPE '\\'", (pattern,)):
-            if reduced_key(other) == reduced:
-                return True
-    return False
+    return bool(same_mailbox(conn, key))
 
 
 def _suppressed(conn: sqlite3.Connection, typed: str, key: str) -> bool:

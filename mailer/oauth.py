@@ -15,6 +15,7 @@ A token or secret never appears in a message, a log line, ``repr()`` or an excep
 
 from __future__ import annotations
 
+import abc
 import os
 import shlex
 import subprocess
@@ -52,7 +53,7 @@ def xoauth2_string(user: str, token: str) -> str:
     return f"user={user}\x01auth=Bearer {token}\x01\x01"
 
 
-class TokenProvider:
+class TokenProvider(abc.ABC):
     """Gives an access token, from memory while it is fresh; ``invalidate`` forgets it (after a
     server refused it). ``source`` names where tokens come from, for messages."""
 
@@ -85,9 +86,9 @@ class TokenProvider:
             self._token = ""
             self._renew_at = 0.0
 
+    @abc.abstractmethod
     def _fetch(self) -> tuple[str, float]:
         """A fresh token and its lifetime in seconds (0 when unknown)."""
-        raise NotImplementedError
 
 
 class CommandTokens(TokenProvider):

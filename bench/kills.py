@@ -73,8 +73,8 @@ class CountingSink(bench.Sink):
         return last
 
 
-def worker_cmd(code: Path, connections: int) -> list[str]:
-    return [sys.executable, "-c", "import cli; cli.cli()", "--project", str(code), "worker", "--once",
+def worker_cmd(code: Path, project: Path, connections: int) -> list[str]:
+    return [sys.executable, "-c", "import cli; cli.cli()", "--project", str(project), "worker", "--once",
             "--rate", "100000000", "--connections", str(connections)]
 
 
@@ -93,11 +93,13 @@ def main() -> int:
         work = Path(tmp)
         kills = misses = ambiguous = 0
         with CountingSink() as sink:
-            env, home = bench.prepare_campaign(work, args.contacts, sink.port)
+            # The campaign of the measured code, moved to an election ahead (the bundled one is
+            # past): the worker must send the very mail that `schedule` approved.
+            env, home = bench.prepare_campaign(work, args.contacts, sink.port, source=code)
             # The measured code runs from its own folder, so that `import cli` finds it first.
             env = {**env, "PYTHONPATH": str(code)}
             db = home / "campaign.sqlite3"
-            cmd = worker_cmd(code, args.connections)
+            cmd = worker_cmd(code, bench.campaign_ahead(work, code), args.connections)
             while kills < args.kills:
                 before = sink.messages
                 proc = subprocess.Popen(cmd, env=env, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

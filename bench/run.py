@@ -107,13 +107,14 @@ def campaign_env(home: Path, port: int) -> dict[str, str]:
     return {**os.environ, "CAMPAIGN_HOME": str(home), "CAMPAIGN_SMTP_URL": f"smtp://127.0.0.1:{port}"}
 
 
-def campaign_ahead(work: Path) -> Path:
-    """A copy of the project whose campaign is for an election 400 days ahead (the bundled one
-    is past), as `campaign new --from-campaign` makes one: the same content, another election_day."""
+def campaign_ahead(work: Path, source: Path = ROOT) -> Path:
+    """A copy of ``source``'s project whose campaign is for an election 400 days ahead (the
+    bundled one is past), as `campaign new --from-campaign` makes one: the same content, another
+    election_day."""
     project = work / "project"
     if not project.exists():
         for name in ("campaigns", "templates", "contacts"):
-            shutil.copytree(ROOT / name, project / name)
+            shutil.copytree(source / name, project / name)
         toml = project / "campaigns" / "gr2026" / "campaign.toml"
         election = (dt.date.today() + dt.timedelta(days=400)).isoformat()
         text = toml.read_text(encoding="utf-8")
@@ -122,7 +123,7 @@ def campaign_ahead(work: Path) -> Path:
     return project
 
 
-def prepare_campaign(work: Path, n: int, port: int, tag: str = "") -> tuple[dict[str, str], Path]:
+def prepare_campaign(work: Path, n: int, port: int, tag: str = "", *, source: Path = ROOT) -> tuple[dict[str, str], Path]:
     home = work / f"home-{n}{tag}"
     home.mkdir()
     (home / "settings.toml").write_text(SETTINGS, encoding="utf-8")
@@ -130,7 +131,7 @@ def prepare_campaign(work: Path, n: int, port: int, tag: str = "") -> tuple[dict
     for args in (["contacts", "import", str(contacts_file(work, n))],
                  ["schedule", "--yes"],
                  ["reschedule", "--mail", "1", "--at", "now"]):
-        done = subprocess.run([CAMPAIGN, *args], env=env, cwd=campaign_ahead(work), capture_output=True, text=True)
+        done = subprocess.run([CAMPAIGN, *args], env=env, cwd=campaign_ahead(work, source), capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"campaign {' '.join(args)} failed: {done.stderr}")
     return env, home

@@ -415,6 +415,8 @@ class SmtpTransport:
         self._next: Route | None = None  # envelope written after the data in flight
         # (route, replies to its MAIL/RCPT/DATA, when they came): a message the server awaits.
         self._prepared: tuple[Route, list[tuple[int, bytes]], float] | None = None
+        # (route, when its commands went): an envelope sent ahead whose answers are not read yet.
+        self._unread: tuple[Route, float] | None = None
 
     def _connect(self) -> smtplib.SMTP:
         c = self.config
@@ -569,6 +571,7 @@ class SmtpTransport:
         PermanentFailure when the server refuses the envelope, ConnectionFailure when no
         connection works: in all three cases nothing was handed over."""
         route = (envelope.sender, envelope.recipient)
+        self._read_ahead()
         prepared, self._prepared = self._prepared, None
         if prepared is not None and (prepared[0] != route or time.monotonic() - prepared[2] > PREPARED_MAX_AGE):
             # The server awaits another message's data (or has waited too long for this one):
@@ -652,19 +655,28 @@ class SmtpTransport:
         except OSError as exc:
             self._drop()
             raise UnknownOutcome(f"connection lost while the message was handed over: {exc}") from None
-        if following is not None:
-            try:
-                self._prepared = (following, [self._reply() for _ in range(3)], time.monotonic())
-            except TimeoutError:
-                # A server that says PIPELINING but drops what follows a message's final dot:
-                # never again ahead on this transport, or every message would wait this long.
-                self._ahead = False
-                self._drop()
-            except OSError:
-                self._drop()  # this message has its answer; the next one starts on a new connection
+        # The answers to the envelope that went along with the dot are read when the next
+        # message starts, not here: the caller journals this answer first, and a kill in
+        # between must not find an accepted message unrecorded while a server checks a recipient.
+        self._unread = (following, self._handed_at) if following is not None else None
         if code != 250:
             self._fail(code, resp)
         return f"{self.label} ({code} {resp.decode('utf-8', 'replace')[:80]})"
+
+    def _read_ahead(self) -> None:
+        """Read the answers to the envelope that went ahead with the last final dot."""
+        if self._unread is None:
+            return
+        (route, sent_at), self._unread = self._unread, None
+        try:
+            self._prepared = (route, [self._reply() for _ in range(3)], sent_at)
+        except TimeoutError:
+            # A server that says PIPELINING but drops what follows a message's final dot:
+            # never again ahead on this transport, or every message would wait this long.
+            self._ahead = False
+            self._drop()
+        except OSError:
+            self._drop()  # the last message has its answer; the next one starts on a new connection
 
     def send(self, envelope: Envelope, *, group: str = "", then: Route | None = None) -> str:
         """Hand one message over and wait for the answer."""
@@ -700,11 +712,12 @@ class SmtpTransport:
                 pass
         self.conn = self.sock = None
         self._buf = b""
-        self._prepared = self._next = self._then = None
+        self._prepared = self._next = self._then = self._unread = None
         self._inflight = self._body = False
 
     def close(self) -> None:
-        if self.conn is not None and self._prepared is None and not self._inflight and not self._body:
+        if (self.conn is not None and self._prepared is None and self._unread is None and not self._inflight
+                and not self._body):
             try:
                 self.sock.sendall(b"QUIT\r\n")
                 self._reply()

@@ -425,3 +425,62 @@ def test_a_journalled_acceptance_is_recorded_not_sent_again(configured_home, tmp
         assert ledger(project) == {"sent": 3}
         assert journal.read_text(encoding="ascii") == ""  # folded in, and emptied when recorded
         assert oct(journal.stat().st_mode & 0o777) == "0o600"
+
+
+def _dot_intervals(monkeypatch, delay: float) -> list[tuple[float, float]]:
+    """Record, for every message, when the server had its final dot and when it answered, with
+    every answer taking ``delay`` seconds."""
+    import asyncio
+    import time as clock
+
+    from .smtp_server import Recorder
+
+    intervals: list[tuple[float, float]] = []
+    original = Recorder.handle_DATA
+
+    async def timed(self, server, session, envelope):
+        began = clock.monotonic()
+        await asyncio.get_running_loop().run_in_executor(None, clock.sleep, delay)
+        answer = await original(self, server, session, envelope)
+        intervals.append((began, clock.monotonic()))
+        return answer
+
+    monkeypatch.setattr(Recorder, "handle_DATA", timed)
+    return intervals
+
+
+def _overlaps(intervals: list[tuple[float, float]]) -> int:
+    ordered = sorted(intervals)
+    return sum(1 for (_, end), (start, _) in zip(ordered, ordered[1:]) if start < end)
+
+
+def test_with_a_prompt_server_a_kill_finds_at_most_one_message_unanswered(configured_home, tmp_path, monkeypatch):
+    # Until a message's answer is journalled, a kill makes the next start send it again. With
+    # three connections and a server that answers within DOT_WAIT, each final dot waits for the
+    # answers to the dots before it: the server never holds two unanswered dots at once.
+    import mailer.deliver as deliver
+
+    monkeypatch.setattr(deliver, "DOT_WAIT", 2.0)  # the server's answers below take 0.05 s
+    intervals = _dot_intervals(monkeypatch, 0.05)
+    addresses = [f"p{i:02d}@example.nl" for i in range(12)]
+    with Server() as smtp:
+        project = prepare(tmp_path, monkeypatch, addresses, smtp_url=smtp.url)
+        stats = run_worker(project, MAIL1, connections=3)
+        assert stats.sent == 12 and sorted(received(smtp)) == addresses
+    assert len(intervals) == 12
+    assert _overlaps(intervals) == 0
+
+
+def test_a_slow_server_still_gets_one_message_per_connection_at_once(configured_home, tmp_path, monkeypatch):
+    # A server slower than DOT_WAIT (a content scan): waiting for each answer would make
+    # connections useless, so the dots go in parallel after DOT_WAIT, one per connection.
+    import mailer.deliver as deliver
+
+    monkeypatch.setattr(deliver, "DOT_WAIT", 0.01)
+    intervals = _dot_intervals(monkeypatch, 0.3)
+    addresses = [f"s{i:02d}@example.nl" for i in range(9)]
+    with Server() as smtp:
+        project = prepare(tmp_path, monkeypatch, addresses, smtp_url=smtp.url)
+        stats = run_worker(project, MAIL1, connections=3)
+        assert stats.sent == 9 and sorted(received(smtp)) == addresses
+    assert _overlaps(intervals) >= 4

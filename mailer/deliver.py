@@ -686,6 +686,10 @@ class Worker:
                 return contact, None
             try:
                 personal = personalise(rendered, contact, settings=settings)
+            except Exception as exc:
+                return contact, exc
+            drain()  # building takes longest: an answer that came meanwhile is journalled halfway
+            try:
                 return contact, build_message(personal, sender=sender, campaign=settings, now=self.clock(),
                                               mid=row["message_id"])
             except Exception as exc:
@@ -719,7 +723,8 @@ class Worker:
         def drain(wait: float = 0.0) -> None:
             """Read (and so journal) the answers that have come, waiting up to ``wait`` seconds
             for all of them: until an answer is journalled, a kill leaves that message to be sent
-            again."""
+            again. Called between the steps of the worker's work (claim, each message's data,
+            each build), so that with several connections an answer waits for at most one step."""
             deadline = time.perf_counter() + wait
             while inflight:
                 ready = arrived(max(0.0, deadline - time.perf_counter()))
@@ -798,6 +803,7 @@ class Worker:
                 if batch:
                     drain()
                     claimed = self._claim([row["ledger_id"] for _, row, _, _ in batch], unrecorded, record_sent)
+                    drain()
                     if self.max_per_day:
                         self._day.extend(self.clock() for _ in claimed)
                     if len(claimed) < len(batch) and not self.still_allowed(number):
@@ -815,6 +821,7 @@ class Worker:
                             idle.append(transport)
                             continue
                         started.append((transport, row, contact))
+                        drain()
                     # 4. For each connection: build what it sends next, then write its dot (with
                     # the next envelope). From the dot until the server's answer is journalled,
                     # a kill may leave an accepted message in 'sending'; so no building happens

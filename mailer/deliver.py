@@ -89,6 +89,7 @@ DOT_WAIT = 0.002
 # message's cycle against a fast relay, and all of it inside that window. So a worker with
 # nothing else to do polls for the answer this long before it sleeps.
 POLL = 0.0003
+JOURNAL_HEADER = "campaign worker journal 2\n"
 
 
 @dataclass
@@ -293,9 +294,17 @@ class Worker:
 
     def recover(self) -> int:
         """Rows left in ``sending`` by a worker that died: those its journal says the server
-        accepted are recorded as sent; the others go again, same Message-ID, counted as resent."""
-        self._fold_journal()
+        accepted are recorded as sent; those whose final dot was never written (the server holds
+        no message) wait again as if never claimed; the others go again, same Message-ID, counted
+        as resent (possibly a duplicate)."""
+        handed = self._fold_journal()
         with store.transaction(self.conn):
+            if handed is not None:
+                left = [row[0] for row in self.conn.execute("SELECT id FROM ledger WHERE state = 'sending'")]
+                for ledger_id in left:
+                    if ledger_id not in handed:
+                        self.conn.execute("UPDATE ledger SET state = 'pending', attempts = MAX(attempts - 1, 0),"
+                                          " next_attempt_at = NULL WHERE id = ?", (ledger_id,))
             n = self.conn.execute(
                 "UPDATE ledger SET state = 'pending', resent = resent + 1, next_attempt_at = NULL,"
                 " error = 'resent: the previous worker stopped while sending' WHERE state = 'sending'"
@@ -311,38 +320,49 @@ class Worker:
     # row is sent again, a duplicate and never a gap). Only ids of accepted messages are ever
     # written, with their Message-ID, so an entry can only turn 'sending' into 'sent' for the
     # very message that was accepted. No personal data: ledger ids and Message-IDs (hashes).
+    # Before each final dot a "handed ID" line is written too: a row left in 'sending' without
+    # one was never handed over, so the next start neither counts it as resent nor uses up one
+    # of its attempts. The header line says the journal holds those lines since it was emptied
+    # (a journal without it, from an older version, leaves every such row counted as resent).
 
     def _open_journal(self) -> None:
         path = self.project.home / "worker.journal"
         self._journal = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.fchmod(self._journal, 0o600)  # also when an older file was made with other rights
 
-    def _fold_journal(self) -> int:
-        """Record as sent the 'sending' rows the journal says were accepted; empty it."""
+    def _fold_journal(self) -> set[int] | None:
+        """Record as sent the 'sending' rows the journal says were accepted; empty it. Returns
+        the ids handed over since the journal was last emptied (None when it cannot say)."""
         path = self.project.home / "worker.journal"
         try:
             text = path.read_text(encoding="ascii", errors="replace")
         except FileNotFoundError:
-            return 0
+            text = ""
         entries = []
+        handed: set[int] | None = set() if text.startswith(JOURNAL_HEADER) else None
         for line in text.splitlines():
             ledger_id, _, mid = line.partition(" ")
             if ledger_id.isdigit() and mid:
                 entries.append((int(ledger_id), mid))
-        n = 0
+            elif ledger_id == "handed" and mid.isdigit() and handed is not None:
+                handed.add(int(mid))
         if entries:
             moment = store.iso(self.clock())
             with store.transaction(self.conn):
                 for ledger_id, mid in entries:
-                    n += self.conn.execute(
+                    self.conn.execute(
                         "UPDATE ledger SET state = 'sent', error = '', updated_at = ?, sent_at = ?"
-                        " WHERE id = ? AND message_id = ? AND state = 'sending'", (moment, moment, ledger_id, mid)).rowcount
+                        " WHERE id = ? AND message_id = ? AND state = 'sending'", (moment, moment, ledger_id, mid))
         if self._journal is not None:
-            os.ftruncate(self._journal, 0)
-        else:
+            self._journal_recorded()
+        elif text:
             with open(path, "w"):
                 pass
-        return n
+        return handed
+
+    def _journal_handed(self, ledger_id: int) -> None:
+        if self._journal is not None:
+            os.write(self._journal, f"handed {ledger_id}\n".encode("ascii"))
 
     def _journal_accepted(self, ledger_id: int, mid: str) -> None:
         if self._journal is not None:
@@ -352,6 +372,7 @@ class Worker:
         """Every journalled success is in the ledger now."""
         if self._journal is not None:
             os.ftruncate(self._journal, 0)
+            os.write(self._journal, JOURNAL_HEADER.encode("ascii"))
 
     def render(self, number: int) -> RenderedMail:
         if number not in self._rendered:
@@ -834,6 +855,7 @@ class Worker:
                             built[transport] = build(following)
                         then = (sender.envelope_sender, following["email"]) if following is not None else None
                         drain(DOT_WAIT)
+                        self._journal_handed(row["ledger_id"])
                         try:
                             transport.commit(then=then)
                         except Exception as exc:

@@ -423,7 +423,9 @@ def test_a_journalled_acceptance_is_recorded_not_sent_again(configured_home, tmp
         assert sorted(received(smtp)) == ["b@example.nl", "c@example.nl"]  # a's message is not sent twice
         assert stats.resent == 1  # b: its first copy may have arrived
         assert ledger(project) == {"sent": 3}
-        assert journal.read_text(encoding="ascii") == ""  # folded in, and emptied when recorded
+        from mailer.deliver import JOURNAL_HEADER
+
+        assert journal.read_text(encoding="ascii") == JOURNAL_HEADER  # folded in, and emptied when recorded
         assert oct(journal.stat().st_mode & 0o777) == "0o600"
 
 
@@ -484,3 +486,46 @@ def test_a_slow_server_still_gets_one_message_per_connection_at_once(configured_
         stats = run_worker(project, MAIL1, connections=3)
         assert stats.sent == 9 and sorted(received(smtp)) == addresses
     assert _overlaps(intervals) >= 4
+
+
+def test_a_row_never_handed_over_is_not_counted_as_resent(configured_home, tmp_path, monkeypatch):
+    # What a kill leaves: a and b in 'sending'. The journal says b's final dot was written (the
+    # server may hold b's message) and says nothing of a: a's data had gone without its dot, so
+    # the server holds no message for a. The next start sends both; only b is a possible
+    # duplicate, and a keeps the attempt it never used.
+    from mailer.deliver import JOURNAL_HEADER
+
+    with Server() as smtp:
+        project = prepare(tmp_path, monkeypatch, ["a@example.nl", "b@example.nl"], smtp_url=smtp.url)
+        conn = project.connect()
+        conn.execute("INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at)"
+                     " SELECT 'gr2026', 1, id, 'mid-' || email, '2027-02-03T08:00:00Z' FROM contacts")
+        conn.execute("UPDATE ledger SET state = 'sending', attempts = 1")
+        conn.execute("UPDATE schedule SET state = 'sending' WHERE mail = 1")
+        ids = {r[0]: r[1] for r in conn.execute(
+            "SELECT c.email, l.id FROM ledger l JOIN contacts c ON c.id = l.contact_id")}
+        conn.close()
+        journal = project.home / "worker.journal"
+        journal.write_text(f"{JOURNAL_HEADER}handed {ids['b@example.nl']}\n", encoding="ascii")
+        stats = run_worker(project, MAIL1)
+        assert sorted(received(smtp)) == ["a@example.nl", "b@example.nl"]
+        assert stats.resent == 1
+        assert rows(project) == {"a@example.nl": ("sent", 1, "active"), "b@example.nl": ("sent", 2, "active")}
+        assert mail_status(project, 1, MAIL1, smtp.url)["resent"] == 1
+        assert journal.read_text(encoding="ascii") == JOURNAL_HEADER  # emptied once recorded
+
+
+def test_a_journal_from_an_older_worker_counts_every_row_left_as_resent(configured_home, tmp_path, monkeypatch):
+    # Without the header the journal cannot say what was handed over: count every row as resent.
+    with Server() as smtp:
+        project = prepare(tmp_path, monkeypatch, ["a@example.nl", "b@example.nl"], smtp_url=smtp.url)
+        conn = project.connect()
+        conn.execute("INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at)"
+                     " SELECT 'gr2026', 1, id, 'mid-' || email, '2027-02-03T08:00:00Z' FROM contacts")
+        conn.execute("UPDATE ledger SET state = 'sending', attempts = 1")
+        conn.execute("UPDATE schedule SET state = 'sending' WHERE mail = 1")
+        conn.close()
+        (project.home / "worker.journal").write_text("", encoding="ascii")
+        stats = run_worker(project, MAIL1)
+        assert sorted(received(smtp)) == ["a@example.nl", "b@example.nl"]
+        assert stats.resent == 2

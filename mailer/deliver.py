@@ -297,8 +297,13 @@ class Worker:
         accepted are recorded as sent; those whose final dot was never written (the server holds
         no message) wait again as if never claimed; the others go again, same Message-ID, counted
         as resent (possibly a duplicate)."""
-        handed = self._fold_journal()
+        accepted, handed = self._read_journal()
         with store.transaction(self.conn):
+            moment = store.iso(self.clock())
+            for ledger_id, mid in accepted:
+                self.conn.execute(
+                    "UPDATE ledger SET state = 'sent', error = '', updated_at = ?, sent_at = ?"
+                    " WHERE id = ? AND message_id = ? AND state = 'sending'", (moment, moment, ledger_id, mid))
             if handed is not None:
                 left = [row[0] for row in self.conn.execute("SELECT id FROM ledger WHERE state = 'sending'")]
                 for ledger_id in left:
@@ -309,6 +314,9 @@ class Worker:
                 "UPDATE ledger SET state = 'pending', resent = resent + 1, next_attempt_at = NULL,"
                 " error = 'resent: the previous worker stopped while sending' WHERE state = 'sending'"
             ).rowcount
+        # Emptied only now: a kill or a failed write before this commit leaves the journal to
+        # the next start, which reads it again.
+        self._journal_recorded()
         self.stats.resent += n
         return n
 
@@ -330,35 +338,23 @@ class Worker:
         self._journal = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.fchmod(self._journal, 0o600)  # also when an older file was made with other rights
 
-    def _fold_journal(self) -> set[int] | None:
-        """Record as sent the 'sending' rows the journal says were accepted; empty it. Returns
-        the ids handed over since the journal was last emptied (None when it cannot say)."""
+    def _read_journal(self) -> tuple[list[tuple[int, str]], set[int] | None]:
+        """The (ledger id, Message-ID) of each accepted message the journal names, and the ids
+        handed over since it was last emptied (None when it cannot say)."""
         path = self.project.home / "worker.journal"
         try:
             text = path.read_text(encoding="ascii", errors="replace")
         except FileNotFoundError:
             text = ""
-        entries = []
+        accepted = []
         handed: set[int] | None = set() if text.startswith(JOURNAL_HEADER) else None
         for line in text.splitlines():
             ledger_id, _, mid = line.partition(" ")
             if ledger_id.isdigit() and mid:
-                entries.append((int(ledger_id), mid))
+                accepted.append((int(ledger_id), mid))
             elif ledger_id == "handed" and mid.isdigit() and handed is not None:
                 handed.add(int(mid))
-        if entries:
-            moment = store.iso(self.clock())
-            with store.transaction(self.conn):
-                for ledger_id, mid in entries:
-                    self.conn.execute(
-                        "UPDATE ledger SET state = 'sent', error = '', updated_at = ?, sent_at = ?"
-                        " WHERE id = ? AND message_id = ? AND state = 'sending'", (moment, moment, ledger_id, mid))
-        if self._journal is not None:
-            self._journal_recorded()
-        elif text:
-            with open(path, "w"):
-                pass
-        return handed
+        return accepted, handed
 
     def _journal_handed(self, ledger_id: int) -> None:
         if self._journal is not None:
@@ -369,10 +365,11 @@ class Worker:
             os.write(self._journal, f"{ledger_id} {mid}\n".encode("ascii", "replace"))
 
     def _journal_recorded(self) -> None:
-        """Every journalled success is in the ledger now."""
-        if self._journal is not None:
-            os.ftruncate(self._journal, 0)
-            os.write(self._journal, JOURNAL_HEADER.encode("ascii"))
+        """Every journalled success is in the ledger now, and no row is left in 'sending'."""
+        if self._journal is None:
+            self._open_journal()
+        os.ftruncate(self._journal, 0)
+        os.write(self._journal, JOURNAL_HEADER.encode("ascii"))
 
     def render(self, number: int) -> RenderedMail:
         if number not in self._rendered:
@@ -597,6 +594,7 @@ class Worker:
         exhausted = False  # every pending row has been handed to a connection
         streak = _Streak()
         stopping_since: float | None = None
+        recorded = False  # the loop ended without an error: every claimed row is settled
 
         def record_sent() -> None:
             for ledger_id, moment in unrecorded:
@@ -822,7 +820,17 @@ class Worker:
                 # The claim itself checks pause and cancel: once `pause` has returned, no claim
                 # succeeds, so no new message leaves.
                 if batch:
+                    throttled = self.stats.throttled
                     drain()
+                    if halt is not None or self.stop.is_set() or self.stats.throttled != throttled:
+                        # An answer just read stopped the pass (the breaker, a server gone) or asked
+                        # for a pause: claim nothing; a throttled worker sends these after the pause.
+                        for transport, row, contact, envelope in batch:
+                            if halt is None and not self.stop.is_set():
+                                upcoming[transport], built[transport] = row, (contact, envelope)
+                            idle.append(transport)
+                        batch = []
+                if batch:
                     claimed = self._claim([row["ledger_id"] for _, row, _, _ in batch], unrecorded, record_sent)
                     drain()
                     if self.max_per_day:
@@ -833,6 +841,10 @@ class Worker:
                     for transport, row, contact, envelope in batch:
                         if row["ledger_id"] not in claimed:
                             idle.append(transport)  # opted out, paused, cancelled or sent meanwhile
+                            continue
+                        if halt is not None:
+                            self._release(row["ledger_id"])  # the pass stopped since the claim
+                            idle.append(transport)
                             continue
                         # 3. The message without its final dot: a kill from here on leaves no copy.
                         try:
@@ -855,6 +867,13 @@ class Worker:
                             built[transport] = build(following)
                         then = (sender.envelope_sender, following["email"]) if following is not None else None
                         drain(DOT_WAIT)
+                        if halt is not None:
+                            # The pass stopped since this message's data went: without its final
+                            # dot the server holds no message, and the row waits with its attempt.
+                            transport.abandon()
+                            self._release(row["ledger_id"])
+                            idle.append(transport)
+                            continue
                         self._journal_handed(row["ledger_id"])
                         try:
                             transport.commit(then=then)
@@ -882,6 +901,7 @@ class Worker:
                     if time.monotonic() - stopping_since > self.stop_grace:
                         for transport in list(inflight):
                             give_up(transport)
+            recorded = True
         finally:
             # Whatever stops the loop, the messages in flight are recorded: answered, or unknown.
             for transport in list(inflight):
@@ -890,7 +910,10 @@ class Worker:
                 else:
                     give_up(transport)
             flush()
-            self._journal_recorded()
+            if recorded:
+                # Only when every row is settled: after an error a row may still be 'sending',
+                # and its "handed" line must tell the next start that it may have arrived.
+                self._journal_recorded()
             if halt is None:
                 end_streak()
         if halt is not None:

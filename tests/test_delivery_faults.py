@@ -529,3 +529,95 @@ def test_a_journal_from_an_older_worker_counts_every_row_left_as_resent(configur
         stats = run_worker(project, MAIL1)
         assert sorted(received(smtp)) == ["a@example.nl", "b@example.nl"]
         assert stats.resent == 2
+
+
+def test_nothing_is_handed_over_once_the_breaker_trips_with_several_connections(configured_home, tmp_path,
+                                                                                    monkeypatch):
+    # The answer that trips the breaker may be read between other steps of the worker's work
+    # (here: while it waits to write the second connection's final dot): from then on nothing
+    # more is handed over, and a message whose data went without its dot waits, attempt intact.
+    import mailer.deliver as deliver
+
+    monkeypatch.setattr(deliver, "DOT_WAIT", 1.0)  # the first answer surely comes within it
+    addresses = [f"v{i:02d}@example.nl" for i in range(10)]
+    with Server() as smtp:
+        project = prepare(tmp_path, monkeypatch, addresses, smtp_url=smtp.url)
+        for address in addresses:
+            smtp.recorder.script[address] = ["drop-after-data"]
+        with pytest.raises(RepeatedRefusal):
+            run_worker(project, MAIL1, failure_threshold=1, connections=2)
+        assert ledger(project) == {"unknown": 1, "pending": 9}
+        assert smtp.recorder.count() == 1
+        conn = project.connect()
+        assert conn.execute("SELECT COUNT(*) FROM ledger WHERE state = 'pending' AND attempts > 0").fetchone()[0] == 0
+        conn.close()
+
+
+def test_a_failed_recovery_keeps_the_journal_for_the_next_start(configured_home, tmp_path, monkeypatch):
+    # The journal is emptied only once recovery is committed: a kill or a failed write in
+    # between must not make the next start forget that b's message may have arrived.
+    import contextlib
+    import sqlite3
+
+    import mailer.deliver as deliver
+    from mailer.deliver import JOURNAL_HEADER
+
+    with Server() as smtp:
+        project = prepare(tmp_path, monkeypatch, ["a@example.nl", "b@example.nl"], smtp_url=smtp.url)
+        conn = project.connect()
+        conn.execute("INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at)"
+                     " SELECT 'gr2026', 1, id, 'mid-' || email, '2027-02-03T08:00:00Z' FROM contacts")
+        conn.execute("UPDATE ledger SET state = 'sending', attempts = 1")
+        conn.execute("UPDATE schedule SET state = 'sending' WHERE mail = 1")
+        b = conn.execute("SELECT l.id FROM ledger l JOIN contacts c ON c.id = l.contact_id"
+                         " WHERE c.email = 'b@example.nl'").fetchone()[0]
+        conn.close()
+        journal = project.home / "worker.journal"
+        journal.write_text(f"{JOURNAL_HEADER}handed {b}\n", encoding="ascii")
+
+        real = deliver.store.transaction
+
+        @contextlib.contextmanager
+        def locked(conn):
+            import inspect
+
+            if any(frame.function == "recover" for frame in inspect.stack()):
+                raise sqlite3.OperationalError("database is locked")
+            with real(conn):
+                yield
+
+        with monkeypatch.context() as patch:
+            patch.setattr(deliver.store, "transaction", locked)
+            with pytest.raises(sqlite3.OperationalError):
+                run_worker(project, MAIL1)
+        assert journal.read_text(encoding="ascii") == f"{JOURNAL_HEADER}handed {b}\n"
+        stats = run_worker(project, MAIL1)
+        assert stats.resent == 1 and sorted(received(smtp)) == ["a@example.nl", "b@example.nl"]
+
+
+def test_an_error_mid_pass_keeps_the_handed_lines_of_rows_left_sending(configured_home, tmp_path, monkeypatch):
+    # The server takes b's message and drops the connection; recording that outcome fails (a
+    # full disk). The row stays 'sending', and the journal must still say it was handed over,
+    # so that the next start counts its resend as a possible duplicate.
+    import sqlite3
+
+    from mailer.deliver import Worker
+
+    with Server() as smtp:
+        project = prepare(tmp_path, monkeypatch, ["b@example.nl"], smtp_url=smtp.url)
+        smtp.recorder.script["b@example.nl"] = ["drop-after-data"]
+        original = Worker._finish
+
+        def failing(self, ledger_id, state, now, **kwargs):
+            if state == "unknown":
+                raise sqlite3.OperationalError("disk I/O error")
+            return original(self, ledger_id, state, now, **kwargs)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(Worker, "_finish", failing)
+            with pytest.raises(sqlite3.OperationalError):
+                run_worker(project, MAIL1)
+        assert ledger(project).get("sending") == 1
+        stats = run_worker(project, MAIL1)
+        assert received(smtp) == ["b@example.nl", "b@example.nl"]
+        assert stats.resent == 1  # the duplicate is counted

@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import store
-from .i18n import N_, _, format_moment
+from .i18n import N_, _, format_moment, ngettext
 from .errors import PlanError, StateError
 from .plan import Plan
 from .render import RenderedMail
@@ -573,6 +573,15 @@ def status(conn: sqlite3.Connection, campaign: str, *, now: dt.datetime, fingerp
             if not running:
                 warnings.append(_("mail {number} is overdue since {moment} and no worker is running (start "
                                   "`campaign worker`)").format(number=n, moment=format_moment(due, timezone)))
+        if c["sending"] and not running:
+            # Rows a worker claimed and then stopped on (killed, or it crashed): shown nowhere in
+            # the table's columns, so say where they are and what becomes of them.
+            warnings.append(ngettext(
+                "{count} message of mail {number} was in flight when the worker stopped: the next `campaign worker` "
+                "settles it (recorded as sent, or sent again and counted as resent if it may have arrived)",
+                "{count} messages of mail {number} were in flight when the worker stopped: the next `campaign worker` "
+                "settles them (recorded as sent, or sent again and counted as resent if they may have arrived)",
+                c["sending"]).format(count=c["sending"], number=n))
         if changed and state not in ("done", "cancelled"):
             warnings.append(_("mail {number} changed after it was approved; it is held until `campaign approve "
                               "--mail {number}`").format(number=n))

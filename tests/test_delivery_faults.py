@@ -621,3 +621,26 @@ def test_an_error_mid_pass_keeps_the_handed_lines_of_rows_left_sending(configure
         stats = run_worker(project, MAIL1)
         assert received(smtp) == ["b@example.nl", "b@example.nl"]
         assert stats.resent == 1  # the duplicate is counted
+
+
+def test_status_says_what_becomes_of_the_messages_in_flight_when_a_worker_stopped(configured_home, tmp_path,
+                                                                                   monkeypatch):
+    # After a kill, rows left in 'sending' fit no column of the table (sent + pending fell two
+    # short of the contacts): status says where they are and what the next worker does.
+    with Server() as smtp:
+        project = prepare(tmp_path, monkeypatch, ["a@example.nl", "b@example.nl", "c@example.nl"], smtp_url=smtp.url)
+        conn = project.connect()
+        conn.execute("INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at)"
+                     " SELECT 'gr2026', 1, id, 'mid-' || email, '2027-02-03T08:00:00Z' FROM contacts")
+        conn.execute("UPDATE ledger SET state = 'sending', attempts = 1 WHERE contact_id IN"
+                     " (SELECT id FROM contacts WHERE email != 'c@example.nl')")
+        conn.execute("UPDATE schedule SET state = 'sending' WHERE mail = 1")
+        report = status(conn, "gr2026", now=MAIL1, fingerprints=fingerprints(project), transport=smtp.url)
+        conn.close()
+        warnings = report.as_dict()["warnings"]
+        assert any(w.startswith("2 messages of mail 1 were in flight when the worker stopped") for w in warnings)
+        run_worker(project, MAIL1)
+        conn = project.connect()
+        report = status(conn, "gr2026", now=MAIL1, fingerprints=fingerprints(project), transport=smtp.url)
+        conn.close()
+        assert not any("in flight" in w for w in report.as_dict()["warnings"])

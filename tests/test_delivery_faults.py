@@ -401,21 +401,28 @@ def test_status_counts_contacts_left_out_because_they_bounced_or_opted_out(confi
 
 # --- 7. a kill between the server's 250 and the ledger's commit -------------------------------------------
 
+def left_sending(project: Project, emails: list[str]) -> dict[str, tuple[int, str]]:
+    """What a kill leaves: mail 1 sending, the rows of ``emails`` in 'sending' (claimed once),
+    the others pending. Returns address -> (ledger id, Message-ID) for every contact."""
+    conn = project.connect()
+    try:
+        conn.execute("INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at)"
+                     " SELECT 'gr2026', 1, id, 'mid-' || email, '2027-02-03T08:00:00Z' FROM contacts")
+        conn.executemany("UPDATE ledger SET state = 'sending', attempts = 1 WHERE contact_id ="
+                         " (SELECT id FROM contacts WHERE email = ?)", [(e,) for e in emails])
+        conn.execute("UPDATE schedule SET state = 'sending' WHERE mail = 1")
+        return {r[0]: (r[1], r[2]) for r in conn.execute(
+            "SELECT c.email, l.id, l.message_id FROM ledger l JOIN contacts c ON c.id = l.contact_id")}
+    finally:
+        conn.close()
+
 def test_a_journalled_acceptance_is_recorded_not_sent_again(configured_home, tmp_path, monkeypatch):
     # What a kill leaves: rows in 'sending'. The server had answered 250 to a's message and the
     # worker had journalled that; b's answer had not come. The next start records a as sent
     # and sends only b again; a journal line naming another Message-ID changes nothing.
     with Server() as smtp:
         project = prepare(tmp_path, monkeypatch, ["a@example.nl", "b@example.nl", "c@example.nl"], smtp_url=smtp.url)
-        conn = project.connect()
-        conn.execute("INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at)"
-                     " SELECT 'gr2026', 1, id, 'mid-' || email, '2027-02-03T08:00:00Z' FROM contacts")
-        conn.execute("UPDATE ledger SET state = 'sending', attempts = 1 WHERE contact_id IN"
-                     " (SELECT id FROM contacts WHERE email IN ('a@example.nl', 'b@example.nl'))")
-        conn.execute("UPDATE schedule SET state = 'sending' WHERE mail = 1")
-        ids = {r[0]: (r[1], r[2]) for r in conn.execute(
-            "SELECT c.email, l.id, l.message_id FROM ledger l JOIN contacts c ON c.id = l.contact_id")}
-        conn.close()
+        ids = left_sending(project, ["a@example.nl", "b@example.nl"])
         journal = project.home / "worker.journal"
         journal.write_text(f"{ids['a@example.nl'][0]} {ids['a@example.nl'][1]}\n"
                            f"{ids['b@example.nl'][0]} <another@message.id>\n", encoding="ascii")
@@ -497,16 +504,9 @@ def test_a_row_never_handed_over_is_not_counted_as_resent(configured_home, tmp_p
 
     with Server() as smtp:
         project = prepare(tmp_path, monkeypatch, ["a@example.nl", "b@example.nl"], smtp_url=smtp.url)
-        conn = project.connect()
-        conn.execute("INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at)"
-                     " SELECT 'gr2026', 1, id, 'mid-' || email, '2027-02-03T08:00:00Z' FROM contacts")
-        conn.execute("UPDATE ledger SET state = 'sending', attempts = 1")
-        conn.execute("UPDATE schedule SET state = 'sending' WHERE mail = 1")
-        ids = {r[0]: r[1] for r in conn.execute(
-            "SELECT c.email, l.id FROM ledger l JOIN contacts c ON c.id = l.contact_id")}
-        conn.close()
+        ids = left_sending(project, ["a@example.nl", "b@example.nl"])
         journal = project.home / "worker.journal"
-        journal.write_text(f"{JOURNAL_HEADER}handed {ids['b@example.nl']}\n", encoding="ascii")
+        journal.write_text(f"{JOURNAL_HEADER}handed {ids['b@example.nl'][0]}\n", encoding="ascii")
         stats = run_worker(project, MAIL1)
         assert sorted(received(smtp)) == ["a@example.nl", "b@example.nl"]
         assert stats.resent == 1
@@ -519,12 +519,7 @@ def test_a_journal_from_an_older_worker_counts_every_row_left_as_resent(configur
     # Without the header the journal cannot say what was handed over: count every row as resent.
     with Server() as smtp:
         project = prepare(tmp_path, monkeypatch, ["a@example.nl", "b@example.nl"], smtp_url=smtp.url)
-        conn = project.connect()
-        conn.execute("INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at)"
-                     " SELECT 'gr2026', 1, id, 'mid-' || email, '2027-02-03T08:00:00Z' FROM contacts")
-        conn.execute("UPDATE ledger SET state = 'sending', attempts = 1")
-        conn.execute("UPDATE schedule SET state = 'sending' WHERE mail = 1")
-        conn.close()
+        left_sending(project, ["a@example.nl", "b@example.nl"])
         (project.home / "worker.journal").write_text("", encoding="ascii")
         stats = run_worker(project, MAIL1)
         assert sorted(received(smtp)) == ["a@example.nl", "b@example.nl"]
@@ -564,14 +559,7 @@ def test_a_failed_recovery_keeps_the_journal_for_the_next_start(configured_home,
 
     with Server() as smtp:
         project = prepare(tmp_path, monkeypatch, ["a@example.nl", "b@example.nl"], smtp_url=smtp.url)
-        conn = project.connect()
-        conn.execute("INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at)"
-                     " SELECT 'gr2026', 1, id, 'mid-' || email, '2027-02-03T08:00:00Z' FROM contacts")
-        conn.execute("UPDATE ledger SET state = 'sending', attempts = 1")
-        conn.execute("UPDATE schedule SET state = 'sending' WHERE mail = 1")
-        b = conn.execute("SELECT l.id FROM ledger l JOIN contacts c ON c.id = l.contact_id"
-                         " WHERE c.email = 'b@example.nl'").fetchone()[0]
-        conn.close()
+        b = left_sending(project, ["a@example.nl", "b@example.nl"])["b@example.nl"][0]
         journal = project.home / "worker.journal"
         journal.write_text(f"{JOURNAL_HEADER}handed {b}\n", encoding="ascii")
 
@@ -629,12 +617,8 @@ def test_status_says_what_becomes_of_the_messages_in_flight_when_a_worker_stoppe
     # short of the contacts): status says where they are and what the next worker does.
     with Server() as smtp:
         project = prepare(tmp_path, monkeypatch, ["a@example.nl", "b@example.nl", "c@example.nl"], smtp_url=smtp.url)
+        left_sending(project, ["a@example.nl", "b@example.nl"])
         conn = project.connect()
-        conn.execute("INSERT OR IGNORE INTO ledger (campaign, mail, contact_id, message_id, updated_at)"
-                     " SELECT 'gr2026', 1, id, 'mid-' || email, '2027-02-03T08:00:00Z' FROM contacts")
-        conn.execute("UPDATE ledger SET state = 'sending', attempts = 1 WHERE contact_id IN"
-                     " (SELECT id FROM contacts WHERE email != 'c@example.nl')")
-        conn.execute("UPDATE schedule SET state = 'sending' WHERE mail = 1")
         report = status(conn, "gr2026", now=MAIL1, fingerprints=fingerprints(project), transport=smtp.url)
         conn.close()
         warnings = report.as_dict()["warnings"]

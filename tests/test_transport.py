@@ -9,23 +9,27 @@ from mailer.message import Envelope
 from mailer.transport import SmtpTransport, TransportConfig
 
 
-class ForgetfulHandler(socketserver.BaseRequestHandler):
+class LineHandler(socketserver.BaseRequestHandler):
+    """A hand-written SMTP server's connection: lines read from a buffer it may drop."""
+
+    buf = b""
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.request.recv(65536)
+            if not chunk:
+                raise ConnectionError
+            self.buf += chunk
+        out, self.buf = self.buf.split(b"\r\n", 1)
+        return out
+
+
+class ForgetfulHandler(LineHandler):
     """Says PIPELINING, but throws away whatever arrived after a message's final dot."""
 
     def handle(self) -> None:
-        sock, buf = self.request, b""
+        sock, line = self.request, self.line
         self.server.connections += 1
-
-        def line() -> bytes:
-            nonlocal buf
-            while b"\r\n" not in buf:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError
-                buf += chunk
-            out, buf = buf.split(b"\r\n", 1)
-            return out
-
         sock.sendall(b"220 forgetful\r\n")
         try:
             while True:
@@ -41,7 +45,7 @@ class ForgetfulHandler(socketserver.BaseRequestHandler):
                         body.append(text)
                     self.server.messages.append(b"\r\n".join(body))
                     sock.sendall(b"250 stored\r\n")
-                    buf = b""  # the bug: pipelined commands after the dot are lost
+                    self.buf = b""  # the bug: pipelined commands after the dot are lost
                 elif command == b"QUIT":
                     sock.sendall(b"221 bye\r\n")
                     return
@@ -78,23 +82,12 @@ def test_a_server_that_loses_commands_after_the_dot_gets_no_more_envelopes_ahead
 
 
 
-class HoldingHandler(socketserver.BaseRequestHandler):
+class HoldingHandler(LineHandler):
     """Answers a message's final dot at once, but holds the answers to the envelope pipelined
     after it until the test lets them go (as a server busy checking a recipient would)."""
 
     def handle(self) -> None:
-        sock, buf = self.request, b""
-
-        def line() -> bytes:
-            nonlocal buf
-            while b"\r\n" not in buf:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError
-                buf += chunk
-            out, buf = buf.split(b"\r\n", 1)
-            return out
-
+        sock, line = self.request, self.line
         sock.sendall(b"220 holding\r\n")
         held = False
         try:

@@ -1027,6 +1027,10 @@ class Worker:
                 if started:
                     started()
                 if once:
+                    if imap_config(self.env) is not None:
+                        # Run from cron, this pass is the only one for a while: an opt-out that
+                        # came by mail must stop the very messages it is about to send.
+                        self.read_inbox()
                     self.tick()
                     return self.stats
                 self._loop()

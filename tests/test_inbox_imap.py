@@ -146,3 +146,33 @@ def test_the_running_worker_reads_the_inbox_so_an_opt_out_stops_the_next_mail(in
         thread.join(30)
     assert statuses(inbox_home)["lisa.dekker@lokaal.example.nl"] == "unsubscribed", errors
     assert "$CampaignHandled" in dovecot.listing()[0][0]
+
+
+def test_worker_once_reads_the_inbox_before_it_sends(inbox_home, dovecot, monkeypatch):
+    # Run from cron, `worker --once` is the only pass for a while: an opt-out that came by mail
+    # must be applied before it sends anything.
+    from mailer.deliver import Worker
+    from mailer.project import Project
+
+    from .conftest import ROOT, FIXED_NOW
+
+    dovecot.append([(CORPUS / "optout-mailto-without-body.eml").read_bytes()])
+    use(monkeypatch, dovecot, dovecot.url())
+    errors: list[str] = []
+    Worker(Project.at(ROOT), clock=lambda: FIXED_NOW, on_error=errors.append).run(once=True)
+    assert statuses(inbox_home)["lisa.dekker@lokaal.example.nl"] == "unsubscribed", errors
+    assert "$CampaignHandled" in dovecot.listing()[0][0]
+
+
+def test_worker_once_goes_on_when_the_inbox_cannot_be_read(inbox_home, dovecot, monkeypatch):
+    from mailer.deliver import Worker
+    from mailer.project import Project
+
+    from .conftest import ROOT, FIXED_NOW
+
+    use(monkeypatch, dovecot, dovecot.url())
+    monkeypatch.setenv("CAMPAIGN_IMAP_PASSWORD", "wrong")
+    errors: list[str] = []
+    stats = Worker(Project.at(ROOT), clock=lambda: FIXED_NOW, on_error=errors.append).run(once=True)
+    assert stats is not None
+    assert len(errors) == 1 and "reading the inbox failed" in errors[0] and "wrong" not in errors[0]

@@ -28,6 +28,14 @@ _STORED: tuple[tuple[str, str], ...] = (
     (r"held back: the server refused (?P<count>\d+) messages in a row with: (?P<error>.*)",
      N_("held back: the server refused {count} messages in a row with: {error}")),
     (r"gave up after (?P<attempts>\d+) attempts: (?P<error>.*)", N_("gave up after {attempts} attempts: {error}")),
+    # unknown outcomes (mailer/transport.py), with what the connection said
+    (r"connection lost while the message was handed over: (?P<error>.*)",
+     N_("connection lost while the message was handed over: {error}")),
+    (r"no answer within (?P<seconds>\d+) s after the message was handed over; the server may have taken it",
+     N_("no answer within {seconds} s after the message was handed over; the server may have taken it")),
+    (r"the server closed the connection", N_("the server closed the connection")),
+    (r"the server's answer is too long", N_("the server's answer is too long")),
+    (r"not an SMTP answer: (?P<line>.*)", N_("not an SMTP answer: {line}")),
     # a contact's status reason (mailer/inbox.py, mailer/contacts.py)
     (r"bounced \((?P<code>[^)]*)\), per mail", N_("bounced ({code}), per mail")),
     (r"bounced, per mail", N_("bounced, per mail")),

@@ -523,16 +523,18 @@ class SmtpTransport:
         return self.sock.fileno()
 
     def _reply(self) -> tuple[int, bytes]:
-        """One (multi-line) answer: its code and text. OSError when the connection is gone."""
+        """One (multi-line) answer: its code and text. OSError when the connection is gone. Its
+        texts are English: the ledger stores them in an unknown outcome's error, and a person
+        reads them translated (mailer/i18n_stored.py)."""
         lines = []
         while True:
             end = self._buf.find(b"\n")
             while end < 0:
                 if len(self._buf) > 8192:
-                    raise OSError(_("the server's answer is too long"))
+                    raise OSError("the server's answer is too long")
                 chunk = self.sock.recv(65536)
                 if not chunk:
-                    raise OSError(_("the server closed the connection"))
+                    raise OSError("the server closed the connection")
                 self._buf += chunk
                 end = self._buf.find(b"\n")
             line, self._buf = self._buf[:end + 1], self._buf[end + 1:]
@@ -542,7 +544,7 @@ class SmtpTransport:
         try:
             return int(line[:3]), b"\n".join(lines)
         except ValueError:
-            raise OSError(_("not an SMTP answer: {line}").format(line=repr(line[:40]))) from None
+            raise OSError(f"not an SMTP answer: {line[:40]!r}") from None
 
     # --- sending -------------------------------------------------------------------------
 

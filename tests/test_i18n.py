@@ -441,3 +441,32 @@ def test_reactivate_writes_its_moment_one_way_in_dutch(dutch, run, home: Path, t
     assert result.exit_code == 0, result.output
     assert not ISO.search(result.output), result.output
     assert re.search(r"\b(?:ma|di|wo|do|vr|za|zo) \d{1,2} [a-z]+\.? \d{4} \d\d:\d\d\b", result.output)
+
+
+def test_an_unknown_outcome_is_stored_in_english_and_shown_in_dutch(dutch) -> None:
+    # A worker running in Dutch loses the connection after the final dot: the ledger keeps the
+    # error in English (so that an English reader and scripts see the same words), and a Dutch
+    # reader sees it whole in Dutch.
+    from mailer.i18n_stored import stored
+    from mailer.message import Envelope
+    from mailer.transport import SmtpTransport, TransportConfig, UnknownOutcome
+
+    from .smtp_server import Server
+
+    i18n.setup("nl")
+    try:
+        with Server() as smtp:
+            smtp.recorder.script["r@example.nl"] = ["drop-after-data"]
+            config = TransportConfig(kind="smtp", host="127.0.0.1", port=smtp.port)
+            transport = SmtpTransport(config, env={}, timeout=5)
+            envelope = Envelope(sender="z@example.org", recipient="r@example.nl", message_id="<1@x>",
+                                data=b"Subject: 1\r\n\r\nbericht\r\n")
+            with pytest.raises(UnknownOutcome) as caught:
+                transport.send(envelope)
+            transport.close()
+        text = str(caught.value)
+        assert text == "connection lost while the message was handed over: the server closed the connection"
+        assert stored(text) == "verbinding verbroken terwijl het bericht werd overgedragen: " \
+                               "de server heeft de verbinding verbroken"
+    finally:
+        i18n.setup("en")

@@ -34,22 +34,15 @@ class CountingSink(bench.Sink):
     of each message (-D) would tell who got what, but writing it slows the sink's answer to the
     dot and so widens the very window this measures."""
 
-    def __enter__(self) -> "CountingSink":
-        import socket
+    options = ("-c",)
+    stdout = subprocess.PIPE
+
+    def started(self) -> None:
         import threading
 
-        self.port = bench.free_port()
-        self.proc = subprocess.Popen(["smtp-sink", "-c", "-u", "nobody", f"127.0.0.1:{self.port}", "256"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.messages = 0
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            time.sleep(0.05)
-        raise RuntimeError("smtp-sink did not start")
 
     def _read(self) -> None:
         # "sess=2 quit=0 mesg=2\r" after every session and every final dot.
@@ -73,7 +66,7 @@ class CountingSink(bench.Sink):
         return last
 
 
-def worker_cmd(code: Path, project: Path, connections: int) -> list[str]:
+def worker_cmd(project: Path, connections: int) -> list[str]:
     return [sys.executable, "-c", "import cli; cli.cli()", "--project", str(project), "worker", "--once",
             "--rate", "100000000", "--connections", str(connections)]
 
@@ -99,7 +92,7 @@ def main() -> int:
             # The measured code runs from its own folder, so that `import cli` finds it first.
             env = {**env, "PYTHONPATH": str(code)}
             db = home / "campaign.sqlite3"
-            cmd = worker_cmd(code, bench.campaign_ahead(work, code), args.connections)
+            cmd = worker_cmd(bench.campaign_ahead(work, code), args.connections)
             while kills < args.kills:
                 before = sink.messages
                 proc = subprocess.Popen(cmd, env=env, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -65,10 +65,17 @@ def ensure_tools() -> None:
 class Sink:
     """Postfix's smtp-sink on 127.0.0.1: accepts and discards, fast enough not to be the bottleneck."""
 
+    options: tuple[str, ...] = ()  # more smtp-sink options (a subclass that reads its output)
+    stdout = subprocess.DEVNULL
+
+    def started(self) -> None:
+        """Called once the process runs, before it listens."""
+
     def __enter__(self) -> "Sink":
         self.port = free_port()
-        self.proc = subprocess.Popen(["smtp-sink", "-u", "nobody", f"127.0.0.1:{self.port}", "256"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(["smtp-sink", *self.options, "-u", "nobody", f"127.0.0.1:{self.port}", "256"],
+                                     stdout=self.stdout, stderr=subprocess.DEVNULL)
+        self.started()
         for _ in range(100):
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) == 0:

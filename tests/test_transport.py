@@ -9,9 +9,11 @@ from mailer.message import Envelope
 from mailer.transport import SmtpTransport, TransportConfig
 
 
-class LineHandler(socketserver.BaseRequestHandler):
-    """A hand-written SMTP server's connection: lines read from a buffer it may drop."""
+class PipeliningHandler(socketserver.BaseRequestHandler):
+    """A minimal hand-written SMTP server that says PIPELINING; subclasses misbehave in the
+    two hooks."""
 
+    name = b"pipelining"
     buf = b""
 
     def line(self) -> bytes:
@@ -23,29 +25,32 @@ class LineHandler(socketserver.BaseRequestHandler):
         out, self.buf = self.buf.split(b"\r\n", 1)
         return out
 
+    def stored(self) -> None:
+        """A message's final dot was answered."""
 
-class ForgetfulHandler(LineHandler):
-    """Says PIPELINING, but throws away whatever arrived after a message's final dot."""
+    def before(self, command: bytes) -> None:
+        """A command is about to be answered."""
 
     def handle(self) -> None:
-        sock, line = self.request, self.line
-        self.server.connections += 1
-        sock.sendall(b"220 forgetful\r\n")
+        sock = self.request
+        sock.sendall(b"220 " + self.name + b"\r\n")
         try:
             while True:
-                command = line().upper()
+                command = self.line().upper()
                 if command.startswith(b"EHLO"):
-                    sock.sendall(b"250-forgetful\r\n250 PIPELINING\r\n")
-                elif command.startswith((b"MAIL", b"RCPT", b"RSET")):
+                    sock.sendall(b"250-" + self.name + b"\r\n250 PIPELINING\r\n")
+                    continue
+                self.before(command)
+                if command.startswith((b"MAIL", b"RCPT", b"RSET")):
                     sock.sendall(b"250 OK\r\n")
                 elif command == b"DATA":
                     sock.sendall(b"354 go on\r\n")
                     body = []
-                    while (text := line()) != b".":
+                    while (text := self.line()) != b".":
                         body.append(text)
                     self.server.messages.append(b"\r\n".join(body))
                     sock.sendall(b"250 stored\r\n")
-                    self.buf = b""  # the bug: pipelined commands after the dot are lost
+                    self.stored()
                 elif command == b"QUIT":
                     sock.sendall(b"221 bye\r\n")
                     return
@@ -53,6 +58,19 @@ class ForgetfulHandler(LineHandler):
                     sock.sendall(b"500 what\r\n")
         except (ConnectionError, OSError):
             return
+
+
+class ForgetfulHandler(PipeliningHandler):
+    """Says PIPELINING, but throws away whatever arrived after a message's final dot."""
+
+    name = b"forgetful"
+
+    def handle(self) -> None:
+        self.server.connections += 1
+        super().handle()
+
+    def stored(self) -> None:
+        self.buf = b""  # the bug: pipelined commands after the dot are lost
 
 
 def test_a_server_that_loses_commands_after_the_dot_gets_no_more_envelopes_ahead():
@@ -82,39 +100,19 @@ def test_a_server_that_loses_commands_after_the_dot_gets_no_more_envelopes_ahead
 
 
 
-class HoldingHandler(LineHandler):
+class HoldingHandler(PipeliningHandler):
     """Answers a message's final dot at once, but holds the answers to the envelope pipelined
     after it until the test lets them go (as a server busy checking a recipient would)."""
 
-    def handle(self) -> None:
-        sock, line = self.request, self.line
-        sock.sendall(b"220 holding\r\n")
-        held = False
-        try:
-            while True:
-                command = line().upper()
-                if command.startswith(b"EHLO"):
-                    sock.sendall(b"250-holding\r\n250 PIPELINING\r\n")
-                    continue
-                if held and command.startswith(b"MAIL"):
-                    self.server.release.wait(10)
-                if command.startswith((b"MAIL", b"RCPT", b"RSET")):
-                    sock.sendall(b"250 OK\r\n")
-                elif command == b"DATA":
-                    sock.sendall(b"354 go on\r\n")
-                    body = []
-                    while (text := line()) != b".":
-                        body.append(text)
-                    self.server.messages.append(b"\r\n".join(body))
-                    sock.sendall(b"250 stored\r\n")
-                    held = True
-                elif command == b"QUIT":
-                    sock.sendall(b"221 bye\r\n")
-                    return
-                else:
-                    sock.sendall(b"500 what\r\n")
-        except (ConnectionError, OSError):
-            return
+    name = b"holding"
+    held = False
+
+    def stored(self) -> None:
+        self.held = True
+
+    def before(self, command: bytes) -> None:
+        if self.held and command.startswith(b"MAIL"):
+            self.server.release.wait(10)
 
 
 def test_the_answer_to_the_dot_is_had_without_waiting_for_the_envelope_sent_ahead():
